@@ -1,0 +1,3 @@
+//! Who is calling: API keys now, users and their unit scope later.
+
+pub mod api_key;

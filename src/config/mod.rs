@@ -1,0 +1,260 @@
+//! Configuration: an optional TOML file, every key overridable by `HEARBACK_<SECTION>__<KEY>`.
+//!
+//! Unknown keys and bad values are refused at start-up with the key's name, where it came from
+//! and why; `hearback.example.toml` documents every key with its default.
+
+mod channels;
+mod database;
+mod secret;
+
+pub use channels::{ChannelConfig, ChannelName, ConsoleChannel};
+pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError};
+pub use secret::Secret;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variables with the `HEARBACK_` prefix that are not configuration keys.
+const NON_KEY_VARIABLES: &[&str] = &["CONFIG", "DATABASE_URL", "TEST_POSTGRES_URL"];
+pub const DEFAULT_CONFIG_PATH: &str = "hearback.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+    pub channels: BTreeMap<ChannelName, ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// After SIGTERM/SIGINT: how long in-flight requests and jobs get to finish.
+    pub shutdown_timeout_secs: u64,
+    /// A request that takes longer is answered 503.
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted on `/api/v1` routes.
+    pub api_body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_timeout_secs: 30,
+            request_timeout_secs: 30,
+            api_body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once by one instance.
+    pub concurrency: usize,
+    /// How often an idle instance looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// A claimed job belongs to its worker this long; the lease is renewed while the job runs,
+    /// and a job whose worker died is picked up again once it expires.
+    pub lease_secs: u64,
+    /// Attempts before a job is declared dead, unless its kind says otherwise.
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles with each attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest delay between two attempts.
+    pub backoff_max_secs: u64,
+    /// Succeeded jobs are deleted after this many days; dead jobs are kept for inspection.
+    pub retention_days: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll_interval_ms: 500,
+            lease_secs: 60,
+            max_attempts: 10,
+            backoff_base_ms: 5_000,
+            backoff_max_secs: 3_600,
+            retention_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `hearback=debug,sqlx=warn` …
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Where the configuration comes from: the file (if any) and the process environment.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// An explicitly named file must exist; the default one is optional.
+    pub required: bool,
+}
+
+impl ConfigSource {
+    pub fn from_cli(path: Option<PathBuf>) -> Self {
+        match path {
+            Some(path) => Self {
+                path,
+                required: true,
+            },
+            None => Self {
+                path: PathBuf::from(DEFAULT_CONFIG_PATH),
+                required: false,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file, then the `HEARBACK_…` environment variables over it.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if source.path.exists() {
+            figment = figment.merge(Toml::file_exact(&source.path));
+        } else if source.required {
+            return Err(ConfigError::File {
+                path: source.path.clone(),
+                reason: "no such file".into(),
+            });
+        }
+        figment = figment.merge(environment_keys());
+        if let Ok(url) = std::env::var("HEARBACK_DATABASE_URL") {
+            figment = figment.merge(figment::providers::Serialized::default("database.url", url));
+        }
+        let config: Config = figment.extract().map_err(|e| describe(e, &source.path))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &str, reason: &str| Err(ConfigError::Invalid(format!("key '{key}': {reason}")));
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.jobs.concurrency == 0 {
+            return invalid("jobs.concurrency", "must be at least 1");
+        }
+        if self.jobs.max_attempts == 0 {
+            return invalid("jobs.max_attempts", "must be at least 1");
+        }
+        if self.jobs.lease_secs < 2 {
+            return invalid("jobs.lease_secs", "must be at least 2 seconds");
+        }
+        if self.jobs.poll_interval_ms == 0 {
+            return invalid("jobs.poll_interval_ms", "must be at least 1");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return invalid("log.level", &format!("not a valid filter ({e})"));
+        }
+        Ok(())
+    }
+
+    /// The channels in effect: the configured ones, or a single `console` channel.
+    pub fn effective_channels(&self) -> BTreeMap<ChannelName, ChannelConfig> {
+        if self.channels.is_empty() {
+            BTreeMap::from([(
+                ChannelName::console(),
+                ChannelConfig::Console(ConsoleChannel::default()),
+            )])
+        } else {
+            self.channels.clone()
+        }
+    }
+}
+
+/// `HEARBACK_SERVER__LISTEN` → `server.listen`; the few non-key variables are left out.
+fn environment_keys() -> Env {
+    let ignored: Vec<String> = NON_KEY_VARIABLES
+        .iter()
+        .map(|v| v.to_ascii_lowercase())
+        .collect();
+    Env::prefixed("HEARBACK_")
+        .filter(move |key| !ignored.iter().any(|i| key.as_str() == i))
+        .split("__")
+}
+
+/// One line per problem, naming the key, where its value came from, and the reason.
+fn describe(error: figment::Error, path: &Path) -> ConfigError {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| {
+                    if m.name.contains("TOML") {
+                        format!(" (in {})", path.display())
+                    } else if m.name.contains("environment") {
+                        let key = e.path.join("__").to_ascii_uppercase();
+                        format!(" (from environment variable HEARBACK_{key})")
+                    } else {
+                        String::new()
+                    }
+                })
+                .unwrap_or_default();
+            match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => {
+                    let mut key = e.path.clone();
+                    key.push(field.clone());
+                    let origin = origin.replace(
+                        &e.path.join("__").to_ascii_uppercase(),
+                        &key.join("__").to_ascii_uppercase(),
+                    );
+                    format!("unknown key '{}'{origin}", key.join("."))
+                }
+                kind => format!("key '{}'{origin}: {kind}", e.path.join(".")),
+            }
+        })
+        .collect();
+    ConfigError::Invalid(lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests;

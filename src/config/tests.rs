@@ -1,0 +1,164 @@
+use super::*;
+use figment::Jail;
+
+fn load_in(jail: &Jail, explicit: Option<&str>) -> Result<Config, ConfigError> {
+    let source = ConfigSource::from_cli(explicit.map(|p| jail.directory().join(p)));
+    let source = if explicit.is_none() {
+        ConfigSource {
+            path: jail.directory().join(DEFAULT_CONFIG_PATH),
+            ..source
+        }
+    } else {
+        source
+    };
+    Config::load(&source)
+}
+
+fn error_of(result: Result<Config, ConfigError>) -> String {
+    result
+        .expect_err("the configuration should be refused")
+        .to_string()
+}
+
+#[test]
+fn no_file_and_no_environment_gives_the_documented_defaults() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database.url.expose(), "sqlite://hearback.db");
+        assert_eq!(config.jobs.concurrency, 4);
+        assert_eq!(config.log.format, LogFormat::Text);
+        let channels = config.effective_channels();
+        assert_eq!(channels.len(), 1);
+        assert_eq!(channels[&ChannelName::console()].provider(), "console");
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "hearback.toml",
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[jobs]\nconcurrency = 2\n",
+        )?;
+        jail.set_env("HEARBACK_SERVER__LISTEN", "127.0.0.1:9100");
+        jail.set_env("HEARBACK_CHANNELS__DEV__PROVIDER", "console");
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.jobs.concurrency, 2);
+        assert!(
+            config
+                .channels
+                .contains_key(&ChannelName::parse("dev").unwrap())
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_database_url_alias_wins_over_the_file_and_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "hearback.toml",
+            "[database]\nurl = \"sqlite://from-file.db\"\n",
+        )?;
+        jail.set_env("HEARBACK_DATABASE__URL", "sqlite://from-key.db");
+        jail.set_env(
+            "HEARBACK_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        );
+        jail.set_env(
+            "HEARBACK_CONFIG",
+            "ignored: it names the file, it is not a key",
+        );
+        jail.set_env("HEARBACK_TEST_POSTGRES_URL", "ignored too");
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.database.url.kind(), DatabaseKind::Postgres);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_key_in_the_file_is_named_with_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("hearback.toml", "[server]\nlisen = \"127.0.0.1:1\"\n")?;
+        let message = error_of(load_in(jail, None));
+        assert!(message.contains("unknown key 'server.lisen'"), "{message}");
+        assert!(message.contains("hearback.toml"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_environment_key_is_named_with_its_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("HEARBACK_SERVER__LISTN", "127.0.0.1:1");
+        let message = error_of(load_in(jail, None));
+        assert!(message.contains("unknown key 'server.listn'"), "{message}");
+        assert!(message.contains("HEARBACK_SERVER__LISTN"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_are_refused_with_the_key_and_the_reason() {
+    let cases = [
+        ("[server]\nlisten = \"not an address\"\n", "server.listen"),
+        (
+            "[database]\nurl = \"mysql://root@localhost/db\"\n",
+            "unsupported scheme 'mysql'",
+        ),
+        ("[jobs]\nconcurrency = -1\n", "jobs.concurrency"),
+        ("[jobs]\nconcurrency = 0\n", "jobs.concurrency"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        (
+            "[channels.main]\nprovider = \"carrier-pigeon\"\n",
+            "channels.main",
+        ),
+        (
+            "[channels.main]\nprovider = \"console\"\ntoken = \"x\"\n",
+            "token",
+        ),
+        (
+            "[channels.\"Bad Name\"]\nprovider = \"console\"\n",
+            "invalid channel name",
+        ),
+        ("server = 3\n", "server"),
+    ];
+    for (file, expected) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("hearback.toml", file)?;
+            let message = error_of(load_in(jail, None));
+            assert!(message.contains(expected), "{file:?} gave {message}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn an_explicit_configuration_file_must_exist() {
+    Jail::expect_with(|jail| {
+        let message = error_of(load_in(jail, Some("missing.toml")));
+        assert!(
+            message.contains("missing.toml") && message.contains("no such file"),
+            "{message}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_do_not_leak_through_debug() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "HEARBACK_DATABASE_URL",
+            "postgres://hearback:hunter2@db:5432/hearback",
+        );
+        let config = load_in(jail, None).unwrap();
+        let dump = format!("{config:?}");
+        assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(format!("{:?}", Secret::new("hunter2")).contains("***"));
+        Ok(())
+    });
+}

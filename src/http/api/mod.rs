@@ -1,0 +1,42 @@
+//! `/api/v1`: the authenticated API. Every route is registered through [`routes`], which records
+//! it in the OpenAPI document at the same time.
+
+pub mod units;
+
+use super::AppState;
+use super::error::ErrorBody;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hearback",
+        description = "SMS-first conversational feedback gateway. Every `/api/v1` call needs `Authorization: Bearer <api key>`; errors are `{\"error\":{\"code\",\"message\",\"details\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody)),
+    tags((name = "units", description = "The organisation tree"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The `/api/v1` routes with their documentation, paths relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(units::list_units, units::create_unit))
+        .routes(routes!(units::get_unit))
+}

@@ -1,0 +1,268 @@
+//! Durable jobs: work that must survive a crash (sends, reminders, webhook deliveries, upkeep).
+//!
+//! A job lives in the database from the moment it is queued. Each `hearback serve` runs a
+//! [`JobRunner`] that claims due jobs with a lease, renews the lease while a job runs, and records
+//! the outcome: done, retried later with backoff and jitter, or dead with its last error. A job
+//! whose worker died is claimed again when its lease expires, so delivery is at least once and
+//! handlers are written to be idempotent.
+
+pub mod backoff;
+pub mod maintenance;
+
+use crate::config::JobsConfig;
+use crate::storage::{ClaimedJob, Storage};
+use crate::time::Timestamp;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// Worth another attempt later (a timeout, a 503, a lock).
+    Retry(String),
+    /// Will fail the same way every time (a malformed payload, a 4xx): the job goes dead at once.
+    Permanent(String),
+}
+
+pub type JobFuture = BoxFuture<'static, Result<(), JobFailure>>;
+
+/// The code that runs one kind of job.
+pub trait JobHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    fn run(&self, job: ClaimedJob) -> JobFuture;
+}
+
+/// The handlers an instance has. An instance only claims the kinds it can run, so a release that
+/// adds a kind can roll out beside one that does not know it.
+#[derive(Clone, Default)]
+pub struct JobRegistry {
+    handlers: BTreeMap<&'static str, Arc<dyn JobHandler>>,
+}
+
+impl JobRegistry {
+    pub fn with(mut self, handler: impl JobHandler) -> Self {
+        self.handlers.insert(handler.kind(), Arc::new(handler));
+        self
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.handlers.keys().copied().collect()
+    }
+
+    fn handler(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+        self.handlers.get(kind).cloned()
+    }
+}
+
+/// Timing of the runner, from `[jobs]`.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl From<&JobsConfig> for RunnerSettings {
+    fn from(config: &JobsConfig) -> Self {
+        Self {
+            concurrency: config.concurrency.max(1),
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            lease: Duration::from_secs(config.lease_secs),
+            backoff_base: Duration::from_millis(config.backoff_base_ms),
+            backoff_max: Duration::from_secs(config.backoff_max_secs),
+        }
+    }
+}
+
+struct Shared {
+    storage: Storage,
+    registry: JobRegistry,
+    settings: RunnerSettings,
+    worker_id: String,
+}
+
+/// Claims and runs jobs until told to stop.
+#[derive(Clone)]
+pub struct JobRunner {
+    shared: Arc<Shared>,
+}
+
+impl JobRunner {
+    pub fn new(storage: Storage, registry: JobRegistry, settings: RunnerSettings) -> Self {
+        let worker_id = format!("worker-{:016x}", rand::random::<u64>());
+        Self {
+            shared: Arc::new(Shared {
+                storage,
+                registry,
+                settings,
+                worker_id,
+            }),
+        }
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// Runs until `shutdown` is cancelled, then waits for the jobs in progress to finish (the
+    /// caller bounds that wait; a job cut short is claimed again when its lease expires).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let shared = &self.shared;
+        let kinds = shared.registry.kinds();
+        info!(worker = %shared.worker_id, kinds = ?kinds, concurrency = shared.settings.concurrency, "job runner started");
+        let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
+        let mut running = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free > 0 {
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                match shared
+                    .storage
+                    .claim_jobs(
+                        &shared.worker_id,
+                        &kinds,
+                        limit,
+                        shared.settings.lease,
+                        Timestamp::now(),
+                    )
+                    .await
+                {
+                    Ok(jobs) if !jobs.is_empty() => {
+                        for job in jobs {
+                            let slot = Arc::clone(&slots)
+                                .try_acquire_owned()
+                                .expect("claimed no more jobs than free slots");
+                            running.spawn(execute(Arc::clone(&self.shared), job, slot));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot claim jobs; trying again shortly"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(shared.settings.poll_interval) => {}
+                _ = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        if !running.is_empty() {
+            info!(jobs = running.len(), "waiting for the jobs in progress");
+        }
+        while running.join_next().await.is_some() {}
+        info!(worker = %shared.worker_id, "job runner stopped");
+    }
+}
+
+async fn execute(shared: Arc<Shared>, job: ClaimedJob, _slot: OwnedSemaphorePermit) {
+    let span = info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
+    async move {
+        let kind = job.kind.clone();
+        let started = Instant::now();
+        let outcome = run_with_lease(&shared, job.clone()).await;
+        let outcome_label = settle(&shared, &job, outcome).await;
+        metrics::counter!("hearback_jobs_finished_total", "kind" => kind.clone(), "outcome" => outcome_label).increment(1);
+        metrics::histogram!("hearback_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the handler in its own task (a panic becomes a failure), renewing the lease meanwhile.
+/// Returns `None` when the lease was lost: another worker owns the job now.
+async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), JobFailure>> {
+    if job.attempt > job.max_attempts {
+        return Some(Err(JobFailure::Permanent(format!(
+            "the worker running attempt {} stopped without reporting and the lease expired",
+            job.max_attempts
+        ))));
+    }
+    let Some(handler) = shared.registry.handler(&job.kind) else {
+        return Some(Err(JobFailure::Retry(format!(
+            "no handler for job kind '{}'",
+            job.kind
+        ))));
+    };
+    let (id, lease) = (job.id, shared.settings.lease);
+    let mut work = tokio::spawn(handler.run(job));
+    let mut renewal = tokio::time::interval(lease / 3);
+    renewal.tick().await;
+    loop {
+        tokio::select! {
+            joined = &mut work => {
+                return Some(joined.unwrap_or_else(|e| Err(JobFailure::Retry(format!("the job panicked: {e}")))));
+            }
+            _ = renewal.tick() => {
+                let now = Timestamp::now();
+                match shared.storage.renew_job_lease(id, &shared.worker_id, now + lease, now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!("lease lost to another worker; abandoning this run");
+                        work.abort();
+                        return None;
+                    }
+                    Err(e) => warn!(error = %e, "cannot renew the lease; the job keeps running"),
+                }
+            }
+        }
+    }
+}
+
+/// Records the outcome; returns its metric label.
+async fn settle(
+    shared: &Shared,
+    job: &ClaimedJob,
+    outcome: Option<Result<(), JobFailure>>,
+) -> &'static str {
+    let now = Timestamp::now();
+    let storage = &shared.storage;
+    let worker = shared.worker_id.as_str();
+    let (label, recorded) = match outcome {
+        None => return "lease_lost",
+        Some(Ok(())) => ("succeeded", storage.complete_job(job.id, worker, now).await),
+        Some(Err(JobFailure::Permanent(reason))) => {
+            warn!(error = %reason, "job failed permanently");
+            ("dead", storage.bury_job(job.id, worker, &reason, now).await)
+        }
+        Some(Err(JobFailure::Retry(reason))) if job.attempt >= job.max_attempts => {
+            warn!(error = %reason, "job failed on its last attempt");
+            ("dead", storage.bury_job(job.id, worker, &reason, now).await)
+        }
+        Some(Err(JobFailure::Retry(reason))) => {
+            let s = &shared.settings;
+            let delay = backoff::retry_delay(
+                job.attempt,
+                s.backoff_base,
+                s.backoff_max,
+                rand::random::<f64>(),
+            );
+            warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+            (
+                "retried",
+                storage
+                    .retry_job(job.id, worker, &reason, now + delay, now)
+                    .await,
+            )
+        }
+    };
+    match recorded {
+        Ok(true) => label,
+        Ok(false) => {
+            warn!("lease lost before the outcome was recorded; the new owner decides");
+            "lease_lost"
+        }
+        Err(e) => {
+            error!(error = %e, "cannot record the job's outcome; it will run again when its lease expires");
+            "unrecorded"
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! hearback: a self-hosted, SMS-first conversational feedback gateway.
+//!
+//! The folder tree follows the design (see `docs/architecture.md`): configuration, storage,
+//! durable jobs, the HTTP edge, and the CLI that wires them together.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod time;
+pub mod units;

@@ -1,0 +1,5 @@
+//! The `hearback` binary: everything lives in the library; this only hands over the exit code.
+
+fn main() -> std::process::ExitCode {
+    hearback::cli::run()
+}

@@ -1,0 +1,158 @@
+//! `hearback serve`: the HTTP server and the job workers in one process, stopped gracefully.
+
+use crate::config::{Config, DatabaseKind};
+use crate::http::{self, AppState};
+use crate::jobs::maintenance::PurgeFinishedJobs;
+use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
+use crate::storage::{Storage, StorageError};
+use crate::time::Timestamp;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// Connects, brings the schema up to date where that is this process's job, and checks it.
+/// SQLite is migrated at start-up; PostgreSQL only when asked (`migrate` or `serve --migrate`),
+/// since several instances share it and a deploy decides when its schema moves.
+pub async fn open_storage(config: &Config, migrate: bool) -> Result<Storage, StorageError> {
+    let storage = Storage::connect(&config.database).await?;
+    if migrate || storage.kind() == DatabaseKind::Sqlite {
+        let applied = storage.migrate().await?;
+        if applied > 0 {
+            info!(applied, "database migrated");
+        }
+    }
+    storage.ensure_schema_current().await?;
+    Ok(storage)
+}
+
+/// Binds the configured address and serves until SIGTERM or SIGINT.
+pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
+    let storage = open_storage(&config, migrate).await?;
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    run(&config, storage, listener, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
+/// requests and jobs finish for up to `server.shutdown_timeout_secs`, and returns.
+pub async fn run(
+    config: &Config,
+    storage: Storage,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let local = listener.local_addr().map_err(ServeError::Http)?;
+    for (name, channel) in config.effective_channels() {
+        info!(channel = %name, provider = channel.provider(), "channel configured");
+    }
+
+    let registry = JobRegistry::default().with(PurgeFinishedJobs {
+        storage: storage.clone(),
+        retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
+    });
+    let now = Timestamp::now();
+    PurgeFinishedJobs::schedule(&storage, now, now).await?;
+    let runner = JobRunner::new(
+        storage.clone(),
+        registry,
+        RunnerSettings::from(&config.jobs),
+    );
+    let workers = tokio::spawn(runner.run(shutdown.clone()));
+
+    let state = AppState {
+        storage: storage.clone(),
+        metrics: http::metrics::recorder(),
+    };
+    let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
+    let app = http::router(state, &config.server);
+    info!(addr = %local, database = storage.backend_name(), "listening");
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
+    let grace = config.server.shutdown_timeout();
+    let stopped = async {
+        let served = server.await;
+        let _ = workers.await;
+        let _ = upkeep.await;
+        served
+    };
+    tokio::pin!(stopped);
+    let outcome = tokio::select! {
+        outcome = &mut stopped => Some(outcome),
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => None,
+    };
+    let result = match outcome {
+        Some(Ok(Ok(()))) => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Some(Ok(Err(e))) => Err(ServeError::Http(e)),
+        Some(Err(join)) => Err(ServeError::Http(std::io::Error::other(join))),
+        None => {
+            warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown timeout reached; work still in progress resumes when its lease expires"
+            );
+            Ok(())
+        }
+    };
+    storage.close().await;
+    result
+}
+
+async fn metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!("SIGINT received; shutting down"),
+        _ = terminate => info!("SIGTERM received; shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,205 @@
+//! The storage layer: one API shaped like the use cases, two backends.
+//!
+//! SQLite (embedded, the zero-configuration default) and PostgreSQL (production, several instances
+//! at once) run the same SQL wherever the dialects agree; where they do not (job claiming, list
+//! parameters) each backend has its own statement. Correctness lives in the schema's constraints;
+//! a violated constraint comes back as a typed [`StorageError`].
+
+mod api_keys;
+mod audit;
+mod codec;
+mod jobs;
+mod schema;
+mod units;
+
+pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
+pub use audit::{Actor, AuditEntry};
+pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
+pub use schema::SchemaStatus;
+pub use units::{NewUnit, Unit};
+
+use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot connect to the database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} refers to a record that does not exist")]
+    UnknownReference(&'static str),
+    #[error(
+        "the database schema is at version {current}, this hearback needs version {required}: run `hearback migrate`"
+    )]
+    SchemaTooOld { current: i64, required: i64 },
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(error: sqlx::Error) -> Self {
+        StorageError::Database(error)
+    }
+}
+
+/// Maps constraint violations of one statement to what they mean for that use case.
+pub(crate) struct Violations {
+    pub unique: &'static str,
+    pub foreign_key: &'static str,
+}
+
+impl Violations {
+    pub(crate) fn map(&self, error: sqlx::Error) -> StorageError {
+        if let sqlx::Error::Database(db) = &error {
+            if db.is_unique_violation() {
+                return StorageError::AlreadyExists(self.unique);
+            }
+            if db.is_foreign_key_violation() {
+                return StorageError::UnknownReference(self.foreign_key);
+            }
+        }
+        StorageError::Database(error)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool is configured. Inside, `$pool` is a `&SqlitePool`
+/// or a `&PgPool`; the body must compile for both.
+macro_rules! on_pool {
+    ($storage:expr, |$pool:ident| $body:expr) => {
+        match &$storage.backend {
+            $crate::storage::Backend::Sqlite($pool) => $body,
+            $crate::storage::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so that
+/// two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// The database: cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Storage {
+    pub(crate) backend: Backend,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("url", &self.url).finish()
+    }
+}
+
+impl Storage {
+    /// Opens a pool and checks that the database answers. Creates the SQLite file if needed.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Storage, StorageError> {
+        let url = config.url.clone();
+        let connect_error = |e: sqlx::Error| StorageError::Connect {
+            url: url.redacted(),
+            reason: describe_connect_error(&e),
+        };
+        let timeout = Duration::from_secs(config.connect_timeout_secs.max(1));
+        let backend = match url.kind() {
+            DatabaseKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(connect_error)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                Backend::Sqlite(pool)
+            }
+            DatabaseKind::Postgres => {
+                let options = PgConnectOptions::from_str(url.expose()).map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                Backend::Postgres(pool)
+            }
+        };
+        Ok(Storage { backend, url })
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        self.url.kind()
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.kind() {
+            DatabaseKind::Sqlite => "sqlite",
+            DatabaseKind::Postgres => "postgres",
+        }
+    }
+
+    /// Checks that the database answers a query.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Closes every connection; used at shutdown so SQLite checkpoints its WAL.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// sqlx wraps I/O errors; the innermost cause is the useful one on one line.
+fn describe_connect_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".into(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
