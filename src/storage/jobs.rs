@@ -93,6 +93,7 @@ struct ClaimedRow {
     id: i64,
     kind: String,
     payload: Json<Value>,
+    run_at: Timestamp,
     attempts: i32,
     max_attempts: i32,
 }
@@ -174,7 +175,7 @@ impl Storage {
         }
         let lease_expires_at = now + lease;
         let set = "SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3";
-        let returning = "RETURNING id, kind, payload, attempts, max_attempts";
+        let returning = "RETURNING id, kind, payload, run_at, attempts, max_attempts";
         let mut rows: Vec<ClaimedRow> = match &self.backend {
             Backend::Postgres(pool) => {
                 let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
@@ -207,7 +208,8 @@ impl Storage {
                     .await?
             }
         };
-        rows.sort_by_key(|r| r.id);
+        // RETURNING gives no order; hand jobs out in the order they fell due.
+        rows.sort_by_key(|r| (r.run_at, r.id));
         Ok(rows
             .into_iter()
             .map(|r| ClaimedJob {

@@ -62,46 +62,63 @@ impl Storage {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Unit, StorageError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let audit = AuditEntry {
-            at: now,
-            actor: actor.to_string(),
-            action: "unit.created".into(),
-            target_type: "unit".into(),
-            target_id: Some(new.code.to_string()),
-            details: json!({ "name": new.name, "parent": new.parent.as_ref().map(UnitCode::as_str) }),
-        };
+        let mut created = self
+            .create_units(std::slice::from_ref(new), actor, now)
+            .await?;
+        Ok(created.remove(0))
+    }
+
+    /// Adds units in order, all or none: a parent may be created earlier in the same batch.
+    pub async fn create_units(
+        &self,
+        batch: &[NewUnit],
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<Unit>, StorageError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let parent_id: Option<String> = match &new.parent {
-                None => None,
-                Some(parent) => {
-                    let found = sqlx::query_scalar("SELECT id FROM units WHERE code = $1")
-                        .bind(parent.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    Some(found.ok_or(StorageError::UnknownReference("the parent unit"))?)
-                }
-            };
-            sqlx::query("INSERT INTO units (id, code, name, parent_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&id)
-                .bind(new.code.as_str())
-                .bind(&new.name)
-                .bind(&parent_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| CREATE_UNIT.map(e))?;
-            insert_audit!(&mut *tx, &audit)?;
+            for new in batch {
+                let parent_id: Option<String> = match &new.parent {
+                    None => None,
+                    Some(parent) => {
+                        let found = sqlx::query_scalar("SELECT id FROM units WHERE code = $1")
+                            .bind(parent.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        Some(found.ok_or(StorageError::UnknownReference("the parent unit"))?)
+                    }
+                };
+                sqlx::query("INSERT INTO units (id, code, name, parent_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(new.code.as_str())
+                    .bind(&new.name)
+                    .bind(&parent_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| CREATE_UNIT.map(e))?;
+                let audit = AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "unit.created".into(),
+                    target_type: "unit".into(),
+                    target_id: Some(new.code.to_string()),
+                    details: json!({ "name": new.name, "parent": new.parent.as_ref().map(UnitCode::as_str) }),
+                };
+                insert_audit!(&mut *tx, &audit)?;
+            }
             tx.commit().await?;
             Ok::<_, StorageError>(())
         })?;
-        Ok(Unit {
-            code: new.code.clone(),
-            name: new.name.clone(),
-            parent: new.parent.clone(),
-            created_at: now,
-        })
+        Ok(batch
+            .iter()
+            .map(|new| Unit {
+                code: new.code.clone(),
+                name: new.name.clone(),
+                parent: new.parent.clone(),
+                created_at: now,
+            })
+            .collect())
     }
 
     pub async fn unit(&self, code: &UnitCode) -> Result<Option<Unit>, StorageError> {

@@ -1,0 +1,286 @@
+//! The job runner against real databases: exclusivity across instances, crash recovery, backoff.
+
+use crate::support::TestDb;
+use hearback::jobs::{JobFailure, JobFuture, JobHandler, JobRegistry, JobRunner, RunnerSettings};
+use hearback::storage::{ClaimedJob, JobState, NewJob, Storage};
+use hearback::time::Timestamp;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+crate::both_backends!(
+    two_runners_on_two_pools_never_run_the_same_job,
+    a_job_whose_worker_died_runs_again_after_its_lease,
+    a_failing_job_backs_off_then_goes_dead,
+    a_permanent_failure_goes_dead_at_once,
+    a_panicking_job_is_retried,
+    a_long_job_keeps_its_lease_while_it_runs,
+    stopping_the_runner_lets_the_job_in_progress_finish,
+);
+
+const KIND: &str = "test.record";
+
+/// Records every run: (job id, attempt, when). Its behaviour per attempt is set by the test.
+#[derive(Clone)]
+struct Recorder {
+    runs: Arc<Mutex<Vec<(i64, u32, Instant)>>>,
+    behaviour: Arc<dyn Fn(u32) -> Behaviour + Send + Sync>,
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Succeed,
+    SucceedAfter(Duration),
+    Retry,
+    Fail,
+    Panic,
+}
+
+impl Recorder {
+    fn new(behaviour: impl Fn(u32) -> Behaviour + Send + Sync + 'static) -> Self {
+        Self {
+            runs: Arc::default(),
+            behaviour: Arc::new(behaviour),
+        }
+    }
+
+    fn runs(&self) -> Vec<(i64, u32, Instant)> {
+        self.runs.lock().unwrap().clone()
+    }
+}
+
+impl JobHandler for Recorder {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        self.runs
+            .lock()
+            .unwrap()
+            .push((job.id, job.attempt, Instant::now()));
+        let behaviour = (self.behaviour)(job.attempt);
+        Box::pin(async move {
+            match behaviour {
+                Behaviour::Succeed => Ok(()),
+                Behaviour::SucceedAfter(pause) => {
+                    tokio::time::sleep(pause).await;
+                    Ok(())
+                }
+                Behaviour::Retry => Err(JobFailure::Retry("the provider answered 503".into())),
+                Behaviour::Fail => {
+                    Err(JobFailure::Permanent("the payload names no message".into()))
+                }
+                Behaviour::Panic => panic!("handler bug"),
+            }
+        })
+    }
+}
+
+fn settings() -> RunnerSettings {
+    RunnerSettings {
+        concurrency: 4,
+        poll_interval: Duration::from_millis(20),
+        lease: Duration::from_secs(30),
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_secs(1),
+    }
+}
+
+fn start(
+    storage: Storage,
+    recorder: &Recorder,
+    settings: RunnerSettings,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let runner = JobRunner::new(
+        storage,
+        JobRegistry::default().with(recorder.clone()),
+        settings,
+    );
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runner.run(token.clone()));
+    (token, task)
+}
+
+async fn stop(runner: (CancellationToken, tokio::task::JoinHandle<()>)) {
+    runner.0.cancel();
+    runner.1.await.unwrap();
+}
+
+async fn enqueue(storage: &Storage, max_attempts: u32) -> i64 {
+    let now = Timestamp::now();
+    let job = NewJob {
+        kind: KIND.into(),
+        payload: json!({}),
+        run_at: now,
+        max_attempts,
+        unique_key: None,
+    };
+    storage.enqueue_job(&job, now).await.unwrap()
+}
+
+/// Waits (up to a generous bound) until the job reaches `state`.
+async fn wait_for(storage: &Storage, id: i64, state: JobState) -> hearback::storage::JobRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = storage.job(id).await.unwrap().unwrap();
+        if record.state == state {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached {state:?}: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn two_runners_on_two_pools_never_run_the_same_job(db: &TestDb) {
+    let jobs = 200;
+    let mut ids = Vec::new();
+    for _ in 0..jobs {
+        ids.push(enqueue(&db.storage, 3).await);
+    }
+    let recorder = Recorder::new(|_| Behaviour::SucceedAfter(Duration::from_millis(2)));
+    let first = start(db.storage.clone(), &recorder, settings());
+    let second = start(db.second_pool().await, &recorder, settings());
+    for id in &ids {
+        wait_for(&db.storage, *id, JobState::Succeeded).await;
+    }
+    stop(first).await;
+    stop(second).await;
+
+    let mut runs_per_job: HashMap<i64, usize> = HashMap::new();
+    for (id, _, _) in recorder.runs() {
+        *runs_per_job.entry(id).or_default() += 1;
+    }
+    assert_eq!(runs_per_job.len(), jobs);
+    assert!(
+        runs_per_job.values().all(|&n| n == 1),
+        "a job ran twice: {runs_per_job:?}"
+    );
+}
+
+async fn a_job_whose_worker_died_runs_again_after_its_lease(db: &TestDb) {
+    // A worker claimed it a while ago, then died: its lease ran out.
+    let long_ago = Timestamp::now() - Duration::from_secs(120);
+    let job = NewJob {
+        kind: KIND.into(),
+        payload: json!({}),
+        run_at: long_ago,
+        max_attempts: 3,
+        unique_key: None,
+    };
+    let id = db.storage.enqueue_job(&job, long_ago).await.unwrap();
+    let claimed = db
+        .storage
+        .claim_jobs("crashed", &[KIND], 1, Duration::from_secs(60), long_ago)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    let recorder = Recorder::new(|_| Behaviour::Succeed);
+    let runner = start(db.storage.clone(), &recorder, settings());
+    let record = wait_for(&db.storage, id, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(record.attempts, 2);
+    assert_eq!(recorder.runs().iter().map(|r| r.1).collect::<Vec<_>>(), [2]);
+}
+
+async fn a_failing_job_backs_off_then_goes_dead(db: &TestDb) {
+    let id = enqueue(&db.storage, 3).await;
+    let recorder = Recorder::new(|_| Behaviour::Retry);
+    let runner = start(db.storage.clone(), &recorder, settings());
+    let record = wait_for(&db.storage, id, JobState::Dead).await;
+    stop(runner).await;
+
+    assert_eq!(record.attempts, 3);
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("the provider answered 503")
+    );
+    let runs = recorder.runs();
+    assert_eq!(
+        runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "no run after the last attempt"
+    );
+    // Backoff with jitter: at least half of 50 ms, then of 100 ms (SQLite keeps milliseconds).
+    assert!(
+        runs[1].2 - runs[0].2 >= Duration::from_millis(24),
+        "{:?}",
+        runs[1].2 - runs[0].2
+    );
+    assert!(
+        runs[2].2 - runs[1].2 >= Duration::from_millis(49),
+        "{:?}",
+        runs[2].2 - runs[1].2
+    );
+}
+
+async fn a_permanent_failure_goes_dead_at_once(db: &TestDb) {
+    let id = enqueue(&db.storage, 5).await;
+    let recorder = Recorder::new(|_| Behaviour::Fail);
+    let runner = start(db.storage.clone(), &recorder, settings());
+    let record = wait_for(&db.storage, id, JobState::Dead).await;
+    stop(runner).await;
+    assert_eq!(record.attempts, 1);
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("the payload names no message")
+    );
+}
+
+async fn a_panicking_job_is_retried(db: &TestDb) {
+    let id = enqueue(&db.storage, 3).await;
+    let recorder = Recorder::new(|attempt| {
+        if attempt == 1 {
+            Behaviour::Panic
+        } else {
+            Behaviour::Succeed
+        }
+    });
+    let runner = start(db.storage.clone(), &recorder, settings());
+    let record = wait_for(&db.storage, id, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(record.attempts, 2);
+    assert!(record.last_error.unwrap().contains("panicked"));
+}
+
+async fn a_long_job_keeps_its_lease_while_it_runs(db: &TestDb) {
+    let id = enqueue(&db.storage, 3).await;
+    let short_lease = RunnerSettings {
+        lease: Duration::from_millis(300),
+        ..settings()
+    };
+    let recorder = Recorder::new(|_| Behaviour::SucceedAfter(Duration::from_millis(1500)));
+    let first = start(db.storage.clone(), &recorder, short_lease.clone());
+    let second = start(db.second_pool().await, &recorder, short_lease);
+    let record = wait_for(&db.storage, id, JobState::Succeeded).await;
+    stop(first).await;
+    stop(second).await;
+    assert_eq!(
+        recorder.runs().len(),
+        1,
+        "the lease was renewed, so nobody else took the job"
+    );
+    assert_eq!(record.attempts, 1);
+}
+
+async fn stopping_the_runner_lets_the_job_in_progress_finish(db: &TestDb) {
+    let id = enqueue(&db.storage, 3).await;
+    let recorder = Recorder::new(|_| Behaviour::SucceedAfter(Duration::from_millis(400)));
+    let runner = start(db.storage.clone(), &recorder, settings());
+    while recorder.runs().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop(runner).await;
+    let record = db.storage.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        record.state,
+        JobState::Succeeded,
+        "the runner returned only after the job finished"
+    );
+}

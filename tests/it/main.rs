@@ -1,0 +1,8 @@
+//! hearback's integration tests: one binary, real databases, real servers.
+
+mod support;
+
+mod api;
+mod jobs;
+mod startup;
+mod storage_contract;

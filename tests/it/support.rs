@@ -1,0 +1,232 @@
+//! What the integration tests share: fresh databases of both kinds, an in-process server, and the
+//! real binary.
+
+use hearback::config::{Config, DatabaseConfig, DatabaseUrl};
+use hearback::storage::Storage;
+use std::io::Write;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const POSTGRES_URL_VAR: &str = "HEARBACK_TEST_POSTGRES_URL";
+
+/// The PostgreSQL server to test against. Without it the PostgreSQL tests are skipped, loudly;
+/// under `CI=true` its absence is a failure.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "CI=true but {POSTGRES_URL_VAR} is not set: the PostgreSQL suite is mandatory in CI"
+            )
+        }
+        _ => {
+            static ANNOUNCE: Once = Once::new();
+            ANNOUNCE.call_once(|| {
+                // Written to the real stderr, past the test harness's capture, so it is seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** {POSTGRES_URL_VAR} is not set: the PostgreSQL suite was SKIPPED ***\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A fresh, migrated database: a SQLite file in a temporary folder, or a PostgreSQL schema of
+/// its own in the test database.
+pub struct TestDb {
+    pub url: String,
+    pub storage: Storage,
+    schema: Option<(String, String)>,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("hearback.db").display());
+        let storage = Self::open_migrated(&url).await;
+        TestDb {
+            url,
+            storage,
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Option<TestDb> {
+        let (url, schema, base) = Self::postgres_schema().await?;
+        let storage = Self::open_migrated(&url).await;
+        Some(TestDb {
+            url,
+            storage,
+            schema: Some((schema, base)),
+            _dir: None,
+        })
+    }
+
+    /// A PostgreSQL schema of its own, not migrated: (url, schema, server url).
+    pub async fn postgres_schema() -> Option<(String, String, String)> {
+        let base = postgres_url()?;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "hb_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand_suffix()
+        );
+        let admin = sqlx::PgPool::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={base} is unreachable: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        admin.close().await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some((
+            format!("{base}{separator}options[search_path]={schema}"),
+            schema,
+            base,
+        ))
+    }
+
+    async fn open_migrated(url: &str) -> Storage {
+        let storage = Storage::connect(&database_config(url))
+            .await
+            .expect("connect");
+        storage.migrate().await.expect("migrate");
+        storage
+    }
+
+    /// Another pool on the same database, as a second instance would have.
+    pub async fn second_pool(&self) -> Storage {
+        Storage::connect(&database_config(&self.url))
+            .await
+            .expect("connect a second pool")
+    }
+
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.database = database_config(&self.url);
+        config
+    }
+
+    /// Drops the PostgreSQL schema (a failed test leaves its schema behind for inspection).
+    pub async fn cleanup(self) {
+        self.storage.close().await;
+        if let Some((schema, base)) = &self.schema {
+            drop_schema(base, schema).await;
+        }
+    }
+}
+
+pub async fn drop_schema(base: &str, schema: &str) {
+    let admin = sqlx::PgPool::connect(base)
+        .await
+        .expect("reconnect to drop the schema");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .expect("drop schema");
+    admin.close().await;
+}
+
+fn rand_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+pub fn database_config(url: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        url: DatabaseUrl::parse(url).expect("a valid test URL"),
+        ..DatabaseConfig::default()
+    }
+}
+
+/// Runs the test body against SQLite and PostgreSQL: `both_backends!(flavor; name, …)` makes
+/// `sqlite::name` and `postgres::name` from `async fn name(db: &TestDb)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::support::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = $crate::support::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+/// The real server, in this process, on a free port.
+pub struct TestServer {
+    pub base: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config, storage: Storage) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            hearback::server::run(&config, storage, listener, token)
+                .await
+                .expect("the server runs");
+        });
+        TestServer {
+            base,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("the server stops cleanly");
+    }
+}
+
+/// Creates an API key directly in storage and returns it as a caller would send it.
+pub async fn api_key(storage: &Storage, name: &str) -> String {
+    let token = hearback::auth::api_key::ApiKeyToken::generate();
+    let new = hearback::storage::NewApiKey {
+        id: token.id().into(),
+        name: name.into(),
+        secret_hash: token.secret_hash(),
+    };
+    storage
+        .create_api_key(
+            &new,
+            &hearback::storage::Actor::Cli,
+            hearback::time::Timestamp::now(),
+        )
+        .await
+        .expect("create an API key");
+    token.reveal()
+}
