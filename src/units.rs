@@ -77,7 +77,8 @@ mod tests {
     proptest! {
         #[test]
         fn a_parsed_code_prints_back_unchanged(raw in "[A-Za-z0-9._-]{1,64}") {
-            prop_assert_eq!(UnitCode::parse(&raw).unwrap().as_str(), raw.as_str());
+            let code = UnitCode::parse(&raw).unwrap();
+            prop_assert_eq!(code.as_str(), raw.as_str());
         }
     }
 }

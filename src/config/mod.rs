@@ -211,45 +211,42 @@ impl Config {
 
 /// `HEARBACK_SERVER__LISTEN` → `server.listen`; the few non-key variables are left out.
 fn environment_keys() -> Env {
-    let ignored: Vec<String> = NON_KEY_VARIABLES
-        .iter()
-        .map(|v| v.to_ascii_lowercase())
-        .collect();
     Env::prefixed("HEARBACK_")
-        .filter(move |key| !ignored.iter().any(|i| key.as_str() == i))
+        .filter(|key| {
+            !NON_KEY_VARIABLES
+                .iter()
+                .any(|v| key.as_str().eq_ignore_ascii_case(v))
+        })
         .split("__")
 }
 
 /// One line per problem, naming the key, where its value came from, and the reason.
-fn describe(error: figment::Error, path: &Path) -> ConfigError {
+fn describe(error: figment::Error, file: &Path) -> ConfigError {
     let lines: Vec<String> = error
         .into_iter()
         .map(|e| {
-            let origin = e
-                .metadata
-                .as_ref()
-                .map(|m| {
-                    if m.name.contains("TOML") {
-                        format!(" (in {})", path.display())
-                    } else if m.name.contains("environment") {
-                        let key = e.path.join("__").to_ascii_uppercase();
-                        format!(" (from environment variable HEARBACK_{key})")
-                    } else {
-                        String::new()
-                    }
-                })
-                .unwrap_or_default();
-            match &e.kind {
-                figment::error::Kind::UnknownField(field, _) => {
-                    let mut key = e.path.clone();
-                    key.push(field.clone());
-                    let origin = origin.replace(
-                        &e.path.join("__").to_ascii_uppercase(),
-                        &key.join("__").to_ascii_uppercase(),
-                    );
-                    format!("unknown key '{}'{origin}", key.join("."))
+            // figment's path usually ends with the unknown key already, but not inside a tagged
+            // enum (a channel's table); the key is appended where it is missing.
+            let mut path = e.path.clone();
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                if path.last() != Some(field) {
+                    path.push(field.clone());
                 }
-                kind => format!("key '{}'{origin}: {kind}", e.path.join(".")),
+            }
+            let key = path.join(".");
+            let origin = match e.metadata.as_ref().map(|m| m.name.as_ref()) {
+                Some(name) if name.contains("TOML") => format!(" (in {})", file.display()),
+                Some(name) if name.contains("environment") => {
+                    format!(
+                        " (from environment variable HEARBACK_{})",
+                        path.join("__").to_ascii_uppercase()
+                    )
+                }
+                _ => String::new(),
+            };
+            match &e.kind {
+                figment::error::Kind::UnknownField(..) => format!("unknown key '{key}'{origin}"),
+                kind => format!("key '{key}'{origin}: {kind}"),
             }
         })
         .collect();

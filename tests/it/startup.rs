@@ -1,1 +1,347 @@
+//! The real `hearback` binary: start-up errors, serving on SQLite and PostgreSQL, SIGTERM, and
+//! the API-key commands.
 
+use crate::support::{TestDb, drop_schema};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hearback");
+
+/// The binary in `dir`, with none of the caller's `HEARBACK_*` variables.
+fn hearback(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).env("HEARBACK_LOG__LEVEL", "info");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("HEARBACK_") && name != "HEARBACK_LOG__LEVEL" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs a command that must fail; returns its single error line.
+fn single_error_line(command: &mut Command) -> String {
+    let output = run_bounded(command);
+    assert!(!output.status.success(), "expected a failure: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hearback: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected in:\n{stderr}");
+    errors[0].to_string()
+}
+
+fn run_bounded(command: &mut Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hearback");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("hearback exits in time")
+        .expect("hearback output")
+}
+
+#[test]
+fn an_unknown_configuration_key_stops_start_up_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hearback.toml"),
+        "[server]\nlisen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let line = single_error_line(hearback(dir.path()).arg("serve"));
+    assert!(
+        line.contains("unknown key 'server.lisen'") && line.contains("hearback.toml"),
+        "{line}"
+    );
+    assert!(
+        !dir.path().join("hearback.db").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_stops_start_up_with_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = single_error_line(
+        hearback(dir.path())
+            .arg("serve")
+            .env("HEARBACK_JOBS__CONCURRENCY", "many"),
+    );
+    assert!(
+        line.contains("jobs.concurrency") && line.contains("HEARBACK_JOBS__CONCURRENCY"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_malformed_database_url_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = single_error_line(
+        hearback(dir.path())
+            .arg("serve")
+            .env("HEARBACK_DATABASE_URL", "mysql://root@localhost/db"),
+    );
+    assert!(
+        line.contains("database.url") && line.contains("unsupported scheme 'mysql'"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_reported_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = single_error_line(
+        hearback(dir.path())
+            .arg("serve")
+            .env(
+                "HEARBACK_DATABASE_URL",
+                "postgres://hearback:hunter2@127.0.0.1:1/hearback",
+            )
+            .env("HEARBACK_DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+    );
+    assert!(
+        line.contains(
+            "cannot connect to the database postgres://hearback:***@127.0.0.1:1/hearback"
+        ),
+        "{line}"
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
+fn a_missing_explicit_configuration_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = single_error_line(hearback(dir.path()).args(["--config", "absent.toml", "serve"]));
+    assert!(
+        line.contains("absent.toml") && line.contains("no such file"),
+        "{line}"
+    );
+}
+
+/// A `hearback serve` child, its address read from the "listening" log line.
+struct Served {
+    child: Child,
+    base: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Served {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hearback serve");
+        let (sender, log) = mpsc::channel();
+        let mut served = Served {
+            child,
+            base: String::new(),
+            log,
+        };
+        let stderr = served.child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while served.base.is_empty() {
+            let line = served
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("a 'listening' line");
+            if let Some(addr) = line
+                .contains("listening")
+                .then(|| line.split("addr=").nth(1))
+                .flatten()
+            {
+                served.base = format!("http://{}", addr.split_whitespace().next().unwrap());
+            }
+        }
+        served
+    }
+
+    /// Sends SIGTERM and returns the exit status and the rest of the log.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let rest: Vec<String> = self.log.try_iter().collect();
+                return (status, rest.join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hearback did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn get_status(url: String) -> u16 {
+    reqwest::get(url)
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
+}
+
+impl Drop for Served {
+    /// A failed test must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_creates_the_sqlite_database_answers_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = hearback(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let served = Served::start(command);
+    assert!(
+        dir.path().join("hearback.db").exists(),
+        "the zero-configuration database is ./hearback.db"
+    );
+    assert_eq!(get_status(format!("{}/readyz", served.base)).await, 200);
+    let (status, log) = served.terminate();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+}
+
+#[tokio::test]
+async fn postgres_is_migrated_on_request_only_and_then_served() {
+    let Some((url, schema, base)) = TestDb::postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let line = single_error_line(
+        hearback(dir.path())
+            .arg("serve")
+            .env("HEARBACK_DATABASE_URL", &url),
+    );
+    assert!(
+        line.contains("run `hearback migrate`"),
+        "an unmigrated PostgreSQL is refused: {line}"
+    );
+
+    let migrated = run_bounded(
+        hearback(dir.path())
+            .arg("migrate")
+            .env("HEARBACK_DATABASE_URL", &url),
+    );
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 1 migration(s)"));
+
+    let mut command = hearback(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--migrate"])
+        .env("HEARBACK_DATABASE_URL", &url);
+    let served = Served::start(command);
+    assert_eq!(get_status(format!("{}/readyz", served.base)).await, 200);
+    let (status, log) = served.terminate();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(
+        !dir.path().join("hearback.db").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
+    drop_schema(&base, &schema).await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = run_bounded(hearback(dir.path()).args(["api-keys", "create", "--name", "crm"]));
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.starts_with("hb_"), "{key}");
+    let id = key.split('_').nth(1).unwrap().to_string();
+
+    let again =
+        single_error_line(hearback(dir.path()).args(["api-keys", "create", "--name", "crm"]));
+    assert!(
+        again.contains("an active API key with this name already exists"),
+        "{again}"
+    );
+
+    let listed = run_bounded(hearback(dir.path()).args(["api-keys", "list"]));
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listing.contains(&id) && listing.contains("crm"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "the secret is never shown again");
+
+    let mut command = hearback(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let served = Served::start(command);
+    let units = format!("{}/api/v1/units", served.base);
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(&units)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let revoked = run_bounded(hearback(dir.path()).args(["api-keys", "revoke", &id]));
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(
+        client
+            .get(&units)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (status, _) = served.terminate();
+    assert!(status.success());
+
+    let unknown =
+        single_error_line(hearback(dir.path()).args(["api-keys", "revoke", "0000000000000000"]));
+    assert!(unknown.contains("API key not found"), "{unknown}");
+}
+
+#[test]
+fn every_command_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["api-keys", "create", "--help"],
+    ] {
+        let output = run_bounded(hearback(dir.path()).args(&args));
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("Usage: hearback"), "{args:?}: {help}");
+    }
+}

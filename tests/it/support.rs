@@ -111,9 +111,10 @@ impl TestDb {
     }
 
     pub fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.database = database_config(&self.url);
-        config
+        Config {
+            database: database_config(&self.url),
+            ..Config::default()
+        }
     }
 
     /// Drops the PostgreSQL schema (a failed test leaves its schema behind for inspection).
