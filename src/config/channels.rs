@@ -1,7 +1,7 @@
 //! `[channels.<name>]`: provider accounts. The database knows a channel by its name only; its
 //! credentials stay in the configuration.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A channel's name: it appears in webhook URLs, so it is kept to `[a-z0-9_-]`, 1 to 64 long.
@@ -39,6 +39,12 @@ impl fmt::Display for ChannelName {
     }
 }
 
+impl Serialize for ChannelName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for ChannelName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
@@ -47,7 +53,7 @@ impl<'de> Deserialize<'de> for ChannelName {
 }
 
 /// One provider account. The provider adapters (Twilio, Vonage, …) add their variants here.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "provider", rename_all = "lowercase")]
 pub enum ChannelConfig {
     /// Development: outbound messages are logged and kept for inspection, nothing is sent.
@@ -62,7 +68,7 @@ impl ChannelConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleChannel {
     /// The number or name the console channel pretends to send from.

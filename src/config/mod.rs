@@ -5,15 +5,13 @@
 
 mod channels;
 mod database;
-mod secret;
 
 pub use channels::{ChannelConfig, ChannelName, ConsoleChannel};
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError};
-pub use secret::Secret;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +21,7 @@ use std::time::Duration;
 const NON_KEY_VARIABLES: &[&str] = &["CONFIG", "DATABASE_URL", "TEST_POSTGRES_URL"];
 pub const DEFAULT_CONFIG_PATH: &str = "hearback.toml";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -33,7 +31,7 @@ pub struct Config {
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -62,7 +60,7 @@ impl ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     /// Jobs run at once by one instance.
@@ -96,7 +94,7 @@ impl Default for JobsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `hearback=debug,sqlx=warn` …
@@ -113,7 +111,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,

@@ -152,7 +152,7 @@ fn an_explicit_configuration_file_must_exist() {
 }
 
 #[test]
-fn secrets_do_not_leak_through_debug() {
+fn secrets_do_not_leak_through_debug_or_serialisation() {
     Jail::expect_with(|jail| {
         jail.set_env(
             "HEARBACK_DATABASE_URL",
@@ -161,7 +161,37 @@ fn secrets_do_not_leak_through_debug() {
         let config = load_in(jail, None).unwrap();
         let dump = format!("{config:?}");
         assert!(!dump.contains("hunter2"), "{dump}");
-        assert!(format!("{:?}", Secret::new("hunter2")).contains("***"));
+        let serialised = serde_json::to_string(&config).unwrap();
+        assert!(!serialised.contains("hunter2"), "{serialised}");
         Ok(())
     });
+}
+
+/// `hearback.example.toml` documents every key with its real default: read as a configuration,
+/// it holds exactly the keys and values of `Config::default()`.
+#[test]
+fn the_example_file_documents_every_key_with_its_default() {
+    use figment::providers::Serialized;
+    use figment::value::Dict;
+    let example = include_str!("../../hearback.example.toml");
+    let documented: Dict = Figment::from(Toml::string(example))
+        .extract()
+        .expect("the example parses");
+    let defaults: Dict = Figment::from(Serialized::defaults(Config::default()))
+        .extract()
+        .unwrap();
+    let mut documented = documented;
+    let channels = documented.remove("channels");
+    let mut defaults = defaults;
+    defaults.remove("channels");
+    let as_json = |d: &Dict| serde_json::to_value(d).unwrap();
+    assert_eq!(as_json(&documented), as_json(&defaults));
+
+    let channels = channels
+        .and_then(|c| c.into_dict())
+        .expect("the example shows a channel");
+    for (name, table) in channels {
+        let channel: Result<ChannelConfig, _> = table.deserialize();
+        assert!(channel.is_ok(), "example channel {name}: {channel:?}");
+    }
 }
