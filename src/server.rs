@@ -26,11 +26,14 @@ pub enum ServeError {
 }
 
 /// Connects, brings the schema up to date where that is this process's job, and checks it.
-/// SQLite is migrated at start-up; PostgreSQL only when asked (`migrate` or `serve --migrate`),
-/// since several instances share it and a deploy decides when its schema moves.
+/// SQLite is migrated at start-up. A PostgreSQL database that hearback has never touched gets its
+/// schema at once (no release can be running on it); an existing one moves only when asked
+/// (`migrate` or `serve --migrate`), since several instances share it and a deploy decides when
+/// its schema changes.
 pub async fn open_storage(config: &Config, migrate: bool) -> Result<Storage, StorageError> {
     let storage = Storage::connect(&config.database).await?;
-    if migrate || storage.kind() == DatabaseKind::Sqlite {
+    let empty = !storage.schema_status().await?.initialised;
+    if migrate || empty || storage.kind() == DatabaseKind::Sqlite {
         let applied = storage.migrate().await?;
         if applied > 0 {
             info!(applied, "database migrated");

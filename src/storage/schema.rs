@@ -21,6 +21,8 @@ fn tolerant(mut migrator: Migrator) -> Migrator {
 /// Where the database's schema stands relative to this binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaStatus {
+    /// Whether hearback has ever migrated this database (an empty one has no schema at all).
+    pub initialised: bool,
     /// Highest migration applied, if any.
     pub current: Option<i64>,
     /// Highest migration this binary ships.
@@ -56,15 +58,15 @@ impl Storage {
     pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
         let migrator = self.migrator();
         let required = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Vec<i64> = match on_pool!(self, |pool| {
+        let (initialised, applied): (bool, Vec<i64>) = match on_pool!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
             )
             .fetch_all(pool)
             .await
         }) {
-            Ok(versions) => versions,
-            Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => Vec::new(),
+            Ok(versions) => (true, versions),
+            Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => (false, Vec::new()),
             Err(e) => return Err(e.into()),
         };
         let missing = migrator
@@ -73,6 +75,7 @@ impl Storage {
             .filter(|v| !applied.contains(v))
             .collect();
         Ok(SchemaStatus {
+            initialised,
             current: applied.last().copied(),
             required,
             missing,

@@ -228,33 +228,14 @@ async fn serve_creates_the_sqlite_database_answers_ready_and_stops_on_sigterm() 
 }
 
 #[tokio::test]
-async fn postgres_is_migrated_on_request_only_and_then_served() {
+async fn an_empty_postgres_database_gets_its_schema_and_is_served() {
     let Some((url, schema, base)) = TestDb::postgres_schema().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-
-    let line = single_error_line(
-        hearback(dir.path())
-            .arg("serve")
-            .env("HEARBACK_DATABASE_URL", &url),
-    );
-    assert!(
-        line.contains("run `hearback migrate`"),
-        "an unmigrated PostgreSQL is refused: {line}"
-    );
-
-    let migrated = run_bounded(
-        hearback(dir.path())
-            .arg("migrate")
-            .env("HEARBACK_DATABASE_URL", &url),
-    );
-    assert!(migrated.status.success(), "{migrated:?}");
-    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 1 migration(s)"));
-
     let mut command = hearback(dir.path());
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--migrate"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .env("HEARBACK_DATABASE_URL", &url);
     let served = Served::start(command);
     assert_eq!(get_status(format!("{}/readyz", served.base)).await, 200);
@@ -265,6 +246,63 @@ async fn postgres_is_migrated_on_request_only_and_then_served() {
         "no SQLite file when PostgreSQL is configured"
     );
     drop_schema(&base, &schema).await;
+}
+
+#[tokio::test]
+async fn a_postgres_schema_behind_the_binary_is_refused_until_migrated() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    // As if hearback had set the database up long ago, before any of today's migrations.
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables \
+         WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!("DROP TABLE {} CASCADE", tables.join(", ")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let line = single_error_line(
+        hearback(dir.path())
+            .arg("serve")
+            .env("HEARBACK_DATABASE_URL", &db.url),
+    );
+    assert!(
+        line.contains("run `hearback migrate`"),
+        "an outdated schema is refused: {line}"
+    );
+
+    let migrated = run_bounded(
+        hearback(dir.path())
+            .arg("migrate")
+            .env("HEARBACK_DATABASE_URL", &db.url),
+    );
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(
+        String::from_utf8_lossy(&migrated.stdout).contains("schema at version"),
+        "{migrated:?}"
+    );
+
+    let mut command = hearback(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--migrate"])
+        .env("HEARBACK_DATABASE_URL", &db.url);
+    let served = Served::start(command);
+    assert_eq!(get_status(format!("{}/readyz", served.base)).await, 200);
+    let (status, log) = served.terminate();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    db.cleanup().await;
 }
 
 #[tokio::test]
