@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod lang;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
