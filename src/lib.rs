@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod flow;
 pub mod http;
 pub mod jobs;
 pub mod lang;
@@ -13,4 +15,5 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod understand;
 pub mod units;
