@@ -17,10 +17,12 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /var/lib/hearback --create-home hearback
 COPY --from=build /src/target/release/hearback /usr/local/bin/hearback
 COPY hearback.example.toml /etc/hearback/hearback.toml
+COPY flows /etc/hearback/flows
 
 ENV HEARBACK_CONFIG=/etc/hearback/hearback.toml \
     HEARBACK_DATABASE_URL=sqlite:///var/lib/hearback/hearback.db \
     HEARBACK_SERVER__LISTEN=0.0.0.0:8080 \
+    HEARBACK_FLOWS__DIR=/etc/hearback/flows \
     HEARBACK_LOG__FORMAT=json
 
 USER hearback

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -64,6 +64,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Http)?;
+    let flows = crate::flow::load_paths(std::slice::from_ref(&config.flows.dir));
+    for problem in &flows.errors {
+        error!(%problem, "flow refused");
+    }
+    info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
     for (name, channel) in config.effective_channels() {
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }

@@ -28,6 +28,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub jobs: JobsConfig,
     pub log: LogConfig,
+    pub flows: FlowsConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -90,6 +91,21 @@ impl Default for JobsConfig {
             backoff_base_ms: 5_000,
             backoff_max_secs: 3_600,
             retention_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// The folder of flow files (`<id>.yaml`, transcripts `<id>.test.yaml` beside them).
+    pub dir: PathBuf,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("flows"),
         }
     }
 }

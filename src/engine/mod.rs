@@ -12,11 +12,14 @@
 //!   a note on the answer. Nothing the customer wrote is dropped.
 //! - **A reply after the conversation ended** (completed or expired) is a `LateReply` event: kept,
 //!   never lost, and it never restarts the survey.
+//! - **One reminder**, only to a customer who has not replied at all.
 //! - **Keywords** (STOP, HELP, …) are handled before the engine by the inbound path, in any state.
 //! - **Two open conversations for one number**: the database allows one open conversation per
 //!   (contact, channel, sender number), so a reply always reaches exactly one conversation: the one
 //!   of the sender number the customer answered. A new invitation for a contact who already has an
 //!   open conversation on that sender waits until it completes or expires.
+
+pub mod transcript;
 
 use crate::flow::{AnswerValue, Flow, GiveUp, Question, QuestionIndex, QuestionKind, Target};
 use crate::lang::Lang;
@@ -53,6 +56,8 @@ pub struct State {
     pub current: Option<String>,
     /// Replies to the current question that were not understood.
     pub unclear_replies: u8,
+    /// Whether the customer has written at all; only silence earns a reminder.
+    pub replied: bool,
     pub reminded: bool,
     pub answers: Vec<RecordedAnswer>,
 }
@@ -115,6 +120,7 @@ impl State {
             status: Status::NotStarted,
             current: None,
             unclear_replies: 0,
+            replied: false,
             reminded: false,
             answers: Vec::new(),
         }
@@ -142,10 +148,13 @@ pub fn step(flow: &Flow, state: &State, input: Input<'_>, now: Timestamp) -> Ste
             });
             run.ask(flow.start);
         }
-        (Status::Open, Input::Reply(text)) => match run.current() {
-            Some(index) => run.reply(index, text),
-            None => run.complete(),
-        },
+        (Status::Open, Input::Reply(text)) => {
+            run.state.replied = true;
+            match run.current() {
+                Some(index) => run.reply(index, text),
+                None => run.complete(),
+            }
+        }
         (Status::Open, Input::ReminderDue) => run.remind(),
         (Status::Open, Input::ExpiryDue) => {
             run.state.status = Status::Expired;
@@ -318,7 +327,7 @@ impl Run<'_> {
         let (Some(reminder), Some(index)) = (&self.flow.dispatch.reminder, self.current()) else {
             return;
         };
-        if self.state.reminded {
+        if self.state.reminded || self.state.replied {
             return;
         }
         self.state.reminded = true;

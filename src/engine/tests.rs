@@ -232,9 +232,9 @@ fn a_reply_after_the_end_is_kept_and_changes_nothing() {
 }
 
 #[test]
-fn one_reminder_at_most_then_expiry_keeps_partial_answers() {
+fn silence_earns_one_reminder_and_expiry_keeps_partial_answers() {
     let flow = shipped("delivery");
-    let open = converse(&flow, Lang::En, &["9"]).pop().unwrap().state;
+    let open = converse(&flow, Lang::En, &[]).pop().unwrap().state;
     let reminded = step(&flow, &open, Input::ReminderDue, now());
     assert_eq!(reminded.messages.len(), 1);
     assert!(
@@ -245,13 +245,14 @@ fn one_reminder_at_most_then_expiry_keeps_partial_answers() {
     assert_eq!(
         reminded.events,
         [Event::ReminderSent {
-            question: "why_promoter".into()
+            question: "score".into()
         }]
     );
     let twice = step(&flow, &reminded.state, Input::ReminderDue, now());
     assert!(twice.messages.is_empty(), "one reminder only");
 
-    let expired = step(&flow, &twice.state, Input::ExpiryDue, now());
+    let answered = step(&flow, &twice.state, Input::Reply("9"), now());
+    let expired = step(&flow, &answered.state, Input::ExpiryDue, now());
     assert_eq!(expired.state.status, Status::Expired);
     assert_eq!(expired.events, [Event::Expired { answered: 1 }]);
     assert_eq!(
@@ -262,6 +263,17 @@ fn one_reminder_at_most_then_expiry_keeps_partial_answers() {
     let late = step(&flow, &expired.state, Input::Reply("10"), now());
     assert_eq!(late.events, [Event::LateReply { text: "10".into() }]);
     assert_eq!(late.state, expired.state);
+}
+
+#[test]
+fn a_customer_who_replied_gets_no_reminder() {
+    let flow = shipped("delivery");
+    let answered = converse(&flow, Lang::En, &["9"]).pop().unwrap().state;
+    assert!(
+        step(&flow, &answered, Input::ReminderDue, now())
+            .messages
+            .is_empty()
+    );
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! The `hearback` command line.
 
+mod flows;
+
 use crate::auth::api_key::ApiKeyToken;
 use crate::config::{Config, ConfigError, ConfigSource};
+use crate::lang::Lang;
 use crate::server::{self, ServeError};
+use crate::sms;
 use crate::storage::{Actor, NewApiKey, StorageError};
 use crate::telemetry;
 use crate::time::Timestamp;
+use crate::understand;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +51,61 @@ enum Command {
     /// Create, list and revoke the API keys that integrations use.
     #[command(subcommand)]
     ApiKeys(ApiKeysCommand),
+    /// Check, try and test survey flows (YAML files in the flows folder).
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+    /// Print, as one JSON line, how a reply is understood, e.g. {"kind":"nps","value":9}.
+    Understand {
+        /// What the reply answers: nps, csat, ces, yesno, or keyword (STOP, HELP, START…).
+        #[arg(long)]
+        kind: understand::Kind,
+        /// The language of the conversation.
+        #[arg(long, default_value = "fr")]
+        lang: Lang,
+        /// The customer's SMS.
+        text: String,
+    },
+    /// Print how an SMS travels: {"encoding":"GSM-7"|"UCS-2","segments":N,"units":N}.
+    Segments {
+        /// The message text.
+        text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowsCommand {
+    /// Validate flows and report every message's encoding, segments and estimated cost.
+    Lint {
+        /// Flow files or folders (default: the configured flows folder).
+        paths: Vec<PathBuf>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Estimated price of one SMS segment, in your currency.
+        #[arg(long, default_value_t = 0.05, value_name = "PRICE")]
+        cost_per_segment: f64,
+    },
+    /// Hold a conversation with a flow in the terminal (/reminder, /expiry, /quit).
+    Simulate {
+        /// A flow id from the flows folder, or a path to a flow file.
+        flow: String,
+        #[arg(long, default_value = "fr")]
+        lang: Lang,
+        /// A variable of the invitation, e.g. --var first_name=Léa (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_variable)]
+        variables: Vec<(String, String)>,
+    },
+    /// Replay the transcript tests (<flow>.test.yaml) beside the flows.
+    Test {
+        /// Transcript files or folders (default: the configured flows folder).
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn parse_variable(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{raw}' is not NAME=VALUE"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +135,8 @@ enum CliError {
     Serve(#[from] ServeError),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -93,7 +155,22 @@ pub fn run() -> ExitCode {
 }
 
 fn execute(cli: Cli) -> Result<(), CliError> {
+    // These read no configuration: a broken file must not stop a quick check.
+    match &cli.command {
+        Command::Understand { kind, lang, text } => {
+            println!("{}", understand::describe(*kind, *lang, text));
+            return Ok(());
+        }
+        Command::Segments { text } => {
+            println!("{}", sms::describe(text));
+            return Ok(());
+        }
+        _ => {}
+    }
     let config = Config::load(&ConfigSource::from_cli(cli.config))?;
+    if let Command::Flows(command) = cli.command {
+        return flows_command(&config, command);
+    }
     telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,9 +196,69 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 storage.close().await;
             }
             Command::ApiKeys(command) => api_keys(&config, command).await?,
+            Command::Flows(_) | Command::Understand { .. } | Command::Segments { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
         Ok(())
     })
+}
+
+fn flows_command(config: &Config, command: FlowsCommand) -> Result<(), CliError> {
+    let or_default = |paths: Vec<PathBuf>| {
+        if paths.is_empty() {
+            vec![config.flows.dir.clone()]
+        } else {
+            paths
+        }
+    };
+    match command {
+        FlowsCommand::Lint {
+            paths,
+            json,
+            cost_per_segment,
+        } => {
+            let outcome = flows::lint(&or_default(paths), json, cost_per_segment);
+            print!("{}", outcome.report);
+            if json {
+                println!();
+            }
+            if outcome.errors > 0 {
+                return Err(CliError::Failed(format!(
+                    "{} flow error(s)",
+                    outcome.errors
+                )));
+            }
+        }
+        FlowsCommand::Test { paths } => {
+            let outcome = flows::test(&or_default(paths));
+            print!("{}", outcome.report);
+            if outcome.failed > 0 {
+                return Err(CliError::Failed(format!(
+                    "{} transcript case(s) failed",
+                    outcome.failed
+                )));
+            }
+        }
+        FlowsCommand::Simulate {
+            flow,
+            lang,
+            variables,
+        } => {
+            let flow = flows::find_flow(&flow, &config.flows.dir).map_err(CliError::Usage)?;
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            flows::simulate(
+                &flow,
+                lang,
+                variables.into_iter().collect(),
+                &mut stdin.lock(),
+                &mut stdout.lock(),
+            )
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 async fn api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), CliError> {
