@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod flows_cli;
 mod jobs;
 mod startup;
 mod storage_contract;
