@@ -12,6 +12,7 @@ pub mod http;
 pub mod jobs;
 pub mod lang;
 pub mod server;
+pub mod sms;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
