@@ -165,7 +165,7 @@ pub fn test(paths: &[PathBuf]) -> TestOutcome {
     }
     let now = Timestamp::now();
     for file in files {
-        let mut fail = |outcome: &mut TestOutcome, message: String| {
+        let fail = |outcome: &mut TestOutcome, message: String| {
             outcome.failed += 1;
             outcome
                 .report
