@@ -13,4 +13,5 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod understand;
 pub mod units;
