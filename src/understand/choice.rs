@@ -13,7 +13,7 @@ struct Hit {
     rank: i64,
     first: usize,
     last: usize,
-    /// Where the answer starts when it opens its clause; `None` for a label inside a sentence.
+    /// Where the answer starts, lead-in words included; `None` for a label inside a sentence.
     lead: Option<usize>,
 }
 
@@ -99,15 +99,18 @@ fn label_hits(t: &Tokens, options: &[Vec<String>]) -> Vec<Hit> {
             continue;
         };
         let last = i + len - 1;
-        let opens = (0..i)
+        // The label is the answer when it is all its clause says ("le prix", "Livraison, le
+        // colis…"); otherwise it is a word of the customer's sentence.
+        let alone = (0..i)
             .rev()
             .take_while(|&k| !t.is_break(k))
-            .all(|k| t.word(k).is_some_and(vocab::is_lead_in));
+            .all(|k| t.word(k).is_some_and(vocab::is_lead_in))
+            && (last + 1 >= t.len() || t.is_break(last + 1));
         hits.push(Hit {
             rank: i64::try_from(option).unwrap_or(i64::MAX - 1) + 1,
             first: i,
             last,
-            lead: opens.then(|| first_lead(t, i)),
+            lead: alone.then(|| first_lead(t, i)),
         });
         i += len;
     }

@@ -71,10 +71,15 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
     }
     if for_choice {
         if let Some(rank) = t.word(i).and_then(vocab::ordinal_word) {
+            // "the second one", "la deuxième option": the noun belongs to the answer.
+            let noun = matches!(
+                t.word(i + 1),
+                Some("one" | "option" | "choice" | "choix" | "proposition" | "reponse" | "answer")
+            );
             return Some(Mention {
                 value: rank,
                 first: i,
-                last: i,
+                last: i + usize::from(noun),
                 what: What::Ordinal,
             });
         }

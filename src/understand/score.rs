@@ -178,14 +178,18 @@ fn hedged(t: &Tokens, m: &Mention) -> bool {
                 t.word(m.last + 2),
                 Some("plus" | "more" | "moins" | "less" | "so")
             ));
-    before || plus || after
+    // "satisfait à 100%" says more than "satisfait" and less than a number.
+    let intensified = m.what == What::Label
+        && (t.kind(m.last + 1) == Some(Tk::Number)
+            || (t.word(m.last + 1) == Some("a") && t.kind(m.last + 2) == Some(Tk::Number)));
+    before || plus || after || intensified
 }
 
 /// Where the answer starts (its lead-in words included) when the mention reads as an answer:
 /// it is qualified ("9/10", stars), opens its clause after lead-in words only ("7 mais…",
 /// "je mets 8"), follows a word that announces a score in its clause ("super service, je lui
-/// mets un bon 8"), or ends the reply ("Très bien 9") other than after a verb of quantity
-/// ("j'ai attendu 2").
+/// mets un bon 8"), or ends the reply ("Très bien 9") other than after a verb of quantity or a
+/// symbol ("j'ai attendu 2", "100% satisfait").
 pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
     let mut lead = m.first;
     let mut opens_clause = true;
@@ -203,6 +207,9 @@ pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
         .any(|k| t.word(k).is_some_and(vocab::is_strong_lead_in));
     let ends_reply = (m.last + 1..t.len())
         .all(|k| matches!(t.kind(k), Some(Tk::Sep(_) | Tk::Sign(_) | Tk::Other)));
-    let after_verb = m.first > 0 && t.word(m.first - 1).is_some_and(vocab::is_quantity_verb);
-    (qualified || opens_clause || announced || (ends_reply && !after_verb)).then_some(lead)
+    // "j'ai attendu 2", "100% satisfait": what comes before says it is no answer.
+    let after_quantity = m.first > 0
+        && (t.word(m.first - 1).is_some_and(vocab::is_quantity_verb)
+            || matches!(t.kind(m.first - 1), Some(Tk::Sym(_) | Tk::Number)));
+    (qualified || opens_clause || announced || (ends_reply && !after_quantity)).then_some(lead)
 }

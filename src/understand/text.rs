@@ -201,6 +201,10 @@ impl<'t> Tokens<'t> {
             {
                 glue = Glue::Hyphen;
                 continue;
+            } else if c == '<' && char_at(text, i) == Some('3') {
+                // "<3" is a heart, not "less than three".
+                i += 1;
+                self.push(Tk::Other, glue, start, i);
             } else if is_separator(c) || is_apostrophe(c) {
                 let c = if is_apostrophe(c) { '\'' } else { c };
                 self.push(Tk::Sep(c), glue, start, i);
@@ -434,7 +438,28 @@ fn is_trim(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '.' | ',' | ';' | ':' | '!' | '?' | '…' | '-' | '–' | '—' | '/' | '|' | '•' | '·'
+            '.' | ','
+                | ';'
+                | ':'
+                | '!'
+                | '?'
+                | '…'
+                | '-'
+                | '–'
+                | '—'
+                | '/'
+                | '|'
+                | '•'
+                | '·'
+                | '('
+                | ')'
+                | '['
+                | ']'
+                | '"'
+                | '«'
+                | '»'
+                | '“'
+                | '”'
         )
 }
 

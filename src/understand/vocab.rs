@@ -142,6 +142,7 @@ pub(super) fn is_lead_in(w: &str) -> bool {
             w,
             "je" | "j'"
                 | "j"
+                | "ne"
                 | "ma"
                 | "mon"
                 | "votre"

@@ -55,6 +55,7 @@ static ANSWERS: LazyLock<Phrases<Said>> = LazyLock::new(|| {
         ("sans probleme", Yes),
         ("si", YesAlone),
         ("yes", Yes),
+        ("yes please", Yes),
         ("yep", Yes),
         ("yeah", Yes),
         ("yea", Yes),
