@@ -43,16 +43,33 @@ fn opts_out(t: &Tokens) -> bool {
     {
         return true;
     }
-    // 3. STOP in capitals opening or closing the reply: "Livreur en retard STOP".
-    let capital_stop = |k: usize| {
+    // 3. STOP opening or closing the reply as a keyword: in capitals ("Livreur en retard
+    //    STOP", "STOP je n'ai rien commandé"), closing it without an article ("livreur en
+    //    retard stop", not "on a fait un stop"), or opening it with politeness ("stop svp je
+    //    n'ai rien commandé", not "stop and go").
+    let stop_at = |k: usize| {
+        t.word(k).is_some_and(|w| matches!(w, "stop" | "arret") || is_stretched_stop(w))
+            && t.tok(k).is_some_and(|tok| tok.glue != Glue::Hyphen)
+    };
+    let capitals = |k: usize| {
         let original = t.original(k);
-        t.word(k).is_some_and(|w| matches!(w, "stop" | "arret"))
-            && original.chars().any(char::is_alphabetic)
-            && !original.chars().any(char::is_lowercase)
+        stop_at(k) && !original.chars().any(char::is_lowercase)
     };
     let first_word = (0..t.len()).find(|&k| t.kind(k) == Some(Tk::Word));
     let last_word = (0..t.len()).rev().find(|&k| t.kind(k) == Some(Tk::Word));
-    if first_word.is_some_and(capital_stop) || last_word.is_some_and(capital_stop) {
+    if first_word.is_some_and(|k| {
+        capitals(k) || (stop_at(k) && t.word(k + 1).is_some_and(is_opt_out_padding))
+    }) {
+        return true;
+    }
+    if last_word.is_some_and(|k| {
+        capitals(k)
+            || (stop_at(k)
+                && k > 0
+                && !t
+                    .word(k - 1)
+                    .is_some_and(|w| is_determiner(w) || matches!(w, "non" | "no")))
+    }) {
         return true;
     }
     // 4. An explicit request: "je ne veux plus recevoir de sms", "don't text me".
@@ -81,9 +98,9 @@ fn only(
         match t.kind(k) {
             Some(Tk::Word) => {
                 let w = t.word(k).unwrap_or_default();
-                let hyphenated = t.tok(k).is_some_and(|tok| tok.glue == Glue::Hyphen)
-                    || t.tok(k + 1).is_some_and(|tok| tok.glue == Glue::Hyphen);
-                if core(w) && !hyphenated {
+                // "non-stop" is an adverb; "aidez-moi" is still a call for help.
+                let hyphenated = t.tok(k).is_some_and(|tok| tok.glue == Glue::Hyphen);
+                if (core(w) || is_stretched_stop(w)) && !hyphenated {
                     cores += 1;
                 } else if !padding(w) {
                     return false;
@@ -116,11 +133,27 @@ fn about_messages(t: &Tokens, from: usize, open_ended: bool) -> bool {
     open_ended
 }
 
+/// "stooop", "stoppp": a STOP shouted with its letters held.
+fn is_stretched_stop(w: &str) -> bool {
+    let rest = w.strip_prefix("st").unwrap_or_default();
+    let ps = rest.trim_start_matches('o');
+    rest.len() > ps.len() && !ps.is_empty() && ps.bytes().all(|b| b == b'p')
+}
+
 fn is_stop_verb(t: &Tokens, k: usize, w: &str) -> bool {
-    let verb = matches!(
-        w,
-        "stop" | "stoppez" | "stopper" | "arret" | "arrete" | "arretez" | "arreter" | "cessez"
-    );
+    let verb = is_stretched_stop(w)
+        || matches!(
+            w,
+            "stop"
+                | "stoppez"
+                | "stopper"
+                | "arret"
+                | "arrete"
+                | "arretez"
+                | "arreter"
+                | "cessez"
+                | "quit"
+        );
     // "arrêté" with its accent is a participle ("ne s'est pas arrêté"), never an order.
     let participle = ["é", "és", "ée", "ées", "É"]
         .iter()
@@ -241,7 +274,18 @@ fn is_opt_out_padding(w: &str) -> bool {
 fn is_determiner(w: &str) -> bool {
     matches!(
         w,
-        "les"
+        "le" | "la"
+            | "l'"
+            | "un"
+            | "une"
+            | "du"
+            | "au"
+            | "aux"
+            | "a"
+            | "mes"
+            | "my"
+            | "of"
+            | "les"
             | "des"
             | "de"
             | "d'"

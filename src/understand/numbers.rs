@@ -3,7 +3,7 @@
 //! quantity, a price, a time, a date, a phone or order number).
 
 use super::text::{Glue, Tk, Tokens};
-use super::vocab;
+use super::vocab::{self, Trust};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum What {
@@ -84,7 +84,7 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
             });
         }
     }
-    let (mut value, mut last, ambiguous) = number_at(t, i)?;
+    let (mut value, mut last, trust) = number_at(t, i)?;
     let mut first = i;
     let mut what = What::Bare;
     if tok.kind == Tk::Number {
@@ -148,15 +148,31 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
     if matches!(what, What::Bare | What::OutOf(5)) && is_stars_unit(t, last + 1) {
         what = What::Stars;
         last += 1;
+    } else if matches!(what, What::OutOf(_)) && t.tok(last + 1).is_some_and(|s| {
+        s.kind == Tk::Stars && s.num == 1 && s.empty == 0
+    }) {
+        // "8/10 ⭐": one star after a score out of ten decorates it.
+        last += 1;
+    }
+    // "9 points", "8 pts": the unit of the score itself.
+    if matches!(what, What::Bare | What::OutOf(_))
+        && matches!(t.word(last + 1), Some("point" | "points" | "pt" | "pts"))
+    {
+        last += 1;
+    }
+    // "un peu long", "one of the best", "un produit neuf": everyday words, no answer.
+    let trusted = match trust {
+        Trust::Always => true,
+        Trust::OpeningClause => opens_clause(t, first),
+        Trust::Alone => opens_clause(t, first) && (t.tok(last + 1).is_none() || t.is_break(last + 1)),
+    };
+    if what == What::Bare && !trusted {
+        return None;
     }
     if what != What::NotAnswer
         && (unit_after(t, last + 1) || context_before(t, first, for_choice))
     {
         what = What::NotAnswer;
-    }
-    // "un peu long", "one of the best": the article is no answer.
-    if ambiguous && what == What::Bare && !alone(t, first, last) {
-        return None;
     }
     Some(Mention {
         value,
@@ -170,13 +186,13 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A number at token `i`, in digits or words: (value, last token, ambiguous word).
-pub(super) fn number_at(t: &Tokens, i: usize) -> Option<(i64, usize, bool)> {
+/// A number at token `i`, in digits or words: (value, last token, how far it may be trusted).
+pub(super) fn number_at(t: &Tokens, i: usize) -> Option<(i64, usize, Trust)> {
     let tok = t.tok(i)?;
     match tok.kind {
-        Tk::Number => Some((clamp(tok.num), i, false)),
+        Tk::Number => Some((clamp(tok.num), i, Trust::Always)),
         Tk::Word => {
-            let (mut value, ambiguous) = vocab::number_word(t.word(i)?)?;
+            let (mut value, trust) = vocab::number_word(t.word(i)?)?;
             let mut last = i;
             // "dix-sept", "twenty-one": hyphenated number words add up.
             while let Some((next, _)) = t
@@ -188,7 +204,7 @@ pub(super) fn number_at(t: &Tokens, i: usize) -> Option<(i64, usize, bool)> {
                 value = value.saturating_add(next);
                 last += 1;
             }
-            Some((value, last, ambiguous && last == i))
+            Some((value, last, if last == i { trust } else { Trust::Always }))
         }
         _ => None,
     }
@@ -302,12 +318,10 @@ fn context_before(t: &Tokens, first: usize, for_choice: bool) -> bool {
     }
 }
 
-/// Whether the mention is all its clause says, lead-in words aside: "un", "je mets un.".
-fn alone(t: &Tokens, first: usize, last: usize) -> bool {
-    let after = t.tok(last + 1).is_none() || t.is_break(last + 1);
-    let before = (0..first)
+/// Whether only lead-in words stand between the clause start and token `first`.
+fn opens_clause(t: &Tokens, first: usize) -> bool {
+    (0..first)
         .rev()
         .take_while(|&k| !t.is_break(k))
-        .all(|k| t.word(k).is_some_and(vocab::is_lead_in));
-    after && before
+        .all(|k| t.word(k).is_some_and(vocab::is_lead_in))
 }

@@ -191,17 +191,26 @@ fn hedged(t: &Tokens, m: &Mention) -> bool {
 /// mets un bon 8"), or ends the reply ("Très bien 9") other than after a verb of quantity or a
 /// symbol ("j'ai attendu 2", "100% satisfait").
 pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
-    let mut lead = m.first;
-    let mut opens_clause = true;
+    let (mut run, mut run_announces, mut opens_clause) = (m.first, false, true);
     for k in clause_before(t, m.first) {
         match t.word(k) {
-            Some(w) if vocab::is_lead_in(w) => lead = k,
+            Some(w) if vocab::is_lead_in(w) => {
+                run = k;
+                run_announces |= vocab::is_strong_lead_in(w);
+            }
             _ => {
                 opens_clause = false;
                 break;
             }
         }
     }
+    // Lead-in words belong to the answer when they introduce it ("je mets 8", "super service
+    // je mets 8"); otherwise they are the customer's comment ("tout est ok 10").
+    let lead = if opens_clause || run_announces {
+        run
+    } else {
+        m.first
+    };
     let qualified = matches!(m.what, What::OutOf(_) | What::Stars);
     let announced = clause_before(t, m.first)
         .any(|k| t.word(k).is_some_and(vocab::is_strong_lead_in));

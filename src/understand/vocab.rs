@@ -4,12 +4,23 @@
 
 use super::text::{Tk, Tokens};
 
-/// A number written in words: its value, and whether the word is also an everyday word ("un",
-/// "une", "one") that counts only when it stands alone or is followed by "sur dix"/"out of ten".
-pub(super) fn number_word(w: &str) -> Option<(i64, bool)> {
+/// How far a number word may be trusted when nothing qualifies it ("sur dix", "out of ten").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trust {
+    /// "sept", "ten": always a number.
+    Always,
+    /// "neuf" is also "new" ("un produit neuf"): a number only when it opens its clause.
+    OpeningClause,
+    /// "un", "une", "one" are also articles: a number only when they are all the clause says.
+    Alone,
+}
+
+/// A number written in words: its value, and how far it may be trusted.
+pub(super) fn number_word(w: &str) -> Option<(i64, Trust)> {
     let value = match w {
         "zero" | "nought" => 0,
-        "un" | "une" | "one" => return Some((1, true)),
+        "un" | "une" | "one" => return Some((1, Trust::Alone)),
+        "neuf" => return Some((9, Trust::OpeningClause)),
         "deux" | "two" => 2,
         "trois" | "three" => 3,
         "quatre" | "four" => 4,
@@ -17,7 +28,7 @@ pub(super) fn number_word(w: &str) -> Option<(i64, bool)> {
         "six" => 6,
         "sept" | "seven" => 7,
         "huit" | "eight" => 8,
-        "neuf" | "nine" => 9,
+        "nine" => 9,
         "dix" | "ten" => 10,
         "onze" | "eleven" => 11,
         "douze" | "twelve" => 12,
@@ -33,7 +44,7 @@ pub(super) fn number_word(w: &str) -> Option<(i64, bool)> {
         "cent" | "hundred" => 100,
         _ => return None,
     };
-    Some((value, false))
+    Some((value, Trust::Always))
 }
 
 /// "premier", "2nd"… for choices: the 1-based rank.
