@@ -159,15 +159,12 @@ fn letter_hits(t: &Tokens) -> impl Iterator<Item = Hit> {
             || t.is_break(k + 1)
             || matches!(t.kind(k + 1), Some(Tk::Sym('-' | '/' | '=')));
         let lead = placed_letter(t, k);
-        (letter && ends)
-            .then_some(lead)
-            .flatten()
-            .map(|lead| Hit {
-                rank: i64::from(original.as_bytes()[0].to_ascii_lowercase() - b'a') + 1,
-                first: k,
-                last: k,
-                lead: Some(lead),
-            })
+        (letter && ends).then_some(lead).flatten().map(|lead| Hit {
+            rank: i64::from(original.as_bytes()[0].to_ascii_lowercase() - b'a') + 1,
+            first: k,
+            last: k,
+            lead: Some(lead),
+        })
     })
 }
 

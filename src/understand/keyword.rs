@@ -39,7 +39,8 @@ fn opts_out(t: &Tokens) -> bool {
     }
     // 2. A word that only ever means it, anywhere: "comment me désabonner ?".
     let words = || (0..t.len()).filter_map(|k| t.word(k).map(|w| (k, w)));
-    if words().any(|(k, w)| is_unambiguous_opt_out(w) || (w == "opt" && t.word(k + 1) == Some("out")))
+    if words()
+        .any(|(k, w)| is_unambiguous_opt_out(w) || (w == "opt" && t.word(k + 1) == Some("out")))
     {
         return true;
     }
@@ -48,7 +49,8 @@ fn opts_out(t: &Tokens) -> bool {
     //    retard stop", not "on a fait un stop"), or opening it with politeness ("stop svp je
     //    n'ai rien commandé", not "stop and go").
     let stop_at = |k: usize| {
-        t.word(k).is_some_and(|w| matches!(w, "stop" | "arret") || is_stretched_stop(w))
+        t.word(k)
+            .is_some_and(|w| matches!(w, "stop" | "arret") || is_stretched_stop(w))
             && t.tok(k).is_some_and(|tok| tok.glue != Glue::Hyphen)
     };
     let capitals = |k: usize| {

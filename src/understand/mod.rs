@@ -206,7 +206,9 @@ pub enum Unclear {
     OutOfRange { value: i64, min: i64, max: i64 },
     #[error("the reply gives several scores ({first} and {second})")]
     SeveralNumbers { first: i64, second: i64 },
-    #[error("the numbers in the reply are not scores (a quantity, price, time, date or identifier)")]
+    #[error(
+        "the numbers in the reply are not scores (a quantity, price, time, date or identifier)"
+    )]
     NotAScore,
     #[error("the score is not a whole number")]
     NotWhole,

@@ -116,7 +116,8 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
             what = What::NotAnswer;
         }
         // "7,5" or "8.5"; "10:30".
-        if touching(t, last + 1, |k| matches!(k, Tk::Sep('.' | ','))) && touching_number(t, last + 2)
+        if touching(t, last + 1, |k| matches!(k, Tk::Sep('.' | ',')))
+            && touching_number(t, last + 2)
         {
             what = What::NotWhole;
             last += 2;
@@ -148,9 +149,10 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
     if matches!(what, What::Bare | What::OutOf(5)) && is_stars_unit(t, last + 1) {
         what = What::Stars;
         last += 1;
-    } else if matches!(what, What::OutOf(_)) && t.tok(last + 1).is_some_and(|s| {
-        s.kind == Tk::Stars && s.num == 1 && s.empty == 0
-    }) {
+    } else if matches!(what, What::OutOf(_))
+        && t.tok(last + 1)
+            .is_some_and(|s| s.kind == Tk::Stars && s.num == 1 && s.empty == 0)
+    {
         // "8/10 ⭐": one star after a score out of ten decorates it.
         last += 1;
     }
@@ -164,13 +166,14 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
     let trusted = match trust {
         Trust::Always => true,
         Trust::OpeningClause => opens_clause(t, first),
-        Trust::Alone => opens_clause(t, first) && (t.tok(last + 1).is_none() || t.is_break(last + 1)),
+        Trust::Alone => {
+            opens_clause(t, first) && (t.tok(last + 1).is_none() || t.is_break(last + 1))
+        }
     };
     if what == What::Bare && !trusted {
         return None;
     }
-    if what != What::NotAnswer
-        && (unit_after(t, last + 1) || context_before(t, first, for_choice))
+    if what != What::NotAnswer && (unit_after(t, last + 1) || context_before(t, first, for_choice))
     {
         what = What::NotAnswer;
     }

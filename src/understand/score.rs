@@ -140,8 +140,7 @@ fn decide(t: &Tokens, scale: Scale, found: &[Mention]) -> Result<(u8, usize, usi
             _ => {}
         }
     }
-    let Some((chosen, lead)) = candidates().find_map(|m| placed(t, m).map(|lead| (m, lead)))
-    else {
+    let Some((chosen, lead)) = candidates().find_map(|m| placed(t, m).map(|lead| (m, lead))) else {
         return Err(Unclear::NotAScore);
     };
     let min = i64::from(*scale.range().start());
@@ -212,8 +211,8 @@ pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
         m.first
     };
     let qualified = matches!(m.what, What::OutOf(_) | What::Stars);
-    let announced = clause_before(t, m.first)
-        .any(|k| t.word(k).is_some_and(vocab::is_strong_lead_in));
+    let announced =
+        clause_before(t, m.first).any(|k| t.word(k).is_some_and(vocab::is_strong_lead_in));
     let ends_reply = (m.last + 1..t.len())
         .all(|k| matches!(t.kind(k), Some(Tk::Sep(_) | Tk::Sign(_) | Tk::Other)));
     // "j'ai attendu 2", "100% satisfait": what comes before says it is no answer.

@@ -502,15 +502,47 @@ fn the_cli_prints_neuf_sur_dix_as_nine() {
 fn described_replies_carry_their_comment_or_their_reason() {
     use serde_json::json;
     let cases = [
-        (Kind::Nps, "7 mais livreur en retard", json!({"kind":"nps","value":7,"comment":"mais livreur en retard"})),
-        (Kind::Nps, "7 ou 8", json!({"kind":"nps","unclear":"several_numbers"})),
-        (Kind::Csat, "très satisfait", json!({"kind":"csat","value":5})),
-        (Kind::Ces, "8", json!({"kind":"ces","unclear":"out_of_range"})),
-        (Kind::YesNo, "oui mais c'était long", json!({"kind":"yesno","value":"yes","comment":"mais c'était long"})),
+        (
+            Kind::Nps,
+            "7 mais livreur en retard",
+            json!({"kind":"nps","value":7,"comment":"mais livreur en retard"}),
+        ),
+        (
+            Kind::Nps,
+            "7 ou 8",
+            json!({"kind":"nps","unclear":"several_numbers"}),
+        ),
+        (
+            Kind::Csat,
+            "très satisfait",
+            json!({"kind":"csat","value":5}),
+        ),
+        (
+            Kind::Ces,
+            "8",
+            json!({"kind":"ces","unclear":"out_of_range"}),
+        ),
+        (
+            Kind::YesNo,
+            "oui mais c'était long",
+            json!({"kind":"yesno","value":"yes","comment":"mais c'était long"}),
+        ),
         (Kind::YesNo, "non", json!({"kind":"yesno","value":"no"})),
-        (Kind::Keyword, "STOP", json!({"kind":"keyword","value":"opt_out"})),
-        (Kind::Keyword, "AIDE", json!({"kind":"keyword","value":"help"})),
-        (Kind::Keyword, "merci", json!({"kind":"keyword","unclear":"no_keyword"})),
+        (
+            Kind::Keyword,
+            "STOP",
+            json!({"kind":"keyword","value":"opt_out"}),
+        ),
+        (
+            Kind::Keyword,
+            "AIDE",
+            json!({"kind":"keyword","value":"help"}),
+        ),
+        (
+            Kind::Keyword,
+            "merci",
+            json!({"kind":"keyword","unclear":"no_keyword"}),
+        ),
     ];
     for (kind, text, expected) in cases {
         assert_eq!(describe(kind, Lang::Fr, text), expected, "{text}");
@@ -565,7 +597,14 @@ fn unclear_reasons_say_what_went_wrong() {
 
 #[test]
 fn choices_without_options_are_never_answered() {
-    assert_eq!(choice("1", &[], Lang::Fr), Err(Unclear::OutOfRange { value: 1, min: 1, max: 0 }));
+    assert_eq!(
+        choice("1", &[], Lang::Fr),
+        Err(Unclear::OutOfRange {
+            value: 1,
+            min: 1,
+            max: 0
+        })
+    );
     assert_eq!(choice("livraison", &[], Lang::Fr), Err(Unclear::NoAnswer));
 }
 
@@ -574,20 +613,85 @@ fn reply_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         (0u32..200).prop_map(|n| n.to_string()),
         prop::sample::select(vec![
-            "neuf", "dix", "un", "sur", "out", "of", "ten", "one", "zéro", "dix-sept", "9\u{FE0F}\u{20E3}",
-            "🔟", "⭐", "☆", "*", "👍", "👎", "oui", "non", "pas", "not", "stop", "STOP", "arrêté",
-            "très", "satisfait", "insatisfait", "ni", "étoiles", "€", "%", "h", "/", "-", "+", ":",
-            ",", ".", "!", "?", "'", "’", "\u{301}", "\u{FE0F}", "\u{20E3}", "\u{200D}", "(",
-            ")", "é", "note", "je", "mets", "à", "le", "plus", "recevoir", "sms", "b", "B)",
-            "livraison", "prix", "\n", "é\u{301}", "<3", "#",
+            "neuf",
+            "dix",
+            "un",
+            "sur",
+            "out",
+            "of",
+            "ten",
+            "one",
+            "zéro",
+            "dix-sept",
+            "9\u{FE0F}\u{20E3}",
+            "🔟",
+            "⭐",
+            "☆",
+            "*",
+            "👍",
+            "👎",
+            "oui",
+            "non",
+            "pas",
+            "not",
+            "stop",
+            "STOP",
+            "arrêté",
+            "très",
+            "satisfait",
+            "insatisfait",
+            "ni",
+            "étoiles",
+            "€",
+            "%",
+            "h",
+            "/",
+            "-",
+            "+",
+            ":",
+            ",",
+            ".",
+            "!",
+            "?",
+            "'",
+            "’",
+            "\u{301}",
+            "\u{FE0F}",
+            "\u{20E3}",
+            "\u{200D}",
+            "(",
+            ")",
+            "é",
+            "note",
+            "je",
+            "mets",
+            "à",
+            "le",
+            "plus",
+            "recevoir",
+            "sms",
+            "b",
+            "B)",
+            "livraison",
+            "prix",
+            "\n",
+            "é\u{301}",
+            "<3",
+            "#",
         ])
         .prop_map(str::to_string),
     ]
 }
 
 fn reply() -> impl Strategy<Value = String> {
-    prop::collection::vec((reply_piece(), prop::sample::select(vec!["", " ", "  ", "-", "/"])), 0..10)
-        .prop_map(|parts| parts.into_iter().map(|(p, sep)| p + sep).collect())
+    prop::collection::vec(
+        (
+            reply_piece(),
+            prop::sample::select(vec!["", " ", "  ", "-", "/"]),
+        ),
+        0..10,
+    )
+    .prop_map(|parts| parts.into_iter().map(|(p, sep)| p + sep).collect())
 }
 
 fn check_everything(text: &str) -> Result<(), TestCaseError> {

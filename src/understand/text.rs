@@ -208,8 +208,13 @@ impl<'t> Tokens<'t> {
             } else if is_separator(c) || is_apostrophe(c) {
                 let c = if is_apostrophe(c) { '\'' } else { c };
                 self.push(Tk::Sep(c), glue, start, i);
-            } else if c.is_ascii() || matches!(c, '€' | '£' | '°' | '≈' | '−' | '‐' | '‑' | '×') {
-                let c = if matches!(c, '−' | '‐' | '‑') { '-' } else { c };
+            } else if c.is_ascii() || matches!(c, '€' | '£' | '°' | '≈' | '−' | '‐' | '‑' | '×')
+            {
+                let c = if matches!(c, '−' | '‐' | '‑') {
+                    '-'
+                } else {
+                    c
+                };
                 self.push(Tk::Sym(c), glue, start, i);
             } else {
                 i = skip_ignorable(text, i);
@@ -260,7 +265,8 @@ fn next_in_run(text: &str, i: usize, member: impl Fn(char) -> bool) -> Option<(c
         if member(c) {
             return Some((c, j + c.len_utf8()));
         }
-        if !(c.is_whitespace() && c != '\n' && c != '\r') && !ignorable(c) {
+        let blank = ignorable(c) || (c.is_whitespace() && c != '\n' && c != '\r');
+        if !blank {
             return None;
         }
         j += c.len_utf8();
@@ -384,7 +390,9 @@ fn push_folded(c: char, out: &mut String) -> bool {
         'ñ' | 'ń' | 'ň' | 'Ñ' | 'Ń' | 'Ň' => "n",
         'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'Ō'
         | 'Ő' => "o",
-        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' | 'Ù' | 'Ú' | 'Û' | 'Ü' | 'Ū' | 'Ů' | 'Ű' => "u",
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' | 'Ù' | 'Ú' | 'Û' | 'Ü' | 'Ū' | 'Ů' | 'Ű' => {
+            "u"
+        }
         'ý' | 'ÿ' | 'Ý' | 'Ÿ' => "y",
         'œ' | 'Œ' => "oe",
         'æ' | 'Æ' => "ae",
@@ -425,7 +433,10 @@ pub(super) fn comment(
         t.text[..a.start].trim_start_matches(is_trim)
     };
     let after = t.text[b.end..].trim_matches(is_trim);
-    match (before.trim_end_matches(is_trim).is_empty(), after.is_empty()) {
+    match (
+        before.trim_end_matches(is_trim).is_empty(),
+        after.is_empty(),
+    ) {
         (true, true) => None,
         (true, false) => Some(after.to_string()),
         (false, true) => Some(before.trim_end_matches(is_trim).to_string()),
@@ -502,7 +513,10 @@ mod tests {
         for (text, value) in [("9\u{FE0F}\u{20E3}", 9), ("9\u{20E3}", 9), ("🔟", 10)] {
             let t = Tokens::new(text);
             assert_eq!(t.len(), 1, "{text}");
-            assert_eq!((t.kind(0), t.tok(0).unwrap().num), (Some(Tk::Number), value));
+            assert_eq!(
+                (t.kind(0), t.tok(0).unwrap().num),
+                (Some(Tk::Number), value)
+            );
         }
         let t = Tokens::new("1\u{FE0F}\u{20E3}0\u{FE0F}\u{20E3}");
         assert_eq!(t.tok(0).unwrap().num, 10);

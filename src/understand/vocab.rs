@@ -233,8 +233,10 @@ pub(super) fn is_lead_in(w: &str) -> bool {
 /// "not 10, more like 6"). "ne" is left out: French never negates with it alone, and "je ne
 /// suis pas satisfait" must still read "pas satisfait".
 pub(super) fn is_negation(w: &str) -> bool {
-    matches!(w, "pas" | "not" | "non" | "no" | "jamais" | "never" | "aucun" | "nope")
-        || (w.len() > 3 && w.ends_with("n't"))
+    matches!(
+        w,
+        "pas" | "not" | "non" | "no" | "jamais" | "never" | "aucun" | "nope"
+    ) || (w.len() > 3 && w.ends_with("n't"))
 }
 
 /// Hedges: "presque 10", "about 8", "au moins 7" are not a score one can record.
@@ -460,7 +462,7 @@ pub(super) fn looks_like_count(w: &str) -> bool {
                 | "trois"
                 | "six"
                 | "dix"
-    )
+        )
 }
 
 /// Words before a number that make it an identifier, a time or a place ("commande 12345",
@@ -468,8 +470,19 @@ pub(super) fn looks_like_count(w: &str) -> bool {
 pub(super) fn is_context_before(w: &str, for_choice: bool) -> bool {
     let identifier = matches!(
         w,
-        "numero" | "number" | "n" | "no" | "num" | "nr" | "nro" | "ref" | "reference" | "le" | "du"
-            | "au" | "the"
+        "numero"
+            | "number"
+            | "n"
+            | "no"
+            | "num"
+            | "nr"
+            | "nro"
+            | "ref"
+            | "reference"
+            | "le"
+            | "du"
+            | "au"
+            | "the"
     );
     (identifier && !for_choice)
         || matches!(
@@ -519,7 +532,7 @@ pub(super) fn is_context_before(w: &str, for_choice: bool) -> bool {
                 | "during"
                 | "within"
                 | "x"
-    )
+        )
 }
 
 /// Verbs after which a number that ends the reply is a quantity, not a score ("j'ai attendu 2").
@@ -594,8 +607,8 @@ impl<T: Copy> Phrases<T> {
             }
             let mut len = 0;
             let matched = phrase.split(' ').all(|pw| {
-                let ok = t.kind(i + len) == Some(Tk::Word)
-                    && t.word(i + len).map(canonical) == Some(pw);
+                let ok =
+                    t.kind(i + len) == Some(Tk::Word) && t.word(i + len).map(canonical) == Some(pw);
                 len += 1;
                 ok
             });
