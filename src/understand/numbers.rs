@@ -135,6 +135,12 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
             first = i - 1;
         }
     }
+    if what == What::NotWhole {
+        // "4,5/5" is one half-point score, not 4,5 and 5.
+        if let Some((_, denominator_last, _)) = denominator(t, first, last) {
+            last = denominator_last;
+        }
+    }
     if what == What::Bare {
         if let Some((denominator, denominator_last, date_like)) = denominator(t, first, last) {
             let scale = matches!(denominator, 5 | 7 | 10 | 20 | 100);
@@ -149,6 +155,10 @@ fn mention_at(t: &Tokens, i: usize, for_choice: bool) -> Option<Mention> {
     if matches!(what, What::Bare | What::OutOf(5)) && is_stars_unit(t, last + 1) {
         what = What::Stars;
         last += 1;
+        // "4 étoiles sur 5".
+        if let Some((5, denominator_last, false)) = denominator(t, first, last) {
+            last = denominator_last;
+        }
     } else if matches!(what, What::OutOf(_))
         && t.tok(last + 1)
             .is_some_and(|s| s.kind == Tk::Stars && s.num == 1 && s.empty == 0)
@@ -239,15 +249,19 @@ fn phone_at(t: &Tokens, i: usize) -> Option<(usize, usize)> {
     let first = *t.tok(i)?;
     let plus = first.glue == Glue::Touch && i > 0 && t.kind(i - 1) == Some(Tk::Sym('+'));
     let leading_zero = t.original(i).starts_with('0');
+    // Groups are short: a long run of digits is a number of its own, not part of a phone.
+    let group = |k: usize| t.tok(k).filter(|n| n.kind == Tk::Number && n.digits <= 4);
+    group(i)?;
     let (mut total, mut groups, mut last) = (first.digits, 1, i);
     loop {
         let next = last + 1;
         let step = match t.tok(next) {
-            Some(n) if n.kind == Tk::Number && n.glue == Glue::Space => 1,
+            Some(n) if n.glue == Glue::Space && group(next).is_some() => 1,
             Some(n)
                 if matches!(n.kind, Tk::Sep('.') | Tk::Sym('-'))
                     && n.glue == Glue::Touch
-                    && touching_number(t, next + 1) =>
+                    && touching_number(t, next + 1)
+                    && group(next + 1).is_some() =>
             {
                 2
             }

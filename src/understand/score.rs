@@ -197,6 +197,8 @@ pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
                 run = k;
                 run_announces |= vocab::is_strong_lead_in(w);
             }
+            // "#2", "n°2": choices accept the sign (scores never get here with one).
+            None if matches!(t.kind(k), Some(Tk::Sym('#' | '°'))) => run = k,
             _ => {
                 opens_clause = false;
                 break;
@@ -218,6 +220,7 @@ pub(super) fn placed(t: &Tokens, m: &Mention) -> Option<usize> {
     // "j'ai attendu 2", "100% satisfait": what comes before says it is no answer.
     let after_quantity = m.first > 0
         && (t.word(m.first - 1).is_some_and(vocab::is_quantity_verb)
-            || matches!(t.kind(m.first - 1), Some(Tk::Sym(_) | Tk::Number)));
+            || matches!(t.kind(m.first - 1), Some(Tk::Sym(c)) if c != '#' && c != '°')
+            || t.kind(m.first - 1) == Some(Tk::Number));
     (qualified || opens_clause || announced || (ends_reply && !after_quantity)).then_some(lead)
 }

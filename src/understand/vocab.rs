@@ -224,6 +224,8 @@ pub(super) fn is_lead_in(w: &str) -> bool {
                 | "choix"
                 | "numero"
                 | "number"
+                | "n"
+                | "num"
                 | "lettre"
                 | "letter"
         )
