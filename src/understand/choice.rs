@@ -21,6 +21,9 @@ struct Hit {
 pub fn choice(text: &str, options: &[Vec<String>], lang: Lang) -> Result<Reading<usize>, Unclear> {
     // Labels come in the survey's language already; numbers and letters have none.
     let _ = lang;
+    if text.len() > super::MAX_REPLY_BYTES {
+        return Err(Unclear::TooLong);
+    }
     let t = Tokens::new(text);
     if !t.has_content() {
         return Err(Unclear::Empty);

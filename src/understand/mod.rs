@@ -41,6 +41,7 @@
 //! - A score given **on another scale** is not converted (`other_scale`): "4/5" or five stars
 //!   for an NPS question, "8/10" for CSAT.
 //! - **Out of range** (`out_of_range`): "11", "-1", "0" for CSAT, "100".
+//! - A reply longer than [`MAX_REPLY_BYTES`] is `too_long` (keywords excepted).
 //! - A number nothing places as an answer is unclear (`not_a_score`): it must be qualified
 //!   ("9/10", "8 sur 10", "nine out of ten", stars), open its clause after lead-in words only
 //!   ("7 mais…", "Très bien, 9", "je mets 8", "I'd give it a 9"), follow a word that announces
@@ -132,6 +133,11 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::str::FromStr;
 
+/// Replies longer than this (about 25 SMS segments) are not read as answers (`too_long`): no
+/// survey answer is that long, and it bounds the work one message can cost. [`keyword`] reads
+/// replies of any length, since a STOP must never be missed.
+pub const MAX_REPLY_BYTES: usize = 4096;
+
 /// A rating scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scale {
@@ -200,6 +206,8 @@ impl Keyword {
 pub enum Unclear {
     #[error("the reply is empty")]
     Empty,
+    #[error("the reply is longer than {MAX_REPLY_BYTES} bytes, too long to be an answer")]
+    TooLong,
     #[error("the reply does not answer the question")]
     NoAnswer,
     #[error("{value} is outside the scale ({min} to {max})")]
@@ -232,6 +240,7 @@ impl Unclear {
     pub fn code(&self) -> &'static str {
         match self {
             Unclear::Empty => "empty",
+            Unclear::TooLong => "too_long",
             Unclear::NoAnswer => "no_answer",
             Unclear::OutOfRange { .. } => "out_of_range",
             Unclear::SeveralNumbers { .. } => "several_numbers",

@@ -67,6 +67,9 @@ static CSAT_LABELS: LazyLock<Phrases<i64>> = LazyLock::new(|| {
 pub fn score(text: &str, scale: Scale, lang: Lang) -> Result<Reading<u8>, Unclear> {
     // Both languages' words are read whatever the survey's language (see the module doc).
     let _ = lang;
+    if text.len() > super::MAX_REPLY_BYTES {
+        return Err(Unclear::TooLong);
+    }
     let t = Tokens::new(text);
     if !t.has_content() {
         return Err(Unclear::Empty);

@@ -613,6 +613,33 @@ fn unclear_reasons_say_what_went_wrong() {
 }
 
 #[test]
+fn replies_longer_than_the_limit_are_too_long_but_still_stop() {
+    let long = format!("{} 9", "très bien ".repeat(MAX_REPLY_BYTES / 10));
+    assert_eq!(score(&long, Scale::Nps, Lang::Fr), Err(Unclear::TooLong));
+    assert_eq!(yes_no(&long, Lang::Fr), Err(Unclear::TooLong));
+    assert_eq!(
+        choice(&long, &options(Lang::Fr), Lang::Fr),
+        Err(Unclear::TooLong)
+    );
+    assert_eq!(keyword(&format!("{long} STOP")), Some(Keyword::OptOut));
+}
+
+#[test]
+fn the_longest_replies_built_to_be_slow_are_still_read() {
+    // Rules that look back over a clause make the worst case quadratic in the clause's length;
+    // the length limit bounds it (this test takes milliseconds, where 100 kB took minutes).
+    let worst = ["x 1 ", "pas 1 ", "oui ", "a ", "stop "]
+        .map(|piece| piece.repeat(MAX_REPLY_BYTES / piece.len()));
+    for text in &worst {
+        assert!(text.len() <= MAX_REPLY_BYTES);
+        let _ = score(text, Scale::Nps, Lang::Fr);
+        let _ = yes_no(text, Lang::Fr);
+        let _ = choice(text, &options(Lang::Fr), Lang::Fr);
+    }
+    assert_eq!(keyword(&worst[4]), Some(Keyword::OptOut));
+}
+
+#[test]
 fn choices_without_options_are_never_answered() {
     assert_eq!(
         choice("1", &[], Lang::Fr),

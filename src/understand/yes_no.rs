@@ -155,6 +155,9 @@ struct Found {
 pub fn yes_no(text: &str, lang: Lang) -> Result<Reading<YesNo>, Unclear> {
     // Both languages' words are read whatever the survey's language (see the module doc).
     let _ = lang;
+    if text.len() > super::MAX_REPLY_BYTES {
+        return Err(Unclear::TooLong);
+    }
     let t = Tokens::new(text);
     if !t.has_content() {
         return Err(Unclear::Empty);
