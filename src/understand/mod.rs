@@ -74,16 +74,21 @@
 //!
 //! Words and phrases (oui, ouais, bien sûr, pas de souci, yes, yep, of course; non, non merci,
 //! pas vraiment, nope, not at all…) and emoji (👍 ✅ ✔ 👌 / 👎 ❌ ✖). A word answer must open a
-//! clause (greetings and thanks aside: "Bonjour, oui"); an emoji counts anywhere. Yes and no in
-//! one reply is `both_yes_and_no` ("oui et non", "yes… no"); "peut-être", "je ne sais pas",
-//! "maybe" are `undecided`. "si" is yes only on its own.
+//! clause (greetings and thanks aside: "Bonjour, oui"); an emoji counts anywhere. Yes and no
+//! anywhere in one reply is `both_yes_and_no` ("oui et non", "oui mais non", "Yes, but no
+//! callback" too: we would rather ask again); phrases are matched longest first, so "no
+//! problem" and "pas de souci" are yes and "bien sûr que non" is no. "peut-être", "je ne sais
+//! pas", "maybe" are `undecided`. "si" is yes only on its own ("si le livreur…" is "if").
 //!
 //! # Choices
 //!
 //! An option is picked by its number ("2", "la 2", "option 2", "deuxième"), its letter standing
 //! alone ("b", "B)", "(c)"), or one of its labels anywhere in the reply (case- and
-//! accent-insensitive, whole words). Two different options named is `several_options`. A label
-//! found inside a sentence ("le livreur était en retard") keeps the whole reply as comment.
+//! accent-insensitive, whole words, a plural -s allowed). Two different options named is
+//! `several_options`. A label that is all its clause says ("le prix", "Livraison, le colis
+//! était abîmé") is cut out of the comment; a label inside a sentence ("le livreur était en
+//! retard") leaves the whole reply as the comment, since cutting it would leave words the
+//! customer never wrote.
 //!
 //! # Keywords and where "stop" stands
 //!
@@ -98,19 +103,27 @@
 //!    hyphenated "non-stop" is the adverb and is not.
 //! 2. **Opt-out** on a word that only ever means it, anywhere: unsubscribe, désabonner,
 //!    désinscrire, stopall, opt out.
-//! 3. **Opt-out** when STOP or ARRET in capitals opens or closes the reply: "Livreur en retard
-//!    STOP" (capitals are how people write a keyword).
+//! 3. **Opt-out** when STOP or ARRET opens or closes the reply as a keyword: in capitals
+//!    ("Livreur en retard STOP", "STOP je n'ai rien commandé": capitals are how people write
+//!    a keyword), closing it with no article or "non" before it ("livreur en retard stop", but
+//!    not "le bus s'est arrêté au stop" nor "joignable non stop"), or opening it followed by
+//!    politeness ("stop svp je n'ai rien commandé", but not "stop and go traffic"). A STOP
+//!    held long ("stooop") is a STOP.
 //! 4. **Opt-out** on an explicit request: "je ne veux plus recevoir de sms", "ne m'envoyez
 //!    plus", "plus de messages", "don't text me", "remove me", "leave me alone".
 //! 5. **Opt-out** when a stop verb governs the messages: "stop the calls please", "arrêtez de
-//!    m'envoyer des messages", "stop les relances". "arrêté" written with its accent is a
-//!    participle: "le livreur ne s'est pas arrêté" is no opt-out, nor is "stop and go".
+//!    m'envoyer des messages", "stop à la pub", "quit sending me stuff". "arrêté" written
+//!    with its accent is a participle, and a stop verb with no messaging word after it in its
+//!    clause stops nothing we send: "le livreur ne s'est pas arrêté" (with or without the
+//!    accent) is no opt-out.
 //! 6. **Opt-in** when the whole reply is START, UNSTOP, SUBSCRIBE or RESUBSCRIBE with
 //!    politeness. "YES" is not opt-in: it is an answer to the survey's questions, and reading
 //!    it as a keyword in any state would swallow every "yes".
 //! 7. **Help** when the whole reply is HELP, AIDE or INFO with politeness ("aide moi svp").
 //!
-//! Anything else is no keyword (`no_keyword` in [`describe`]).
+//! Anything else is no keyword (`no_keyword` in [`describe`]); the engine then reads the
+//! reply as an answer, and an agent sees it. "FIN" is not an opt-out word: French short codes
+//! use STOP.
 
 mod choice;
 mod keyword;
