@@ -187,7 +187,7 @@ pub fn test(paths: &[PathBuf]) -> TestOutcome {
         };
         let folder = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let flow_file = folder.join(format!("{}.yaml", transcript.flow));
-        let set = load_paths(&[flow_file.clone()]);
+        let set = load_paths(std::slice::from_ref(&flow_file));
         let Some(flow) = set.flows.get(&transcript.flow) else {
             let reasons: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
             fail(

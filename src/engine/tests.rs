@@ -164,7 +164,7 @@ fn unclear_replies_are_reprompted_then_the_question_is_given_up() {
         .unwrap()
         .get(Lang::En)
         .source();
-    assert_eq!(steps[1].messages, [reprompt.clone()]);
+    assert_eq!(steps[1].messages, std::slice::from_ref(&reprompt));
     assert_eq!(steps[2].messages, [reprompt]);
     assert!(matches!(
         &steps[1].events[0],

@@ -392,7 +392,7 @@ impl Checker<'_> {
                 );
             }
         }
-        (texts.len() == self.languages.len()).then(|| Localized(texts))
+        (texts.len() == self.languages.len()).then_some(Localized(texts))
     }
 
     fn resolve_question(&mut self, raw: &Spanned<String>, ids: &[String]) -> Option<QuestionIndex> {
