@@ -273,7 +273,9 @@ fn parse_sms_inbound(params: &Params) -> Result<InboundMessage, ParseError> {
 
 fn parse_sms_receipt(params: &Params) -> Result<StatusUpdate, ParseError> {
     let raw_status = params.require_non_empty("status")?;
-    let error_code = params.get("err-code").filter(|c| !c.is_empty());
+    let error_code = params
+        .get("err-code")
+        .filter(|c| !c.is_empty() && *c != "0");
     Ok(StatusUpdate {
         provider_message_id: params.require_non_empty("messageId")?.to_string(),
         status: receipt_status(raw_status, error_code)?,
