@@ -167,8 +167,9 @@ macro_rules! channel {
             pub senders: Vec<Sender>,
             #[serde(default)]
             pub countries: Vec<CountryCode>,
+            /// Checked at load time (with the key named): 0 is refused.
             #[serde(default)]
-            pub messages_per_second: Option<NonZeroU32>,
+            pub messages_per_second: Option<u32>,
             #[serde(default)]
             pub cost_per_segment: Option<f64>,
             #[serde(default)]
@@ -182,7 +183,7 @@ macro_rules! channel {
                 ChannelCommon {
                     senders: &self.senders,
                     countries: &self.countries,
-                    messages_per_second: self.messages_per_second,
+                    messages_per_second: self.messages_per_second.and_then(NonZeroU32::new),
                     cost_per_segment: self.cost_per_segment,
                     fallback: self.fallback.as_ref(),
                     api_base_url: self.api_base_url.as_ref(),
@@ -220,6 +221,20 @@ impl ChannelConfig {
             ChannelConfig::Sinch(_) => "sinch",
             ChannelConfig::MessageBird(_) => "messagebird",
             ChannelConfig::Http(_) => "http",
+        }
+    }
+
+    /// The configured value, 0 included, for validation; [`Self::common`] holds the usable one.
+    pub(super) fn messages_per_second(&self) -> Option<u32> {
+        match self {
+            ChannelConfig::Console(c) => c.messages_per_second,
+            ChannelConfig::Twilio(c) => c.messages_per_second,
+            ChannelConfig::Vonage(c) => c.messages_per_second,
+            ChannelConfig::Plivo(c) => c.messages_per_second,
+            ChannelConfig::Telnyx(c) => c.messages_per_second,
+            ChannelConfig::Sinch(c) => c.messages_per_second,
+            ChannelConfig::MessageBird(c) => c.messages_per_second,
+            ChannelConfig::Http(c) => c.messages_per_second,
         }
     }
 

@@ -234,6 +234,9 @@ impl Config {
         if common.senders.is_empty() && !matches!(channel, ChannelConfig::Console(_)) {
             return invalid("senders", "list at least one number or sender ID".into());
         }
+        if channel.messages_per_second() == Some(0) {
+            return invalid("messages_per_second", "must be at least 1".into());
+        }
         if let Some(cost) = common.cost_per_segment {
             if !cost.is_finite() || cost < 0.0 {
                 return invalid("cost_per_segment", "must be a positive number or 0".into());
