@@ -5,9 +5,15 @@
 
 mod channels;
 mod database;
+mod secret;
 
-pub use channels::{ChannelConfig, ChannelName, ConsoleChannel};
+pub use channels::{
+    ChannelCommon, ChannelConfig, ChannelName, ConsoleChannel, CountryCode, HttpChannel,
+    MessageBirdChannel, MessageBirdSignature, PlivoChannel, PlivoSignatureVersion, Sender,
+    SinchChannel, TelnyxChannel, TwilioChannel, VonageApi, VonageChannel, VonageSignatureMethod,
+};
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError};
+pub use secret::Secret;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -206,6 +212,53 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter ({e})"));
+        }
+        for (name, channel) in &self.channels {
+            self.validate_channel(name, channel)?;
+        }
+        Ok(())
+    }
+
+    fn validate_channel(
+        &self,
+        name: &ChannelName,
+        channel: &ChannelConfig,
+    ) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid(format!(
+                "key 'channels.{name}.{key}': {reason}"
+            )))
+        };
+        let common = channel.common();
+        // The console channel has a built-in sender; a real one cannot send without one.
+        if common.senders.is_empty() && !matches!(channel, ChannelConfig::Console(_)) {
+            return invalid("senders", "list at least one number or sender ID".into());
+        }
+        if channel.messages_per_second() == Some(0) {
+            return invalid("messages_per_second", "must be at least 1".into());
+        }
+        if let Some(cost) = common.cost_per_segment {
+            if !cost.is_finite() || cost < 0.0 {
+                return invalid("cost_per_segment", "must be a positive number or 0".into());
+            }
+        }
+        if let Some(fallback) = common.fallback {
+            // Following fallbacks must end: a loop would pass a failed message round forever.
+            let mut seen = vec![name];
+            let mut next = Some(fallback);
+            while let Some(current) = next {
+                if seen.contains(&current) {
+                    return invalid(
+                        "fallback",
+                        format!("channel '{current}' falls back in a loop"),
+                    );
+                }
+                let Some(target) = self.channels.get(current) else {
+                    return invalid("fallback", format!("no channel is named '{current}'"));
+                };
+                seen.push(current);
+                next = target.common().fallback;
+            }
         }
         Ok(())
     }

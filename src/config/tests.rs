@@ -195,3 +195,125 @@ fn the_example_file_documents_every_key_with_its_default() {
         assert!(channel.is_ok(), "example channel {name}: {channel:?}");
     }
 }
+
+/// The commented `# [channels.…]` examples, uncommented: each one is a valid channel, and
+/// together they show every provider and every key of every channel variant.
+#[test]
+fn every_commented_channel_example_is_a_valid_channel() {
+    let example = include_str!("../../hearback.example.toml");
+    let mut uncommented = String::new();
+    let mut inside = false;
+    for line in example.lines() {
+        if line.starts_with("# [channels.") {
+            inside = true;
+        } else if !line.starts_with("# ") {
+            inside = false;
+        }
+        if inside {
+            uncommented.push_str(&line[2..]);
+            uncommented.push('\n');
+        }
+    }
+    let config: Config = Figment::from(Toml::string(&uncommented))
+        .extract()
+        .expect("the commented channels parse");
+    config
+        .validate()
+        .expect("the commented channels are consistent");
+    let providers: Vec<&str> = config.channels.values().map(|c| c.provider()).collect();
+    assert_eq!(
+        providers,
+        [
+            "http",
+            "messagebird",
+            "plivo",
+            "sinch",
+            "telnyx",
+            "twilio",
+            "vonage"
+        ]
+    );
+    for (name, channel) in &config.channels {
+        crate::providers::build(channel).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Every key of every variant appears at least once in the example file.
+    let documented = |key: &str| {
+        example.contains(&format!("# {key} = ")) || example.contains(&format!("\n{key} = "))
+    };
+    for channel in config.channels.values() {
+        let serialised = serde_json::to_value(channel).unwrap();
+        for key in serialised.as_object().unwrap().keys() {
+            let shared = [
+                "senders",
+                "countries",
+                "messages_per_second",
+                "cost_per_segment",
+                "fallback",
+                "api_base_url",
+            ];
+            assert!(
+                documented(key) || shared.contains(&key.as_str()),
+                "{key} is not shown in an example"
+            );
+        }
+    }
+    for key in [
+        "countries",
+        "messages_per_second",
+        "cost_per_segment",
+        "fallback",
+        "api_base_url",
+    ] {
+        assert!(documented(key), "{key} is not shown in an example");
+    }
+}
+
+#[test]
+fn channel_keys_are_checked_when_loading() {
+    let twilio = "provider = \"twilio\"\naccount_sid = \"AC1\"\nauth_token = \"t\"\n";
+    let cases = [
+        (format!("[channels.a]\n{twilio}"), "channels.a.senders"),
+        (format!("[channels.a]\n{twilio}senders = [\"0612345678\"]\n"), "invalid sender '0612345678'"),
+        (format!("[channels.a]\n{twilio}senders = [\"+33757000000\"]\ncountries = [\"fr\"]\n"), "invalid country 'fr'"),
+        (
+            format!("[channels.a]\n{twilio}senders = [\"+33757000000\"]\nfallback = \"b\"\n"),
+            "no channel is named 'b'",
+        ),
+        (
+            format!(
+                "[channels.a]\n{twilio}senders = [\"+33757000000\"]\nfallback = \"b\"\n\
+                 [channels.b]\n{twilio}senders = [\"+33757000001\"]\nfallback = \"a\"\n"
+            ),
+            "falls back in a loop",
+        ),
+        (format!("[channels.a]\n{twilio}senders = [\"+33757000000\"]\ncost_per_segment = -1.0\n"), "cost_per_segment"),
+        (format!("[channels.a]\n{twilio}senders = [\"+33757000000\"]\nmessages_per_second = 0\n"), "channels.a.messages_per_second': must be at least 1"),
+        (format!("[channels.a]\n{twilio}senders = [\"+33757000000\"]\nauth_tokn = \"x\"\n"), "unknown key 'channels.a.auth_tokn'"),
+        ("[channels.a]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nsenders = [\"+33757000000\"]\n".into(), "auth_token"),
+        ("[channels.a]\nprovider = \"http\"\nsecret = \"\"\nsenders = [\"+33757000000\"]\n".into(), "a secret cannot be empty"),
+    ];
+    for (file, expected) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("hearback.toml", &file)?;
+            let message = error_of(load_in(jail, None));
+            assert!(message.contains(expected), "{file:?} gave {message}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn channel_secrets_do_not_leak_through_debug_or_serialisation() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "hearback.toml",
+            "[channels.tw]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nauth_token = \"hunter2\"\nsenders = [\"+33757000000\"]\n",
+        )?;
+        let config = load_in(jail, None).unwrap();
+        let dump = format!("{config:?}");
+        assert!(!dump.contains("hunter2"), "{dump}");
+        let serialised = serde_json::to_string(&config).unwrap();
+        assert!(!serialised.contains("hunter2"), "{serialised}");
+        Ok(())
+    });
+}

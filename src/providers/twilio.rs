@@ -1,0 +1,182 @@
+//! Twilio Programmable Messaging webhooks.
+//!
+//! Signature (<https://www.twilio.com/docs/usage/webhooks/webhooks-security>): the
+//! `X-Twilio-Signature` header is the base64 HMAC-SHA1, keyed with the account's auth token, of
+//! the full URL Twilio called followed, for a form POST, by every parameter's name and value
+//! concatenated in name order (a name sent several times contributes its values sorted, once
+//! each). A JSON request is signed over the URL alone, whose `bodySHA256` query parameter is the
+//! hex SHA-256 of the body. Twilio may sign the URL with or without the scheme's default port
+//! (`:443`, `:80`), so both forms are tried. Twilio signs no timestamp, so there is no replay
+//! window; de-duplication on the message SID absorbs replays.
+//!
+//! Payloads (<https://www.twilio.com/docs/messaging/guides/webhook-request>): inbound `MessageSid`,
+//! `From`, `To`, `Body` (Twilio joins long SMS itself); status callbacks `MessageSid`,
+//! `MessageStatus` and, on failure, `ErrorCode`
+//! (<https://www.twilio.com/docs/api/errors>).
+
+use super::wire::{self, Params};
+use super::{
+    DeliveryStatus, InboundMessage, ParseError, PermanentReason, Provider, StatusUpdate,
+    VerifyError, WebhookRequest,
+};
+use crate::config::{Secret, TwilioChannel};
+use crate::time::Timestamp;
+
+pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
+
+pub struct Twilio {
+    auth_token: Secret,
+}
+
+impl Twilio {
+    pub fn new(config: &TwilioChannel) -> Self {
+        Self {
+            auth_token: config.auth_token.clone(),
+        }
+    }
+}
+
+impl Provider for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn verify(&self, request: &WebhookRequest<'_>, _now: Timestamp) -> Result<(), VerifyError> {
+        let given = wire::header(request, SIGNATURE_HEADER)?;
+        let given = wire::decode_base64(given, SIGNATURE_HEADER)?;
+        let query = Params::from_query(request.url);
+        let signed_params = match query.get("bodySHA256") {
+            Some(claimed) => {
+                if !wire::hex_claim_matches(claimed, &wire::sha256(request.body)) {
+                    return Err(VerifyError::BodyHashMismatch);
+                }
+                String::new()
+            }
+            None => {
+                let form = Params::from_form(request.body)
+                    .map_err(|_| VerifyError::MalformedBody("not UTF-8"))?;
+                sorted_concatenation(&form)
+            }
+        };
+        let mut matched = false;
+        for url in url_variants(request.url)? {
+            let expected = wire::hmac_sha1(
+                self.auth_token.expose().as_bytes(),
+                &[url.as_bytes(), signed_params.as_bytes()],
+            );
+            // Every variant is computed and compared, so timing does not tell which one matched.
+            matched |= wire::ct_eq(&given, &expected);
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(VerifyError::SignatureMismatch)
+        }
+    }
+
+    fn parse_inbound(
+        &self,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<InboundMessage>, ParseError> {
+        let form = Params::from_form(request.body)?;
+        if form.get("Body").is_none() && form.get("MessageStatus").is_some() {
+            return Err(ParseError::UnexpectedKind("status callback".into()));
+        }
+        Ok(vec![InboundMessage {
+            provider_message_id: form.require_non_empty("MessageSid")?.to_string(),
+            from: wire::normalise_address(form.require_non_empty("From")?),
+            to: wire::normalise_address(form.require_non_empty("To")?),
+            text: form.require("Body")?.to_string(),
+            part: None,
+        }])
+    }
+
+    fn parse_status(&self, request: &WebhookRequest<'_>) -> Result<Vec<StatusUpdate>, ParseError> {
+        let form = Params::from_form(request.body)?;
+        let raw_status = form.require_non_empty("MessageStatus")?;
+        let error_code = form
+            .get("ErrorCode")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        Ok(vec![StatusUpdate {
+            provider_message_id: form.require_non_empty("MessageSid")?.to_string(),
+            status: status(raw_status, error_code.as_deref())?,
+            error_code,
+            raw_status: raw_status.to_string(),
+        }])
+    }
+}
+
+/// `name value` pairs sorted by name; a repeated name's values sorted and de-duplicated.
+fn sorted_concatenation(params: &Params) -> String {
+    let mut pairs: Vec<(&str, &str)> = params
+        .0
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+}
+
+/// The URL as given, and the same with its default port added or removed.
+fn url_variants(url: &str) -> Result<Vec<String>, VerifyError> {
+    let (scheme, rest) = url.split_once("://").ok_or(VerifyError::MalformedUrl)?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return Err(VerifyError::MalformedUrl),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    // The port follows the host, which follows any `user:pass@`; an IPv6 host ends with `]`.
+    let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+    let host_port = &authority[host_start..];
+    let port_colon = host_port
+        .rfind(':')
+        .filter(|&colon| !host_port[colon..].contains(']'));
+    let other = match port_colon {
+        Some(colon) if &host_port[colon + 1..] == default_port => {
+            format!("{scheme}://{}{tail}", &authority[..host_start + colon])
+        }
+        Some(_) => return Ok(vec![url.to_string()]),
+        None => format!("{scheme}://{authority}:{default_port}{tail}"),
+    };
+    Ok(vec![url.to_string(), other])
+}
+
+/// Twilio's message statuses; a failure's kind comes from its error code.
+pub(super) fn status(raw: &str, error_code: Option<&str>) -> Result<DeliveryStatus, ParseError> {
+    use DeliveryStatus::*;
+    Ok(match raw {
+        "accepted" | "scheduled" | "queued" | "sending" => Queued,
+        "sent" => Sent,
+        "delivered" | "read" => Delivered,
+        "canceled" => FailedPermanent(PermanentReason::Other),
+        "undelivered" | "failed" => match error_code.and_then(failure) {
+            Some(status) => status,
+            // Without a known code: "failed" never left Twilio (our side), "undelivered" was
+            // refused downstream and may pass.
+            None if raw == "failed" => FailedPermanent(PermanentReason::Other),
+            None => FailedTemporary,
+        },
+        other => return Err(ParseError::UnknownStatus(wire::bounded(other))),
+    })
+}
+
+/// Twilio error codes, classified as in `fixtures/providers/twilio/error_codes.json`.
+pub(super) fn failure(code: &str) -> Option<DeliveryStatus> {
+    use DeliveryStatus::*;
+    use PermanentReason::*;
+    Some(match code {
+        "21211" | "21614" | "30005" => FailedPermanent(InvalidNumber),
+        "21635" | "30006" => FailedPermanent(Landline),
+        // "Not currently reachable via SMS": the number is valid but has no SMS route.
+        "21612" => FailedPermanent(Unreachable),
+        "21610" => FailedPermanent(OptedOutAtCarrier),
+        "30004" | "30007" => FailedPermanent(Blocked),
+        "30002" | "21408" | "21608" => FailedPermanent(Other),
+        "30003" | "30008" => FailedTemporary,
+        _ => return None,
+    })
+}
