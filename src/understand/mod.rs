@@ -349,23 +349,3 @@ pub fn describe(kind: Kind, lang: Lang, text: &str) -> Value {
     }
     Value::Object(object)
 }
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
-    Nps,
-    Csat,
-    Ces,
-    Yesno,
-    Keyword,
-}
-impl Keyword {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Keyword::OptOut => "opt_out",
-            Keyword::OptIn => "opt_in",
-            Keyword::Help => "help",
-        }
-    }
-}
-pub fn describe(_kind: Kind, _lang: Lang, _text: &str) -> String {
-    r#"{"kind":"unknown","unclear":"empty"}"#.to_string()
-}
