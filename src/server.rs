@@ -21,6 +21,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("channel '{name}': {source}")]
+    Channel {
+        name: String,
+        source: crate::providers::BuildError,
+    },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -45,6 +50,13 @@ pub async fn open_storage(config: &Config, migrate: bool) -> Result<Storage, Sto
 
 /// Binds the configured address and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
+    // A channel that cannot be built (a malformed key) stops start-up, before anything else.
+    for (name, channel) in config.effective_channels() {
+        crate::providers::build(&channel).map_err(|source| ServeError::Channel {
+            name: name.to_string(),
+            source,
+        })?;
+    }
     let storage = open_storage(&config, migrate).await?;
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)

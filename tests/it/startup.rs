@@ -118,6 +118,22 @@ fn an_unreachable_database_is_reported_without_its_password() {
 }
 
 #[test]
+fn a_channel_with_a_malformed_key_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[channels.telnyx]\nprovider = \"telnyx\"\napi_key = \"KEY\"\npublic_key = \"not base64!\"\nsenders = [\"+33757000000\"]\n";
+    std::fs::write(dir.path().join("hearback.toml"), config).unwrap();
+    let line = single_error_line(hearback(dir.path()).arg("serve"));
+    assert!(
+        line.contains("channel 'telnyx'") && line.contains("public_key"),
+        "{line}"
+    );
+    assert!(
+        !dir.path().join("hearback.db").exists(),
+        "refused before the database was touched"
+    );
+}
+
+#[test]
 fn a_missing_explicit_configuration_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let line = single_error_line(hearback(dir.path()).args(["--config", "absent.toml", "serve"]));
