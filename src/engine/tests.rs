@@ -358,3 +358,52 @@ proptest! {
         prop_assert_eq!(unique.len(), answered.len(), "a question is answered once at most");
     }
 }
+
+#[test]
+fn a_choice_is_answered_by_number_letter_or_label_and_routes_on_its_key() {
+    let flow = parse_flow(
+        Path::new("flows/topic.yaml"),
+        r#"id: topic
+name: Topic
+languages: [fr]
+start: topic
+questions:
+  - id: topic
+    kind: choice
+    text: { fr: "Quel sujet ? 1 Livraison, 2 Produit, 3 Prix" }
+    reprompt: { fr: "Répondez 1, 2 ou 3." }
+    options:
+      - key: delivery
+        label: { fr: "Livraison" }
+      - key: product
+        label: { fr: "Produit" }
+      - key: price
+        label: { fr: "Prix" }
+    next:
+      - when: { question: topic, one_of: [delivery, product] }
+        goto: details
+  - id: details
+    kind: text
+    text: { fr: "Dites-nous en plus." }
+closing:
+  - text: { fr: "Merci" }
+"#,
+    )
+    .unwrap();
+    for (reply, key, next) in [
+        ("2", "product", Some("details")),
+        ("b", "product", Some("details")),
+        ("livraison", "delivery", Some("details")),
+        ("3", "price", None),
+    ] {
+        let last = converse(&flow, Lang::Fr, &[reply]).pop().unwrap();
+        assert_eq!(
+            last.state.answers[0].value,
+            AnswerValue::Choice(key.into()),
+            "{reply}"
+        );
+        assert_eq!(last.state.current.as_deref(), next, "{reply}");
+    }
+    let unclear = converse(&flow, Lang::Fr, &["4"]).pop().unwrap();
+    assert_eq!(unclear.messages, ["Répondez 1, 2 ou 3."]);
+}
