@@ -11,6 +11,7 @@ pub mod flow;
 pub mod http;
 pub mod jobs;
 pub mod lang;
+pub mod phone;
 pub mod providers;
 pub mod server;
 pub mod sms;

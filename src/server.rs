@@ -51,12 +51,7 @@ pub async fn open_storage(config: &Config, migrate: bool) -> Result<Storage, Sto
 /// Binds the configured address and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
     // A channel that cannot be built (a malformed key) stops start-up, before anything else.
-    for (name, channel) in config.effective_channels() {
-        crate::providers::build(&channel).map_err(|source| ServeError::Channel {
-            name: name.to_string(),
-            source,
-        })?;
-    }
+    http::build_channels(&config).map_err(|(name, source)| ServeError::Channel { name, source })?;
     let storage = open_storage(&config, migrate).await?;
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -85,6 +80,8 @@ pub async fn run(
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
 
+    let state = AppState::new(storage.clone(), config)
+        .map_err(|(name, source)| ServeError::Channel { name, source })?;
     let registry = JobRegistry::default().with(PurgeFinishedJobs {
         storage: storage.clone(),
         retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
@@ -98,10 +95,6 @@ pub async fn run(
     );
     let workers = tokio::spawn(runner.run(shutdown.clone()));
 
-    let state = AppState {
-        storage: storage.clone(),
-        metrics: http::metrics::recorder(),
-    };
     let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
     let app = http::router(state, &config.server);
     info!(addr = %local, database = storage.backend_name(), "listening");

@@ -48,6 +48,13 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// Largest request body accepted on `/api/v1` routes.
     pub api_body_limit_bytes: usize,
+    /// Largest webhook body accepted from a provider.
+    pub webhook_body_limit_bytes: usize,
+    /// The public base URL providers call (`https://sms.example.com`), as configured at the
+    /// provider: signatures cover the URL, and behind a proxy the server cannot see it. Unset,
+    /// the URL is rebuilt from the request's Host header as `http://host/path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<url::Url>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +64,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             request_timeout_secs: 30,
             api_body_limit_bytes: 1024 * 1024,
+            webhook_body_limit_bytes: 64 * 1024,
+            public_url: None,
         }
     }
 }

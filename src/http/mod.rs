@@ -7,18 +7,22 @@ mod error;
 mod health;
 mod json;
 pub mod metrics;
+mod webhooks;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::config::ServerConfig;
+use crate::providers::Provider;
 use crate::storage::Storage;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -34,6 +38,39 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     pub storage: Storage,
     pub metrics: PrometheusHandle,
+    /// The provider adapter of each configured channel, by channel name.
+    pub channels: Arc<Channels>,
+    pub public_url: Option<url::Url>,
+}
+
+/// The provider adapter of each configured channel, by channel name.
+pub type Channels = BTreeMap<String, Arc<dyn Provider>>;
+
+/// Builds every channel's adapter; fails on the first channel whose keys cannot make one.
+pub fn build_channels(
+    config: &crate::config::Config,
+) -> Result<Channels, (String, crate::providers::BuildError)> {
+    let mut channels = Channels::new();
+    for (name, channel) in config.effective_channels() {
+        let provider = crate::providers::build(&channel).map_err(|e| (name.to_string(), e))?;
+        channels.insert(name.to_string(), Arc::from(provider));
+    }
+    Ok(channels)
+}
+
+impl AppState {
+    /// The state for a configuration; fails on a channel whose adapter cannot be built.
+    pub fn new(
+        storage: Storage,
+        config: &crate::config::Config,
+    ) -> Result<AppState, (String, crate::providers::BuildError)> {
+        Ok(AppState {
+            storage,
+            metrics: metrics::recorder(),
+            channels: Arc::new(build_channels(config)?),
+            public_url: config.server.public_url.clone(),
+        })
+    }
 }
 
 /// The whole application: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/api/v1`.
@@ -49,6 +86,11 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         .to_pretty_json()
         .expect("the OpenAPI document serialises");
 
+    let webhooks = Router::new()
+        .route("/webhooks/{channel}/inbound", post(webhooks::inbound))
+        .route("/webhooks/{channel}/status", post(webhooks::status))
+        .layer(DefaultBodyLimit::max(server.webhook_body_limit_bytes));
+
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -58,6 +100,7 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
             get(move || async move { ([("content-type", "application/json")], openapi_json) }),
         )
         .merge(api)
+        .merge(webhooks)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -8,12 +8,17 @@
 mod api_keys;
 mod audit;
 mod codec;
+mod inbound;
 mod jobs;
 mod schema;
 mod units;
 
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
+pub use inbound::{
+    ConsentChange, ConsentRecord, ContactRecord, InboundOutcome, MessageRecord, NewInbound,
+    NewStatus, OutboxRecord,
+};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
 pub use units::{NewUnit, Unit};

@@ -7,3 +7,4 @@ mod flows_cli;
 mod jobs;
 mod startup;
 mod storage_contract;
+mod webhooks;

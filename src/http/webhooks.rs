@@ -1,0 +1,220 @@
+//! `POST /webhooks/{channel}/inbound` and `POST /webhooks/{channel}/status`: what providers send.
+//!
+//! verify the signature → parse → record each message exactly once (a provider retry is answered
+//! 200 and changes nothing) → opt-out / opt-in keywords change the contact's consent in the same
+//! transaction → answer the provider at once, in the form it expects (Twilio: empty TwiML).
+//!
+//! Not yet here: matching a reply to its conversation and running the engine, confirmations and
+//! help answers by SMS, reassembling concatenated Vonage parts (each part is kept as received).
+
+use super::{ApiError, AppState};
+use crate::phone::Phone;
+use crate::providers::{DeliveryStatus, Provider, WebhookRequest};
+use crate::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
+use crate::time::Timestamp;
+use crate::understand::{self, Keyword};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Which webhook a provider called.
+#[derive(Clone, Copy)]
+enum Hook {
+    Inbound,
+    Status,
+}
+
+pub async fn inbound(
+    state: State<AppState>,
+    channel: Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    handle(state, channel, Hook::Inbound, method, uri, headers, body).await
+}
+
+pub async fn status(
+    state: State<AppState>,
+    channel: Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    handle(state, channel, Hook::Status, method, uri, headers, body).await
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    hook: Hook,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_request"
+        };
+        ApiError::new(rejection.status(), code, rejection.body_text())
+    })?;
+    let provider: Arc<dyn Provider> = state
+        .channels
+        .get(&channel)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let url = public_url(state.public_url.as_ref(), &headers, &uri);
+    let request = WebhookRequest {
+        method: &method,
+        url: &url,
+        headers: &headers,
+        body: &body,
+    };
+    let now = Timestamp::now();
+    if let Err(e) = provider.verify(&request, now) {
+        warn!(channel = %channel, error = %e, "webhook refused: signature");
+        metrics::counter!("hearback_webhooks_refused_total", "channel" => channel.clone(), "reason" => "signature").increment(1);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            e.to_string(),
+        ));
+    }
+    let invalid = |e: crate::providers::ParseError| {
+        warn!(channel = %channel, error = %e, "webhook refused: payload");
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string())
+    };
+    match hook {
+        Hook::Inbound => {
+            for message in provider.parse_inbound(&request).map_err(invalid)? {
+                let from = Phone::parse(&message.from, None).ok();
+                if from.is_none() {
+                    warn!(channel = %channel, "inbound message from something that is not a phone number; kept without a contact");
+                }
+                // A part of a longer SMS is not the whole reply: keywords are read on whole messages.
+                let consent = if message.part.is_some() {
+                    None
+                } else {
+                    match understand::keyword(&message.text) {
+                        Some(Keyword::OptOut) => Some(ConsentChange::OptedOut),
+                        Some(Keyword::OptIn) => Some(ConsentChange::OptedIn),
+                        Some(Keyword::Help) | None => None,
+                    }
+                };
+                let outcome = state
+                    .storage
+                    .receive_inbound(&NewInbound {
+                        channel: &channel,
+                        provider_message_id: &message.provider_message_id,
+                        from: from.as_ref(),
+                        body: &message.text,
+                        consent,
+                        received_at: now,
+                    })
+                    .await?;
+                let label = match &outcome {
+                    InboundOutcome::Duplicate => "duplicate",
+                    InboundOutcome::Stored {
+                        consent_changed: Some(ConsentChange::OptedOut),
+                        ..
+                    } => "opted_out",
+                    InboundOutcome::Stored {
+                        consent_changed: Some(ConsentChange::OptedIn),
+                        ..
+                    } => "opted_in",
+                    InboundOutcome::Stored { .. } => "stored",
+                };
+                info!(channel = %channel, outcome = label, "inbound message");
+                metrics::counter!("hearback_inbound_messages_total", "channel" => channel.clone(), "outcome" => label).increment(1);
+            }
+        }
+        Hook::Status => {
+            for update in provider.parse_status(&request).map_err(invalid)? {
+                state
+                    .storage
+                    .record_status(&NewStatus {
+                        channel: &channel,
+                        provider_message_id: &update.provider_message_id,
+                        status: stored_status(update.status),
+                        error_code: update.error_code.as_deref(),
+                        received_at: now,
+                    })
+                    .await?;
+            }
+        }
+    }
+    Ok(acknowledge(provider.name()))
+}
+
+/// The URL the provider signed: the configured public base URL with this request's path and
+/// query, or, without one, the URL rebuilt from the Host header.
+fn public_url(base: Option<&url::Url>, headers: &HeaderMap, uri: &Uri) -> String {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    match base {
+        Some(base) => format!("{}{path_and_query}", base.as_str().trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}{path_and_query}")
+        }
+    }
+}
+
+fn stored_status(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Queued => "queued",
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::FailedTemporary => "failed_temporary",
+        DeliveryStatus::FailedPermanent(_) => "failed_permanent",
+    }
+}
+
+/// What the provider expects back. Twilio reads the body as TwiML: an empty `<Response/>`
+/// means "send nothing back" (replies go out through the API, after the transaction).
+fn acknowledge(provider: &str) -> Response {
+    match provider {
+        "twilio" => (
+            [(header::CONTENT_TYPE, "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
+        )
+            .into_response(),
+        _ => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "received": true })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_url_uses_the_configured_public_base() {
+        let uri: Uri = "/webhooks/twilio/inbound?x=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "10.0.0.5:8080".parse().unwrap());
+        let base = url::Url::parse("https://sms.example.com/").unwrap();
+        assert_eq!(
+            public_url(Some(&base), &headers, &uri),
+            "https://sms.example.com/webhooks/twilio/inbound?x=1"
+        );
+        assert_eq!(
+            public_url(None, &headers, &uri),
+            "http://10.0.0.5:8080/webhooks/twilio/inbound?x=1"
+        );
+    }
+}

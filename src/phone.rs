@@ -1,0 +1,110 @@
+//! Customer phone numbers: always E.164, never printed whole.
+
+use std::fmt;
+
+/// A phone number in E.164 (`+33612345678`), parsed with the `phonenumber` crate's metadata.
+/// `Debug` and `Display` mask all but the country code and the last two digits, so a number in
+/// a log line or an error cannot identify anyone.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Phone(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPhone {
+    #[error("not a phone number")]
+    Unreadable,
+    #[error("not a valid number for its country")]
+    Invalid,
+}
+
+impl Phone {
+    /// Parses an international number (`+33 6 12 34 56 78`, `0033…`, or digits with their
+    /// country code as providers send them), or a national one in `default_region`.
+    pub fn parse(
+        raw: &str,
+        default_region: Option<phonenumber::country::Id>,
+    ) -> Result<Phone, InvalidPhone> {
+        let trimmed = raw.trim();
+        let international = if let Some(rest) = trimmed.strip_prefix("00") {
+            format!("+{rest}")
+        } else if default_region.is_none() && !trimmed.starts_with('+') {
+            format!("+{trimmed}")
+        } else {
+            trimmed.to_string()
+        };
+        let number = phonenumber::parse(default_region, &international)
+            .map_err(|_| InvalidPhone::Unreadable)?;
+        if !phonenumber::is_valid(&number) {
+            return Err(InvalidPhone::Invalid);
+        }
+        Ok(Phone(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// The full number, for the database and the provider; never for logs.
+    pub fn as_e164(&self) -> &str {
+        &self.0
+    }
+
+    fn masked(&self) -> String {
+        let digits: Vec<char> = self.0.chars().collect();
+        let tail: String = digits[digits.len().saturating_sub(2)..].iter().collect();
+        let head: String = digits.iter().take(3).collect();
+        format!("{head}…{tail}")
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Phone({})", self.masked())
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phonenumber::country::Id;
+
+    #[test]
+    fn numbers_are_normalised_to_e164() {
+        for (raw, region, e164) in [
+            ("+33 6 12 34 56 78", None, "+33612345678"),
+            ("33612345678", None, "+33612345678"),
+            ("0033612345678", None, "+33612345678"),
+            ("06 12 34 56 78", Some(Id::FR), "+33612345678"),
+            ("+1 415 555 2671", None, "+14155552671"),
+            ("+447911123456", None, "+447911123456"),
+        ] {
+            assert_eq!(
+                Phone::parse(raw, region).map(|p| p.as_e164().to_string()),
+                Ok(e164.to_string()),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_valid_number_is_refused() {
+        for raw in ["", "hello", "+33 1", "+999 123456", "DUPAIN", "36180"] {
+            assert!(Phone::parse(raw, None).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_number_is_never_printed_whole() {
+        let phone = Phone::parse("+33612345678", None).unwrap();
+        for shown in [format!("{phone}"), format!("{phone:?}")] {
+            assert!(!shown.contains("612345678"), "{shown}");
+            assert!(
+                shown.contains("+33") && shown.ends_with("78") || shown.ends_with("78)"),
+                "{shown}"
+            );
+        }
+    }
+}

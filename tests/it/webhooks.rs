@@ -1,0 +1,462 @@
+//! Provider webhooks through the real server: verified, recorded exactly once, opt-outs honoured.
+
+use crate::support::{TestDb, TestServer};
+use base64::Engine;
+use hearback::config::{Config, ConfigSource};
+use hearback::phone::Phone;
+use hearback::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
+use hearback::time::Timestamp;
+use hmac::{Hmac, Mac};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const TWILIO_TOKEN: &str = "12345";
+
+/// A console channel and a Twilio channel, on the test database.
+fn config(db: &TestDb) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearback.toml");
+    let toml = format!(
+        "[channels.console]\nprovider = \"console\"\n\n[channels.twilio]\nprovider = \"twilio\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"{TWILIO_TOKEN}\"\nsenders = [\"+33757000000\"]\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    let mut config = Config::load(&ConfigSource {
+        path,
+        required: true,
+    })
+    .unwrap();
+    config.database = db.config().database;
+    config
+}
+
+fn console_sms(id: &str, from: &str, text: &str) -> Value {
+    json!({ "id": id, "from": from, "to": "+33600000000", "text": text })
+}
+
+async fn post_console(client: &Client, server: &TestServer, body: &Value) -> reqwest::Response {
+    client
+        .post(server.url("/webhooks/console/inbound"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn phone(raw: &str) -> Phone {
+    Phone::parse(raw, None).unwrap()
+}
+
+#[tokio::test]
+async fn a_provider_retry_is_answered_200_and_recorded_once() {
+    let db = TestDb::sqlite().await;
+    let server = TestServer::start(config(&db), db.storage.clone()).await;
+    let client = Client::new();
+    let sms = console_sms("SM1", "+33612345678", "9 super livraison");
+    for _ in 0..3 {
+        assert_eq!(
+            post_console(&client, &server, &sms).await.status(),
+            StatusCode::OK
+        );
+    }
+    let contact = db
+        .storage
+        .contact_by_phone(&phone("+33612345678"))
+        .await
+        .unwrap()
+        .expect("the contact exists");
+    let messages = db.storage.contact_messages(&contact.id).await.unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].body, "9 super livraison");
+    assert_eq!(messages[0].direction, "inbound");
+    assert_eq!(messages[0].provider_message_id.as_deref(), Some("SM1"));
+    server.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn stop_opts_the_number_out_once_and_start_opts_it_back_in() {
+    let db = TestDb::sqlite().await;
+    let server = TestServer::start(config(&db), db.storage.clone()).await;
+    let client = Client::new();
+    for (id, text) in [("SM1", "STOP merci"), ("SM2", "stop"), ("SM3", "START")] {
+        assert_eq!(
+            post_console(&client, &server, &console_sms(id, "+33612345678", text))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let contact = db
+        .storage
+        .contact_by_phone(&phone("+33612345678"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(contact.opted_out_at, None, "START came last");
+    let history: Vec<String> = db
+        .storage
+        .contact_consents(&contact.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.change)
+        .collect();
+    assert_eq!(
+        history,
+        ["opted_out", "opted_in"],
+        "the second STOP changed nothing"
+    );
+    let events = db.storage.outbox_after(0, 10).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["contact.opted_out", "contact.opted_in"]);
+    assert_eq!(events[0].contact_id.as_deref(), Some(contact.id.as_str()));
+    assert_eq!(events[0].payload.0["contact"]["phone"], "+33612345678");
+    assert!(events[0].event_id.starts_with("evt_"));
+    assert_eq!(
+        db.storage
+            .contact_messages(&contact.id)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "every message is kept"
+    );
+    server.stop().await;
+    db.cleanup().await;
+}
+
+fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut signed = url.to_string();
+    for (key, value) in sorted {
+        signed.push_str(key);
+        signed.push_str(value);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn a_signed_twilio_message_is_accepted_with_empty_twiml_and_a_forged_one_is_refused() {
+    let db = TestDb::sqlite().await;
+    let server = TestServer::start(config(&db), db.storage.clone()).await;
+    let client = Client::new();
+    let url = server.url("/webhooks/twilio/inbound");
+    let params = [
+        ("MessageSid", "SM0123"),
+        ("From", "+33612345678"),
+        ("To", "+33757000000"),
+        ("Body", "8"),
+    ];
+    let form = |params: &[(&str, &str)]| serde_urlencoded_body(params);
+
+    let forged = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-twilio-signature",
+            twilio_signature(&url, &[("Body", "10")]),
+        )
+        .body(form(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let error: Value = forged.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_signature");
+    assert!(
+        db.storage
+            .contact_by_phone(&phone("+33612345678"))
+            .await
+            .unwrap()
+            .is_none(),
+        "a forged webhook stores nothing"
+    );
+
+    let unsigned = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+
+    let signed = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", twilio_signature(&url, &params))
+        .body(form(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::OK);
+    assert_eq!(signed.headers()["content-type"], "text/xml");
+    assert!(signed.text().await.unwrap().contains("<Response/>"));
+    let contact = db
+        .storage
+        .contact_by_phone(&phone("+33612345678"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.storage.contact_messages(&contact.id).await.unwrap()[0].body,
+        "8"
+    );
+    server.stop().await;
+    db.cleanup().await;
+}
+
+fn serde_urlencoded_body(params: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_a_precise_error() {
+    let db = TestDb::sqlite().await;
+    let server = TestServer::start(config(&db), db.storage.clone()).await;
+    let client = Client::new();
+    let unknown = client
+        .post(server.url("/webhooks/nowhere/inbound"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let malformed = client
+        .post(server.url("/webhooks/console/inbound"))
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let error: Value = malformed.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_payload");
+    let huge = console_sms("SM9", "+33612345678", &"x".repeat(100 * 1024));
+    let too_large = post_console(&client, &server, &huge).await;
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: Value = too_large.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    assert!(
+        db.storage
+            .contact_by_phone(&phone("+33612345678"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    server.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_is_kept_once_even_before_its_message_exists() {
+    let db = TestDb::sqlite().await;
+    let server = TestServer::start(config(&db), db.storage.clone()).await;
+    let client = Client::new();
+    let status = json!({ "id": "OUT-1", "status": "delivered" });
+    for _ in 0..2 {
+        let response = client
+            .post(server.url("/webhooks/console/status"))
+            .json(&status)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        db.storage.status_count("console", "OUT-1").await.unwrap(),
+        1
+    );
+    server.stop().await;
+    db.cleanup().await;
+}
+
+crate::both_backends!(
+    storage_records_each_inbound_message_once,
+    storage_keeps_a_message_from_no_phone_number,
+    storage_commits_a_consent_change_with_its_event,
+);
+
+fn inbound<'a>(
+    id: &'a str,
+    from: Option<&'a Phone>,
+    body: &'a str,
+    consent: Option<ConsentChange>,
+) -> NewInbound<'a> {
+    NewInbound {
+        channel: "console",
+        provider_message_id: id,
+        from,
+        body,
+        consent,
+        received_at: Timestamp::now(),
+    }
+}
+
+async fn storage_records_each_inbound_message_once(db: &TestDb) {
+    let from = phone("+33612345678");
+    let first = db
+        .storage
+        .receive_inbound(&inbound("A", Some(&from), "9", None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            first,
+            InboundOutcome::Stored {
+                consent_changed: None,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let again = db
+        .storage
+        .receive_inbound(&inbound("A", Some(&from), "9", None))
+        .await
+        .unwrap();
+    assert_eq!(again, InboundOutcome::Duplicate);
+    let other_channel = NewInbound {
+        channel: "twilio",
+        ..inbound("A", Some(&from), "9", None)
+    };
+    assert!(
+        matches!(
+            db.storage.receive_inbound(&other_channel).await.unwrap(),
+            InboundOutcome::Stored { .. }
+        ),
+        "ids are per channel"
+    );
+    let contact = db.storage.contact_by_phone(&from).await.unwrap().unwrap();
+    assert_eq!(
+        db.storage
+            .contact_messages(&contact.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let status = NewStatus {
+        channel: "console",
+        provider_message_id: "OUT",
+        status: "sent",
+        error_code: None,
+        received_at: Timestamp::now(),
+    };
+    assert!(db.storage.record_status(&status).await.unwrap());
+    assert!(
+        !db.storage.record_status(&status).await.unwrap(),
+        "a status callback retry changes nothing"
+    );
+    assert!(
+        db.storage
+            .record_status(&NewStatus {
+                status: "delivered",
+                ..status.clone()
+            })
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.storage.status_count("console", "OUT").await.unwrap(), 2);
+}
+
+async fn storage_keeps_a_message_from_no_phone_number(db: &TestDb) {
+    let outcome = db
+        .storage
+        .receive_inbound(&inbound("B", None, "hello", Some(ConsentChange::OptedOut)))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            InboundOutcome::Stored {
+                contact_id: None,
+                consent_changed: None,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(db.storage.outbox_after(0, 10).await.unwrap().is_empty());
+}
+
+async fn storage_commits_a_consent_change_with_its_event(db: &TestDb) {
+    let from = phone("+33612345678");
+    let out = db
+        .storage
+        .receive_inbound(&inbound(
+            "C1",
+            Some(&from),
+            "STOP",
+            Some(ConsentChange::OptedOut),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            InboundOutcome::Stored {
+                consent_changed: Some(ConsentChange::OptedOut),
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let twice = db
+        .storage
+        .receive_inbound(&inbound(
+            "C2",
+            Some(&from),
+            "STOP",
+            Some(ConsentChange::OptedOut),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            twice,
+            InboundOutcome::Stored {
+                consent_changed: None,
+                ..
+            }
+        ),
+        "{twice:?}"
+    );
+    let retry = db
+        .storage
+        .receive_inbound(&inbound(
+            "C1",
+            Some(&from),
+            "STOP",
+            Some(ConsentChange::OptedOut),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(retry, InboundOutcome::Duplicate);
+    let contact = db.storage.contact_by_phone(&from).await.unwrap().unwrap();
+    assert!(contact.opted_out_at.is_some());
+    assert_eq!(
+        db.storage
+            .contact_consents(&contact.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let events = db.storage.outbox_after(0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "contact.opted_out");
+    assert_eq!(
+        db.storage
+            .outbox_after(events[0].seq, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
