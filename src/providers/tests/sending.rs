@@ -49,48 +49,48 @@ fn gateway(base: &str) -> Value {
            "api_base_url": format!("{base}/send")})
 }
 
-/// Every provider that calls an API, with the body it documents for a rejected credential.
-const APIS: &[(&str, fn(&str) -> Value, u16, &str)] = &[
-    (
+/// A provider that calls an API: its name, its channel pointed at a base URL, and the body it
+/// documents for a rejected credential (HTTP 401).
+struct Api(&'static str, fn(&str) -> Value, &'static str);
+
+const APIS: &[Api] = &[
+    Api(
         "twilio",
         twilio,
-        401,
-        r#"{"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}"#,
+        r#"{"code": 20003, "message": "Authenticate", "status": 401,
+            "more_info": "https://www.twilio.com/docs/errors/20003"}"#,
     ),
-    (
+    Api(
         "vonage",
         vonage,
-        401,
-        r#"{"type": "https://developer.nexmo.com/api-errors#unauthorized", "title": "Unauthorized"}"#,
+        r#"{"type": "https://developer.nexmo.com/api-errors#unauthorized",
+            "title": "Unauthorized"}"#,
     ),
-    (
+    Api(
         "plivo",
         plivo,
-        401,
         "Could not verify your access level for that URL.",
     ),
-    (
+    Api(
         "telnyx",
         telnyx,
-        401,
-        r#"{"errors": [{"code": "10009", "title": "Authentication failed", "detail": "The API key looks malformed."}]}"#,
+        r#"{"errors": [{"code": "10009", "title": "Authentication failed",
+                        "detail": "The API key looks malformed."}]}"#,
     ),
-    (
+    Api(
         "sinch",
         sinch,
-        401,
         r#"{"code": "unauthorized", "text": "Unauthorized"}"#,
     ),
-    (
+    Api(
         "messagebird",
         messagebird,
-        401,
-        r#"{"errors": [{"code": 2, "description": "Request not allowed (incorrect access_key)", "parameter": "access_key"}]}"#,
+        r#"{"errors": [{"code": 2, "parameter": "access_key",
+                        "description": "Request not allowed (incorrect access_key)"}]}"#,
     ),
-    (
+    Api(
         "http",
         gateway,
-        401,
         r#"{"reason": "other", "error_code": "bad_signature"}"#,
     ),
 ];
@@ -313,8 +313,10 @@ async fn vonage_is_told_when_the_text_needs_unicode() {
 #[tokio::test]
 async fn vonage_counts_every_part_and_adds_their_prices() {
     let body = json!({"message-count": "2", "messages": [
-        {"to": "33612345678", "message-id": "0A000001", "status": "0", "message-price": "0.03330000"},
-        {"to": "33612345678", "message-id": "0A000002", "status": "0", "message-price": "0.03330000"},
+        {"to": "33612345678", "message-id": "0A000001", "status": "0",
+         "message-price": "0.03330000"},
+        {"to": "33612345678", "message-id": "0A000002", "status": "0",
+         "message-price": "0.03330000"},
     ]});
     let api = StandIn::answering(200, &[], &body.to_string()).await;
     let sent = send_with(vonage(&api.url)).await.unwrap();
@@ -334,7 +336,8 @@ async fn vonage_statuses_in_a_200_answer_are_failures() {
         ("15", "Illegal Sender Address - rejected", Some(Other)),
     ];
     for (status, text, reason) in cases {
-        let body = json!({"message-count": "1", "messages": [{"to": "33612345678", "status": status, "error-text": text}]});
+        let body = json!({"message-count": "1",
+                          "messages": [{"to": "33612345678", "status": status, "error-text": text}]});
         let api = StandIn::answering(200, &[], &body.to_string()).await;
         let (code, got) = permanent_reason(send_with(vonage(&api.url)).await);
         assert_eq!(code.as_deref(), Some(status));
@@ -387,7 +390,8 @@ async fn plivo_calling_the_destination_invalid_is_an_invalid_number() {
 
 #[tokio::test]
 async fn plivo_other_refusals_say_nothing_about_the_number() {
-    let body = r#"{"api_id": "f2d0a7a2-0d3a-11ef-9f2e-0242ac110002", "error": "src parameter not provided"}"#;
+    let body = r#"{"api_id": "f2d0a7a2-0d3a-11ef-9f2e-0242ac110002",
+                   "error": "src parameter not provided"}"#;
     let api = StandIn::answering(400, &[], body).await;
     assert_eq!(
         permanent_reason(send_with(plivo(&api.url)).await),
@@ -509,7 +513,8 @@ async fn sinch_gets_a_one_recipient_batch_with_a_bearer_token_and_gives_the_batc
 
 #[tokio::test]
 async fn sinch_a_malformed_recipient_is_an_invalid_number() {
-    let body = r#"{"code": "syntax_invalid_parameter_format", "text": "The recipient number is invalid."}"#;
+    let body = r#"{"code": "syntax_invalid_parameter_format",
+                   "text": "The recipient number is invalid."}"#;
     let api = StandIn::answering(400, &[], body).await;
     let (code, reason) = permanent_reason(send_with(sinch(&api.url)).await);
     assert_eq!(code.as_deref(), Some("syntax_invalid_parameter_format"));
@@ -550,7 +555,8 @@ async fn messagebird_gets_json_with_its_access_key_and_gives_the_message_id() {
 
 #[tokio::test]
 async fn messagebird_no_correct_recipient_is_an_invalid_number() {
-    let body = r#"{"errors": [{"code": 9, "description": "no (correct) recipients found", "parameter": "recipients"}]}"#;
+    let body = r#"{"errors": [{"code": 9, "description": "no (correct) recipients found",
+                               "parameter": "recipients"}]}"#;
     let api = StandIn::answering(422, &[], body).await;
     let (code, reason) = permanent_reason(send_with(messagebird(&api.url)).await);
     assert_eq!(code.as_deref(), Some("9"));
@@ -631,8 +637,8 @@ async fn the_console_sends_nothing_and_gives_a_fresh_id() {
 
 #[tokio::test]
 async fn rejected_credentials_are_permanent_and_say_nothing_about_the_number() {
-    for (name, channel, status, body) in APIS {
-        let api = StandIn::answering(*status, &[], body).await;
+    for Api(name, channel, body) in APIS {
+        let api = StandIn::answering(401, &[], body).await;
         let (_, reason) = permanent_reason(send_with(channel(&api.url)).await);
         assert!(
             matches!(reason, None | Some(PermanentReason::Other)),
@@ -643,7 +649,7 @@ async fn rejected_credentials_are_permanent_and_say_nothing_about_the_number() {
 
 #[tokio::test]
 async fn throttling_is_retried_after_the_delay_the_provider_asks() {
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let api = StandIn::answering(429, &[("retry-after", "7")], r#"{"errors": []}"#).await;
         let delay = retry_delay(send_with(channel(&api.url)).await);
         assert_eq!(delay, Some(Duration::from_secs(7)), "{name}");
@@ -652,7 +658,7 @@ async fn throttling_is_retried_after_the_delay_the_provider_asks() {
 
 #[tokio::test]
 async fn unavailability_with_a_retry_date_is_retried_at_that_date() {
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let api = StandIn::answering(
             503,
             &[
@@ -669,7 +675,7 @@ async fn unavailability_with_a_retry_date_is_retried_at_that_date() {
 
 #[tokio::test]
 async fn server_errors_are_retried() {
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let api = StandIn::answering(500, &[], "Internal Server Error").await;
         assert_eq!(
             retry_delay(send_with(channel(&api.url)).await),
@@ -686,7 +692,7 @@ async fn a_provider_that_never_answers_is_retried_after_the_timeout() {
         Duration::from_millis(500),
         Duration::from_millis(300),
     );
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let provider = provider(channel(&silent));
         let started = std::time::Instant::now();
         let outcome = provider.send(&quick, sms()).await;
@@ -704,7 +710,7 @@ async fn a_provider_that_never_answers_is_retried_after_the_timeout() {
 #[tokio::test]
 async fn a_refused_connection_is_retried() {
     let nobody = refusing_address().await;
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         match send_with(channel(&nobody)).await {
             Err(SendError::Retryable { reason, .. }) => {
                 assert!(reason.contains("could not connect"), "{name}: {reason}")
@@ -716,7 +722,7 @@ async fn a_refused_connection_is_retried() {
 
 #[tokio::test]
 async fn an_unreadable_acceptance_is_reported_not_retried() {
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let api = StandIn::answering(200, &[], "<html>OK</html>").await;
         let (code, _) = permanent_reason(send_with(channel(&api.url)).await);
         assert_eq!(code.as_deref(), Some("unreadable_answer"), "{name}");
@@ -725,7 +731,7 @@ async fn an_unreadable_acceptance_is_reported_not_retried() {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed() {
-    for (name, channel, _, _) in APIS {
+    for Api(name, channel, _) in APIS {
         let api =
             StandIn::answering(307, &[("location", "http://127.0.0.1:9/elsewhere")], "").await;
         assert_eq!(
