@@ -33,28 +33,100 @@
 //! `status` is one of `queued`, `sent`, `delivered`, `failed_temporary`, `failed_permanent`;
 //! `reason` (with `failed_permanent` only) one of `invalid_number`, `landline`, `unreachable`,
 //! `opted_out`, `blocked`, `other` (the default); `error_code` is the gateway's own, optional.
+//!
+//! # Sending
+//!
+//! hearback POSTs each outbound SMS to the channel's `api_base_url`, used as the full address
+//! (this provider has no default), with `Content-Type: application/json` and the same two
+//! headers, signed the same way with the same secret, so the gateway checks hearback exactly as
+//! hearback checks it:
+//!
+//! ```json
+//! {"from": "+33757000000", "to": "+33612345678", "text": "Votre avis ?",
+//!  "status_callback": "https://hearback.example/webhooks/gateway/status"}
+//! ```
+//!
+//! `status_callback` is left out when there is none. The gateway answers 2xx with
+//! `{"id": "gw-456", "segments": 1, "cost": "0.05 EUR"}` (`id` is required: the statuses it
+//! posts later carry it; `segments` and `cost` are optional). To refuse, it answers 4xx with
+//! `{"reason": "invalid_number", "error_code": "E21"}`, `reason` one of the statuses' reasons
+//! above (optional, like `error_code`): hearback will not send that message again. 429 or 503
+//! (with `Retry-After` in seconds or as an HTTP date, honoured), another 5xx or 408 mean "later":
+//! hearback retries.
 
+use super::send::{self, Outcome};
 use super::wire;
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, PartInfo, PermanentReason, Provider, StatusUpdate,
-    VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PartInfo, PermanentReason, Provider,
+    SendError, Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{HttpChannel, Secret};
 use crate::time::Timestamp;
-use serde_json::Value;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use url::Url;
 
 pub const SIGNATURE_HEADER: &str = "hearback-signature";
 pub const TIMESTAMP_HEADER: &str = "hearback-timestamp";
 
 pub struct HttpGateway {
     secret: Secret,
+    api_base_url: Option<Url>,
 }
 
 impl HttpGateway {
     pub fn new(config: &HttpChannel) -> Self {
         Self {
             secret: config.secret.clone(),
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let Some(url) = &self.api_base_url else {
+            return Err(SendError::Permanent {
+                reason: "http: the channel has no api_base_url to send to".into(),
+                code: Some("not_configured".into()),
+                permanent: None,
+            });
+        };
+        let mut body = json!({"from": sms.from, "to": sms.to, "text": sms.text});
+        if let Some(callback) = sms.status_callback {
+            body["status_callback"] = json!(callback);
+        }
+        let body = body.to_string().into_bytes();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let request = client
+            .post(url.as_str())
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, sign(&self.secret, &timestamp, &body))
+            .body(body);
+        let answer = send::call("http", request).await?;
+        let reply = answer.json();
+        if !answer.status.is_success() {
+            let code = reply
+                .as_ref()
+                .and_then(|r| wire::json_code(r, "/error_code"))
+                .map(|c| wire::bounded(&c));
+            let mapped = reply
+                .as_ref()
+                .and_then(|r| r.get("reason")?.as_str())
+                .and_then(|reason| status("failed_permanent", Some(reason)).ok())
+                .and_then(Outcome::from_delivery);
+            return Err(send::unsuccessful("http", &answer, code, mapped));
+        }
+        let reply = reply.ok_or_else(|| send::unreadable("http", "not JSON"))?;
+        Ok(Sent {
+            provider_message_id: send::message_id(reply.get("id"))
+                .ok_or_else(|| send::unreadable("http", "no id"))?,
+            segments: send::count(reply.get("segments")),
+            cost: send::cost(reply.get("cost").and_then(Value::as_str), None),
+        })
     }
 }
 
@@ -107,6 +179,14 @@ impl Provider for HttpGateway {
 
     fn parse_status(&self, request: &WebhookRequest<'_>) -> Result<Vec<StatusUpdate>, ParseError> {
         parse_status(request.body)
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
     }
 }
 

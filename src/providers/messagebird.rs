@@ -21,14 +21,29 @@
 //! `body`; status reports `id`, `status`, `statusErrorCode`
 //! (<https://developers.messagebird.com/api/sms-messaging/#handle-a-status-report>). Bird's own
 //! JSON events are not parsed yet.
+//!
+//! Sending (<https://developers.messagebird.com/api/sms-messaging/#send-outbound-sms>):
+//! `POST /messages` on `https://rest.messagebird.com`, `Authorization: AccessKey <access_key>`,
+//! a JSON body `originator`, `recipients` (a list of one number, international digits without
+//! `+`), `body`, `datacoding` `auto` (UCS-2 only when the text needs it) and `reportUrl` for
+//! status reports. MessageBird answers 201 with the message (`id`); a refusal is
+//! `{"errors": [{"code", "description", "parameter"}]}`
+//! (<https://developers.messagebird.com/api/#api-errors>): code 9 or 10 on the `recipients`
+//! parameter means no valid recipient, 25 not enough balance, 99 an internal error.
 
+use super::send::{self, Outcome};
 use super::wire::{self, JwtAlgorithm, Params};
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, Provider, StatusUpdate, VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider, SendError,
+    Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{MessageBirdChannel, MessageBirdSignature, Secret};
 use crate::time::Timestamp;
-use serde_json::Value;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use url::Url;
+
+const API_BASE_URL: &str = "https://rest.messagebird.com";
 
 const JWT_HEADER: &str = "messagebird-signature-jwt";
 const SIGNATURE_HEADER: &str = "messagebird-signature";
@@ -37,6 +52,8 @@ const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
 pub struct MessageBird {
     signing_key: Secret,
     scheme: MessageBirdSignature,
+    access_key: Secret,
+    api_base_url: Option<Url>,
 }
 
 impl MessageBird {
@@ -44,7 +61,51 @@ impl MessageBird {
         Self {
             signing_key: config.signing_key.clone(),
             scheme: config.signature,
+            access_key: config.access_key.clone(),
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let url = send::endpoint(self.api_base_url.as_ref(), API_BASE_URL, "/messages");
+        let mut body = json!({
+            "originator": send::digits_only(sms.from),
+            "recipients": [send::digits_only(sms.to)],
+            "body": sms.text,
+            "datacoding": "auto",
+        });
+        if let Some(callback) = sms.status_callback {
+            body["reportUrl"] = json!(callback);
+        }
+        let request = client
+            .post(url)
+            .header(
+                "Authorization",
+                format!("AccessKey {}", self.access_key.expose()),
+            )
+            .json(&body);
+        let answer = send::call("messagebird", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let error = body.as_ref().and_then(|b| b.pointer("/errors/0"));
+            let code = error.and_then(|e| wire::json_code(e, "/code"));
+            let parameter = error
+                .and_then(|e| e.get("parameter"))
+                .and_then(Value::as_str);
+            let mapped = code.as_deref().and_then(|code| refusal(code, parameter));
+            return Err(send::unsuccessful("messagebird", &answer, code, mapped));
+        }
+        let body = body.ok_or_else(|| send::unreadable("messagebird", "not JSON"))?;
+        Ok(Sent {
+            provider_message_id: send::message_id(body.get("id"))
+                .ok_or_else(|| send::unreadable("messagebird", "no id"))?,
+            segments: None,
+            cost: None,
+        })
     }
 
     fn verify_jwt(&self, request: &WebhookRequest<'_>, now: Timestamp) -> Result<(), VerifyError> {
@@ -188,6 +249,26 @@ impl Provider for MessageBird {
                 .map(str::to_string),
             raw_status: raw_status.to_string(),
         }])
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
+    }
+}
+
+/// MessageBird's API error codes, with the parameter they blame.
+fn refusal(code: &str, parameter: Option<&str>) -> Option<Outcome> {
+    use PermanentReason::*;
+    match code {
+        // "No (correct) recipients found" comes as a missing or invalid `recipients`.
+        "9" | "10" if parameter == Some("recipients") => Some(Outcome::Refused(InvalidNumber)),
+        "2" | "9" | "10" | "20" | "21" | "25" | "98" => Some(Outcome::Refused(Other)),
+        "99" => Some(Outcome::Retry),
+        _ => None,
     }
 }
 

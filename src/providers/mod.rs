@@ -1,10 +1,13 @@
-//! SMS provider adapters, the pure part: verify a webhook's signature, and read inbound messages
-//! and delivery statuses out of it, each provider's vocabulary translated to one normalised set.
+//! SMS provider adapters: verify a webhook's signature, read inbound messages and delivery
+//! statuses out of it, each provider's vocabulary translated to one normalised set, and send an
+//! SMS through the provider's REST API.
 //!
 //! One module per provider behind the [`Provider`] trait; [`build`] makes the adapter a
-//! configured channel asks for. Nothing here touches the network, the database or the clock:
-//! the caller passes the request as received and the current time, so every rule is testable
-//! with the providers' published vectors.
+//! configured channel asks for. Webhook handling touches neither the network, the database nor
+//! the clock: the caller passes the request as received and the current time, so every rule is
+//! testable with the providers' published vectors. Sending ([`Provider::send`]) is the one
+//! network call, made with the client the caller passes ([`http_client`]); it never touches the
+//! database, and classifies each failure as retryable or permanent ([`SendError`]).
 //!
 //! The HTTP handler calls [`Provider::verify`] first and parses only what verified. The URL it
 //! passes must be the public URL the provider called (scheme, host, port as the provider wrote
@@ -19,6 +22,7 @@ mod console;
 mod http;
 mod messagebird;
 mod plivo;
+mod send;
 mod sinch;
 mod telnyx;
 mod twilio;
@@ -28,11 +32,16 @@ mod wire;
 pub use http::{
     SIGNATURE_HEADER as HTTP_SIGNATURE_HEADER, TIMESTAMP_HEADER as HTTP_TIMESTAMP_HEADER,
 };
+pub use send::{
+    CONNECT_TIMEOUT, OutboundSms, SendError, Sent, TOTAL_TIMEOUT, http_client,
+    http_client_with_timeouts,
+};
 pub use vonage::reassemble;
 
 use crate::config::ChannelConfig;
 use crate::time::Timestamp;
 use axum::http::{HeaderMap, Method};
+use futures::future::BoxFuture;
 use std::fmt;
 
 /// A webhook as the provider sent it.
@@ -62,6 +71,14 @@ pub trait Provider: Send + Sync {
 
     /// The delivery statuses a status webhook carries (usually one).
     fn parse_status(&self, request: &WebhookRequest<'_>) -> Result<Vec<StatusUpdate>, ParseError>;
+
+    /// Sends one SMS through the provider's API; the id in [`Sent`] is the one its status
+    /// callbacks will carry.
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>>;
 }
 
 /// An SMS from a customer.

@@ -17,18 +17,34 @@
 //! query parameters; inbound `MessageUUID`, `From`, `To`, `Text`, `Type`; statuses `MessageUUID`,
 //! `Status`, `ErrorCode`
 //! (<https://www.plivo.com/docs/messaging/troubleshooting/error-codes>).
+//!
+//! Sending (<https://www.plivo.com/docs/messaging/api/message/send-a-message>):
+//! `POST /v1/Account/{auth_id}/Message/` on `https://api.plivo.com`, HTTP basic authentication
+//! with the auth ID and the auth token, a JSON body `src`, `dst`, `text`, `type` (`sms`) and,
+//! for delivery statuses, `url` with `method` `POST`. Plivo answers 202 with
+//! `{"api_id", "message", "message_uuid": ["…"]}`; a refusal is `{"api_id", "error": "…"}`, a
+//! sentence without a code: one that names the destination (`dst`) as invalid is read as an
+//! invalid number, and delivery-level failures (landline, opt-out, …) come later in status
+//! callbacks. Plivo reads `<` in `dst` as a separator between several recipients, so a `to`
+//! containing one is refused before any call.
 
+use super::send::{self, Outcome};
 use super::wire::{self, Params};
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, PermanentReason, Provider, StatusUpdate,
-    VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider, SendError,
+    Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{PlivoChannel, PlivoSignatureVersion, Secret};
 use crate::time::Timestamp;
 use axum::http::Method;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use url::Url;
+
+const API_BASE_URL: &str = "https://api.plivo.com";
 
 const V2_SIGNATURE: &str = "x-plivo-signature-v2";
 const V2_NONCE: &str = "x-plivo-signature-v2-nonce";
@@ -36,16 +52,67 @@ const V3_SIGNATURE: &str = "x-plivo-signature-v3";
 const V3_NONCE: &str = "x-plivo-signature-v3-nonce";
 
 pub struct Plivo {
+    auth_id: String,
     auth_token: Secret,
     version: PlivoSignatureVersion,
+    api_base_url: Option<Url>,
 }
 
 impl Plivo {
     pub fn new(config: &PlivoChannel) -> Self {
         Self {
+            auth_id: config.auth_id.clone(),
             auth_token: config.auth_token.clone(),
             version: config.signature_version,
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        if sms.to.contains('<') {
+            return Err(SendError::Permanent {
+                reason: "plivo: the recipient contains '<', Plivo's recipient separator".into(),
+                code: None,
+                permanent: Some(PermanentReason::InvalidNumber),
+            });
+        }
+        let url = send::endpoint(
+            self.api_base_url.as_ref(),
+            API_BASE_URL,
+            &format!("/v1/Account/{}/Message/", send::path_segment(&self.auth_id)),
+        );
+        let mut body = json!({"src": sms.from, "dst": sms.to, "text": sms.text, "type": "sms"});
+        if let Some(callback) = sms.status_callback {
+            body["url"] = json!(callback);
+            body["method"] = json!("POST");
+        }
+        let request = client
+            .post(url)
+            .basic_auth(&self.auth_id, Some(self.auth_token.expose()))
+            .json(&body);
+        let answer = send::call("plivo", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let mapped = body
+                .as_ref()
+                .and_then(|b| b.get("error")?.as_str())
+                .and_then(refusal);
+            return Err(send::unsuccessful("plivo", &answer, None, mapped));
+        }
+        let body = body.ok_or_else(|| send::unreadable("plivo", "not JSON"))?;
+        let id = match body.get("message_uuid") {
+            Some(Value::Array(ids)) => send::message_id(ids.first()),
+            other => send::message_id(other),
+        };
+        Ok(Sent {
+            provider_message_id: id.ok_or_else(|| send::unreadable("plivo", "no message_uuid"))?,
+            segments: None,
+            cost: None,
+        })
     }
 
     fn expected(&self, signed: &str) -> String {
@@ -120,6 +187,23 @@ impl Provider for Plivo {
             raw_status: raw_status.to_string(),
         }])
     }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
+    }
+}
+
+/// Plivo's refusals carry a sentence, not a code; the sentence is read, never repeated (it may
+/// quote the number).
+fn refusal(error: &str) -> Option<Outcome> {
+    let error = error.to_ascii_lowercase();
+    let about_destination = error.contains("dst") || error.contains("destination");
+    (about_destination && error.contains("invalid"))
+        .then_some(Outcome::Refused(PermanentReason::InvalidNumber))
 }
 
 /// Query parameters, then form parameters (Plivo calls back with GET or POST as configured).

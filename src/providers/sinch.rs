@@ -10,14 +10,31 @@
 //! `recipient_delivery_report_sms` reports delivery of a batch to one recipient (`batch_id`,
 //! `status`, `code`, <https://developers.sinch.com/docs/sms/api-reference/status-codes/>). A
 //! batch holds one recipient when hearback sends, so the batch id is the message id.
+//!
+//! Sending (<https://developers.sinch.com/docs/sms/api-reference/sms/tag/Batches/>):
+//! `POST /xms/v1/{service_plan_id}/batches` on `https://us.sms.api.sinch.com` (set `api_base_url`
+//! to `https://eu.sms.api.sinch.com` or another region's address for accounts hosted there),
+//! `Authorization: Bearer <api_token>`, a JSON body `from`, `to` (a list of one number), `body`,
+//! `delivery_report` `per_recipient` (the report the status webhook parses) and `callback_url`.
+//! Sinch answers 201 with the batch (`id`); a refusal is `{"code", "text"}`
+//! (<https://developers.sinch.com/docs/sms/api-reference/status-codes/>). Sinch checks only the
+//! number's format when the batch is created: `syntax_invalid_parameter_format` whose text is
+//! about the recipient is an invalid number; the rest (landline, unreachable) come in delivery
+//! reports.
 
+use super::send::{self, Outcome};
 use super::wire;
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, PermanentReason, Provider, StatusUpdate,
-    VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider, SendError,
+    Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{Secret, SinchChannel};
 use crate::time::Timestamp;
+use futures::future::BoxFuture;
+use serde_json::json;
+use url::Url;
+
+const API_BASE_URL: &str = "https://us.sms.api.sinch.com";
 
 const SIGNATURE_HEADER: &str = "x-sinch-webhook-signature";
 const ALGORITHM_HEADER: &str = "x-sinch-webhook-signature-algorithm";
@@ -26,13 +43,63 @@ const TIMESTAMP_HEADER: &str = "x-sinch-webhook-signature-timestamp";
 
 pub struct Sinch {
     secret: Secret,
+    service_plan_id: String,
+    api_token: Secret,
+    api_base_url: Option<Url>,
 }
 
 impl Sinch {
     pub fn new(config: &SinchChannel) -> Self {
         Self {
             secret: config.webhook_secret.clone(),
+            service_plan_id: config.service_plan_id.clone(),
+            api_token: config.api_token.clone(),
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let url = send::endpoint(
+            self.api_base_url.as_ref(),
+            API_BASE_URL,
+            &format!(
+                "/xms/v1/{}/batches",
+                send::path_segment(&self.service_plan_id)
+            ),
+        );
+        let mut body = json!({
+            "from": sms.from, "to": [sms.to], "body": sms.text,
+            "delivery_report": "per_recipient",
+        });
+        if let Some(callback) = sms.status_callback {
+            body["callback_url"] = json!(callback);
+        }
+        let request = client
+            .post(url)
+            .bearer_auth(self.api_token.expose())
+            .json(&body);
+        let answer = send::call("sinch", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let code = body
+                .as_ref()
+                .and_then(|b| wire::json_code(b, "/code"))
+                .map(|c| wire::bounded(&c));
+            let text = body.as_ref().and_then(|b| b.get("text")?.as_str());
+            let mapped = code.as_deref().and_then(|code| refusal(code, text));
+            return Err(send::unsuccessful("sinch", &answer, code, mapped));
+        }
+        let body = body.ok_or_else(|| send::unreadable("sinch", "not JSON"))?;
+        Ok(Sent {
+            provider_message_id: send::message_id(body.get("id"))
+                .ok_or_else(|| send::unreadable("sinch", "no id"))?,
+            segments: None,
+            cost: None,
+        })
     }
 }
 
@@ -102,6 +169,29 @@ impl Provider for Sinch {
             error_code: code.filter(|c| c != "0"),
             raw_status: raw_status.to_string(),
         }])
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
+    }
+}
+
+/// Sinch's error codes are words; the text is read to tell which field was malformed, never
+/// repeated (it may quote the number).
+fn refusal(code: &str, text: Option<&str>) -> Option<Outcome> {
+    let text = text.unwrap_or("").to_ascii_lowercase();
+    let about_recipient = ["recipient", "msisdn", "'to'", "\"to\"", "phone number"]
+        .iter()
+        .any(|word| text.contains(word));
+    match code {
+        "syntax_invalid_parameter_format" if about_recipient => {
+            Some(Outcome::Refused(PermanentReason::InvalidNumber))
+        }
+        _ => None,
     }
 }
 

@@ -9,24 +9,40 @@
 //! `payload.text`; Telnyx joins long SMS itself); `message.sent` and `message.finalized` report
 //! delivery (`payload.to[0].status`, `payload.errors[0].code`,
 //! <https://developers.telnyx.com/docs/messaging/messages/error-codes>).
+//!
+//! Sending (<https://developers.telnyx.com/api/messaging/send-message>): `POST /v2/messages` on
+//! `https://api.telnyx.com`, `Authorization: Bearer <api_key>`, a JSON body `from`, `to`, `text`
+//! and `webhook_url` for delivery statuses. Telnyx answers 200 with
+//! `{"data": {"id", "parts", "cost": {"amount", "currency"}, …}}`; a refusal is
+//! `{"errors": [{"code", "title", "detail", "source": {"pointer"}}]}`, its code classified with
+//! the delivery table plus the request errors that name the recipient (40310 invalid `to`, 40012
+//! invalid destination, 10002/10016 pointing at `/to`; 40300 blocked after a STOP;
+//! <https://developers.telnyx.com/development/api-fundamentals/api-errors>).
 
+use super::send::{self, Outcome};
 use super::wire;
 use super::{
-    BuildError, DeliveryStatus, InboundMessage, ParseError, PermanentReason, Provider,
-    StatusUpdate, VerifyError, WebhookRequest,
+    BuildError, DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider,
+    SendError, Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
-use crate::config::TelnyxChannel;
+use crate::config::{Secret, TelnyxChannel};
 use crate::time::Timestamp;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde_json::Value;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use url::Url;
+
+const API_BASE_URL: &str = "https://api.telnyx.com";
 
 const SIGNATURE_HEADER: &str = "telnyx-signature-ed25519";
 const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
 
 pub struct Telnyx {
     public_key: VerifyingKey,
+    api_key: Secret,
+    api_base_url: Option<Url>,
 }
 
 impl Telnyx {
@@ -43,7 +59,48 @@ impl Telnyx {
             .map_err(|_| invalid("an Ed25519 public key is 32 bytes"))?;
         let public_key =
             VerifyingKey::from_bytes(&bytes).map_err(|_| invalid("not an Ed25519 public key"))?;
-        Ok(Self { public_key })
+        Ok(Self {
+            public_key,
+            api_key: config.api_key.clone(),
+            api_base_url: config.api_base_url.clone(),
+        })
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let url = send::endpoint(self.api_base_url.as_ref(), API_BASE_URL, "/v2/messages");
+        let mut body = json!({"from": sms.from, "to": sms.to, "text": sms.text});
+        if let Some(callback) = sms.status_callback {
+            body["webhook_url"] = json!(callback);
+        }
+        let request = client
+            .post(url)
+            .bearer_auth(self.api_key.expose())
+            .json(&body);
+        let answer = send::call("telnyx", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let error = body.as_ref().and_then(|b| b.pointer("/errors/0"));
+            let code = error.and_then(|e| wire::json_code(e, "/code"));
+            let pointer = error
+                .and_then(|e| e.pointer("/source/pointer"))
+                .and_then(Value::as_str);
+            let mapped = code.as_deref().and_then(|code| refusal(code, pointer));
+            return Err(send::unsuccessful("telnyx", &answer, code, mapped));
+        }
+        let body = body.ok_or_else(|| send::unreadable("telnyx", "not JSON"))?;
+        Ok(Sent {
+            provider_message_id: send::message_id(body.pointer("/data/id"))
+                .ok_or_else(|| send::unreadable("telnyx", "no data.id"))?,
+            segments: send::count(body.pointer("/data/parts")),
+            cost: send::cost(
+                body.pointer("/data/cost/amount").and_then(Value::as_str),
+                body.pointer("/data/cost/currency").and_then(Value::as_str),
+            ),
+        })
     }
 }
 
@@ -124,6 +181,29 @@ impl Provider for Telnyx {
             error_code,
             raw_status: raw_status.to_string(),
         }])
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
+    }
+}
+
+/// A request error's code, with the JSON pointer of the field it blames.
+fn refusal(code: &str, pointer: Option<&str>) -> Option<Outcome> {
+    use PermanentReason::*;
+    match code {
+        "40310" | "40012" => Some(Outcome::Refused(InvalidNumber)),
+        // "Invalid phone number" and "must be in +E.164 format" blame whichever field is wrong;
+        // only the recipient's says something about the customer's number.
+        "10002" | "10016" if pointer == Some("/to") => Some(Outcome::Refused(InvalidNumber)),
+        "10002" | "10016" | "40305" | "40013" => Some(Outcome::Refused(Other)),
+        // Too many requests, unexpected error, request timeout.
+        "10011" | "10007" | "10008" => Some(Outcome::Retry),
+        _ => failure(code).and_then(Outcome::from_delivery),
     }
 }
 

@@ -13,26 +13,86 @@
 //! `From`, `To`, `Body` (Twilio joins long SMS itself); status callbacks `MessageSid`,
 //! `MessageStatus` and, on failure, `ErrorCode`
 //! (<https://www.twilio.com/docs/api/errors>).
+//!
+//! Sending (<https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource>):
+//! `POST /2010-04-01/Accounts/{account_sid}/Messages.json` on `https://api.twilio.com`, HTTP
+//! basic authentication with the account SID and the auth token, a form body `To`, `From`,
+//! `Body` and `StatusCallback`. Twilio answers 201 with the message resource (`sid`,
+//! `num_segments`, `price`, `price_unit`); an error is `{"code", "message", "status"}`, its code
+//! classified with the same table as delivery failures (21211 invalid number, 21614 not a
+//! mobile, 21610 unsubscribed, …).
 
+use super::send::{self, Outcome};
 use super::wire::{self, Params};
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, PermanentReason, Provider, StatusUpdate,
-    VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider, SendError,
+    Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{Secret, TwilioChannel};
 use crate::time::Timestamp;
+use futures::future::BoxFuture;
+use url::Url;
+
+const API_BASE_URL: &str = "https://api.twilio.com";
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 
 pub struct Twilio {
+    account_sid: String,
     auth_token: Secret,
+    api_base_url: Option<Url>,
 }
 
 impl Twilio {
     pub fn new(config: &TwilioChannel) -> Self {
         Self {
+            account_sid: config.account_sid.clone(),
             auth_token: config.auth_token.clone(),
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let url = send::endpoint(
+            self.api_base_url.as_ref(),
+            API_BASE_URL,
+            &format!(
+                "/2010-04-01/Accounts/{}/Messages.json",
+                send::path_segment(&self.account_sid)
+            ),
+        );
+        let mut form = vec![("To", sms.to), ("From", sms.from), ("Body", sms.text)];
+        if let Some(callback) = sms.status_callback {
+            form.push(("StatusCallback", callback));
+        }
+        let request = client
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .form(&form);
+        let answer = send::call("twilio", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let code = body.as_ref().and_then(|b| wire::json_code(b, "/code"));
+            let mapped = code
+                .as_deref()
+                .and_then(failure)
+                .and_then(Outcome::from_delivery);
+            return Err(send::unsuccessful("twilio", &answer, code, mapped));
+        }
+        let body = body.ok_or_else(|| send::unreadable("twilio", "not JSON"))?;
+        Ok(Sent {
+            provider_message_id: send::message_id(body.get("sid"))
+                .ok_or_else(|| send::unreadable("twilio", "no sid"))?,
+            segments: send::count(body.get("num_segments")),
+            cost: send::cost(
+                body.get("price").and_then(|p| p.as_str()),
+                body.get("price_unit").and_then(|p| p.as_str()),
+            ),
+        })
     }
 }
 
@@ -104,6 +164,14 @@ impl Provider for Twilio {
             error_code,
             raw_status: raw_status.to_string(),
         }])
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
     }
 }
 

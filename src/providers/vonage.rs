@@ -19,30 +19,118 @@
 //! hex SHA-256 of the body, and its `iat` must be within five minutes of now. Inbound:
 //! `message_uuid`, `from`, `to`, `text` with `channel` `sms`; statuses: `message_uuid`, `status`,
 //! `error.title`.
+//!
+//! **Sending** (<https://developer.vonage.com/en/api/sms#send-an-sms>) always goes through the SMS
+//! API: `POST /sms/json` on `https://rest.nexmo.com`, a form body carrying the credentials
+//! (`api_key`, `api_secret`) with `from`, `to` (international digits, no `+`), `text`,
+//! `type=unicode` when the text needs UCS-2, and `callback` for delivery receipts. Vonage
+//! answers HTTP 200 even when it refuses: each part of the message has its own entry in
+//! `messages` with a `status`, `"0"` for accepted, another number for a refusal
+//! (<https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms>), classified by
+//! [`submission_failure`]. The message id returned is the first part's; Vonage sends a receipt
+//! per part, each with its own id.
 
+use super::send::{self, Outcome};
 use super::wire::{self, JwtAlgorithm, Params};
 use super::{
-    DeliveryStatus, InboundMessage, ParseError, PartInfo, PermanentReason, Provider, StatusUpdate,
-    VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PartInfo, PermanentReason, Provider,
+    SendError, Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{Secret, VonageApi, VonageChannel, VonageSignatureMethod};
+use crate::sms::Encoding;
 use crate::time::Timestamp;
+use futures::future::BoxFuture;
 use md5::{Digest, Md5};
 use serde_json::Value;
+use url::Url;
+
+const API_BASE_URL: &str = "https://rest.nexmo.com";
 
 pub struct Vonage {
+    api_key: String,
+    api_secret: Secret,
     signature_secret: Secret,
     method: VonageSignatureMethod,
     api: VonageApi,
+    api_base_url: Option<Url>,
 }
 
 impl Vonage {
     pub fn new(config: &VonageChannel) -> Self {
         Self {
+            api_key: config.api_key.clone(),
+            api_secret: config.api_secret.clone(),
             signature_secret: config.signature_secret.clone(),
             method: config.signature_method,
             api: config.api,
+            api_base_url: config.api_base_url.clone(),
         }
+    }
+
+    async fn send_sms(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+    ) -> Result<Sent, SendError> {
+        let url = send::endpoint(self.api_base_url.as_ref(), API_BASE_URL, "/sms/json");
+        let mut form = vec![
+            ("api_key", self.api_key.as_str()),
+            ("api_secret", self.api_secret.expose()),
+            ("from", send::digits_only(sms.from)),
+            ("to", send::digits_only(sms.to)),
+            ("text", sms.text),
+        ];
+        // Without it Vonage sends the text as GSM-7 and every other character is lost.
+        if crate::sms::segments(sms.text).encoding == Encoding::Ucs2 {
+            form.push(("type", "unicode"));
+        }
+        if let Some(callback) = sms.status_callback {
+            form.push(("callback", callback));
+        }
+        let answer = send::call("vonage", client.post(url).form(&form)).await?;
+        if !answer.status.is_success() {
+            return Err(send::unsuccessful("vonage", &answer, None, None));
+        }
+        let body = answer
+            .json()
+            .ok_or_else(|| send::unreadable("vonage", "not JSON"))?;
+        let parts = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .filter(|parts| !parts.is_empty())
+            .ok_or_else(|| send::unreadable("vonage", "no messages"))?;
+        let refused = parts
+            .iter()
+            .filter_map(|part| wire::json_code(part, "/status"))
+            .find(|status| status != "0");
+        if let Some(code) = refused {
+            let code = wire::bounded(&code);
+            let reason = format!("vonage refused the message with status {code}");
+            return Err(match submission_failure(&code) {
+                Some(Outcome::Retry) => SendError::Retryable {
+                    reason,
+                    retry_after: send::retry_after(&answer.headers),
+                },
+                mapped => SendError::Permanent {
+                    reason,
+                    permanent: match mapped {
+                        Some(Outcome::Refused(reason)) => Some(reason),
+                        _ => None,
+                    },
+                    code: Some(code),
+                },
+            });
+        }
+        let prices: Option<Vec<f64>> = parts
+            .iter()
+            .map(|part| part.get("message-price")?.as_str()?.parse().ok())
+            .collect();
+        Ok(Sent {
+            provider_message_id: send::message_id(parts[0].get("message-id"))
+                .ok_or_else(|| send::unreadable("vonage", "no message-id"))?,
+            segments: send::count(body.get("message-count")).or(u32::try_from(parts.len()).ok()),
+            cost: prices.map(|prices| format!("{:.8}", prices.iter().sum::<f64>())),
+        })
     }
 
     fn verify_sms(&self, request: &WebhookRequest<'_>, now: Timestamp) -> Result<(), VerifyError> {
@@ -151,6 +239,35 @@ impl Provider for Vonage {
             }
         }
     }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.send_sms(client, sms))
+    }
+}
+
+/// The SMS API's submission statuses (other than `"0"`, accepted), per Vonage's SMS API error
+/// table (<https://developer.vonage.com/en/api-errors/sms>).
+pub(super) fn submission_failure(status: &str) -> Option<Outcome> {
+    use PermanentReason::*;
+    Some(match status {
+        // 1 throttled, 5 Vonage's internal error, 10 too many simultaneous connections.
+        "1" | "5" | "10" => Outcome::Retry,
+        // "Invalid message": Vonage gives an unrecognised number prefix as the example.
+        "6" => Outcome::Refused(InvalidNumber),
+        // The recipient is on Vonage's barred list.
+        "7" => Outcome::Refused(Blocked),
+        // The number is de-activated.
+        "33" => Outcome::Refused(Unreachable),
+        // Our request, credentials, account, credit, sender, callback or signature.
+        "2" | "3" | "4" | "8" | "9" | "11" | "12" | "14" | "15" | "22" | "23" | "29" | "32" => {
+            Outcome::Refused(Other)
+        }
+        _ => return None,
+    })
 }
 
 /// The query parameters, then those of the body, whichever of form or JSON it is.
