@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod engine;
 pub mod flow;
 pub mod http;

@@ -41,6 +41,12 @@ impl Phone {
         ))
     }
 
+    /// The ISO 3166 code of the number's country (`"FR"`), when its metadata names one.
+    pub fn country(&self) -> Option<String> {
+        let number = phonenumber::parse(None, &self.0).ok()?;
+        number.country().id().map(|id| id.as_ref().to_string())
+    }
+
     /// The full number, for the database and the provider; never for logs.
     pub fn as_e164(&self) -> &str {
         &self.0
@@ -94,6 +100,14 @@ mod tests {
         for raw in ["", "hello", "+33 1", "+999 123456", "DUPAIN", "36180"] {
             assert!(Phone::parse(raw, None).is_err(), "{raw}");
         }
+    }
+
+    #[test]
+    fn a_number_knows_its_country() {
+        let french = Phone::parse("+33 6 12 34 56 78", None).unwrap();
+        assert_eq!(french.country().as_deref(), Some("FR"));
+        let british = Phone::parse("+44 7400 123456", None).unwrap();
+        assert_eq!(british.country().as_deref(), Some("GB"));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 use crate::config::{Config, DatabaseKind};
 use crate::http::{self, AppState};
 use crate::jobs::maintenance::PurgeFinishedJobs;
+use crate::jobs::send_sms::{SendChannel, SendSms};
 use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
 use crate::storage::{Storage, StorageError};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,11 @@ pub enum ServeError {
         name: String,
         source: crate::providers::BuildError,
     },
+    #[error(
+        "channel '{name}': its senders are all alphanumeric sender IDs, which cannot receive \
+         replies, and every flow asks questions; add a number or a short code to its senders"
+    )]
+    OneWayChannel { name: String },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -77,15 +84,42 @@ pub async fn run(
     }
     info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
     for (name, channel) in config.effective_channels() {
+        let senders = channel.common().senders;
+        if !flows.flows.is_empty()
+            && !senders.is_empty()
+            && !senders.iter().any(|s| s.receives_replies())
+        {
+            return Err(ServeError::OneWayChannel {
+                name: name.to_string(),
+            });
+        }
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
 
-    let state = AppState::new(storage.clone(), config)
+    let state = AppState::new(storage.clone(), config, Arc::new(flows.flows))
         .map_err(|(name, source)| ServeError::Channel { name, source })?;
-    let registry = JobRegistry::default().with(PurgeFinishedJobs {
-        storage: storage.clone(),
-        retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
-    });
+    let send_channels = config
+        .effective_channels()
+        .into_iter()
+        .filter_map(|(name, channel)| {
+            let provider = state.channels.get(name.as_str())?;
+            Some((
+                name.to_string(),
+                SendChannel::new(Arc::clone(provider), &channel),
+            ))
+        })
+        .collect();
+    let registry = JobRegistry::default()
+        .with(PurgeFinishedJobs {
+            storage: storage.clone(),
+            retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
+        })
+        .with(SendSms::new(
+            storage.clone(),
+            send_channels,
+            crate::providers::http_client(),
+            config.server.public_url.clone(),
+        ));
     let now = Timestamp::now();
     PurgeFinishedJobs::schedule(&storage, now, now).await?;
     let runner = JobRunner::new(

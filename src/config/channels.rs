@@ -90,6 +90,12 @@ impl Sender {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Numbers and short codes can receive the customer's answer; an alphanumeric sender ID
+    /// cannot (the customer's phone has nowhere to reply to).
+    pub fn receives_replies(&self) -> bool {
+        !self.0.bytes().any(|b| b.is_ascii_alphabetic())
+    }
 }
 
 impl Serialize for Sender {

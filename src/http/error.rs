@@ -101,6 +101,7 @@ impl From<StorageError> for ApiError {
                 format!("{what} already exists"),
             ),
             StorageError::NotFound(what) => ApiError::not_found(what),
+            StorageError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", what),
             StorageError::UnknownReference(what) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_reference",

@@ -40,8 +40,17 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The provider adapter of each configured channel, by channel name.
     pub channels: Arc<Channels>,
+    /// The configured channels, by name (senders, countries, fallback…).
+    pub channel_configs: Arc<BTreeMap<String, crate::config::ChannelConfig>>,
     pub public_url: Option<url::Url>,
+    /// The flows that loaded, by id.
+    pub flows: Arc<Flows>,
+    /// `jobs.max_attempts`, for the send jobs queued by requests.
+    pub send_max_attempts: u32,
 }
+
+/// The flows that loaded, by id.
+pub type Flows = BTreeMap<String, crate::flow::Flow>;
 
 /// The provider adapter of each configured channel, by channel name.
 pub type Channels = BTreeMap<String, Arc<dyn Provider>>;
@@ -63,12 +72,22 @@ impl AppState {
     pub fn new(
         storage: Storage,
         config: &crate::config::Config,
+        flows: Arc<Flows>,
     ) -> Result<AppState, (String, crate::providers::BuildError)> {
         Ok(AppState {
             storage,
             metrics: metrics::recorder(),
             channels: Arc::new(build_channels(config)?),
+            channel_configs: Arc::new(
+                config
+                    .effective_channels()
+                    .into_iter()
+                    .map(|(name, channel)| (name.to_string(), channel))
+                    .collect(),
+            ),
             public_url: config.server.public_url.clone(),
+            flows,
+            send_max_attempts: config.jobs.max_attempts,
         })
     }
 }

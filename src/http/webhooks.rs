@@ -1,15 +1,19 @@
 //! `POST /webhooks/{channel}/inbound` and `POST /webhooks/{channel}/status`: what providers send.
 //!
-//! verify the signature → parse → record each message exactly once (a provider retry is answered
-//! 200 and changes nothing) → opt-out / opt-in keywords change the contact's consent in the same
-//! transaction → answer the provider at once, in the form it expects (Twilio: empty TwiML).
+//! verify the signature → parse → in one transaction: record the message exactly once (a provider
+//! retry is answered 200 and changes nothing), apply an opt-out / opt-in keyword to the contact,
+//! find the open conversation on the number the customer wrote to, run the engine, store its
+//! state, answers and events, and queue the replies (see [`crate::conversation`] for the rules)
+//! → answer the provider at once, in the form it expects (Twilio: empty TwiML). The replies are
+//! sent by the job workers.
 //!
-//! Not yet here: matching a reply to its conversation and running the engine, confirmations and
-//! help answers by SMS, reassembling concatenated Vonage parts (each part is kept as received).
+//! Not yet here: reassembling concatenated Vonage parts (each part is kept as received and read
+//! on its own, keywords excepted).
 
 use super::{ApiError, AppState};
+use crate::conversation;
 use crate::phone::Phone;
-use crate::providers::{DeliveryStatus, Provider, WebhookRequest};
+use crate::providers::{DeliveryStatus, PermanentReason, Provider, WebhookRequest};
 use crate::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
 use crate::time::Timestamp;
 use crate::understand::{self, Keyword};
@@ -101,25 +105,35 @@ async fn handle(
                     warn!(channel = %channel, "inbound message from something that is not a phone number; kept without a contact");
                 }
                 // A part of a longer SMS is not the whole reply: keywords are read on whole messages.
-                let consent = if message.part.is_some() {
+                let keyword = if message.part.is_some() {
                     None
                 } else {
-                    match understand::keyword(&message.text) {
-                        Some(Keyword::OptOut) => Some(ConsentChange::OptedOut),
-                        Some(Keyword::OptIn) => Some(ConsentChange::OptedIn),
-                        Some(Keyword::Help) | None => None,
-                    }
+                    understand::keyword(&message.text)
                 };
+                let consent = match keyword {
+                    Some(Keyword::OptOut) => Some(ConsentChange::OptedOut),
+                    Some(Keyword::OptIn) => Some(ConsentChange::OptedIn),
+                    Some(Keyword::Help) | None => None,
+                };
+                let flows = Arc::clone(&state.flows);
+                let text = message.text.as_str();
                 let outcome = state
                     .storage
-                    .receive_inbound(&NewInbound {
-                        channel: &channel,
-                        provider_message_id: &message.provider_message_id,
-                        from: from.as_ref(),
-                        body: &message.text,
-                        consent,
-                        received_at: now,
-                    })
+                    .receive_and_apply(
+                        &NewInbound {
+                            channel: &channel,
+                            provider_message_id: &message.provider_message_id,
+                            to: &message.to,
+                            from: from.as_ref(),
+                            body: text,
+                            consent,
+                            received_at: now,
+                        },
+                        state.send_max_attempts,
+                        move |context| {
+                            conversation::plan_inbound(&flows, context, keyword, text, now)
+                        },
+                    )
                     .await?;
                 let label = match &outcome {
                     InboundOutcome::Duplicate => "duplicate",
@@ -146,6 +160,7 @@ async fn handle(
                         provider_message_id: &update.provider_message_id,
                         status: stored_status(update.status),
                         error_code: update.error_code.as_deref(),
+                        number_status: number_status(update.status),
                         received_at: now,
                     })
                     .await?;
@@ -168,6 +183,16 @@ fn public_url(base: Option<&url::Url>, headers: &HeaderMap, uri: &Uri) -> String
                 .unwrap_or("localhost");
             format!("http://{host}{path_and_query}")
         }
+    }
+}
+
+/// What a permanent failure says about the number, as the contact's record keeps it.
+fn number_status(status: DeliveryStatus) -> Option<&'static str> {
+    match status {
+        DeliveryStatus::FailedPermanent(PermanentReason::InvalidNumber) => Some("invalid"),
+        DeliveryStatus::FailedPermanent(PermanentReason::Landline) => Some("landline"),
+        DeliveryStatus::FailedPermanent(PermanentReason::Unreachable) => Some("unreachable"),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod maintenance;
+pub mod send_sms;
 
 use crate::config::JobsConfig;
 use crate::storage::{ClaimedJob, Storage};
@@ -28,6 +29,9 @@ pub enum JobFailure {
     Retry(String),
     /// Will fail the same way every time (a malformed payload, a 4xx): the job goes dead at once.
     Permanent(String),
+    /// Not this instance's turn (another holds the channel, the provider asked to wait): run
+    /// again after the delay, without counting this run as an attempt.
+    Later(Duration, String),
 }
 
 pub type JobFuture = BoxFuture<'static, Result<(), JobFailure>>;
@@ -233,6 +237,12 @@ async fn settle(
             warn!(error = %reason, "job failed permanently");
             ("dead", storage.bury_job(job.id, worker, &reason, now).await)
         }
+        Some(Err(JobFailure::Later(delay, reason))) => (
+            "deferred",
+            storage
+                .defer_job(job.id, worker, &reason, now + delay, now)
+                .await,
+        ),
         Some(Err(JobFailure::Retry(reason))) if job.attempt >= job.max_attempts => {
             warn!(error = %reason, "job failed on its last attempt");
             ("dead", storage.bury_job(job.id, worker, &reason, now).await)

@@ -56,14 +56,17 @@ pub struct Sent {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Try again later, after `retry_after` when the provider asked for a delay.
-    ///
-    /// After a timeout the provider may have accepted the message before the answer was lost.
+    /// Try again later, after `retry_after` when the provider asked for a delay. The provider
+    /// did not take the message (no connection, or it said no for now).
     #[error("temporary failure: {reason}")]
     Retryable {
         reason: String,
         retry_after: Option<Duration>,
     },
+    /// The request left but no answer came back (a timeout, a connection cut mid-answer): the
+    /// provider may have accepted the message, so sending it again could send it twice.
+    #[error("outcome unknown: {reason}")]
+    OutcomeUnknown { reason: String },
     /// Sending this message again would fail the same way.
     #[error("refused: {reason}")]
     Permanent {
@@ -154,16 +157,19 @@ fn transport(provider: &str, error: &reqwest::Error) -> SendError {
             permanent: None,
         };
     }
+    if error.is_connect() {
+        return SendError::Retryable {
+            reason: format!("{provider}: could not connect"),
+            retry_after: None,
+        };
+    }
     let what = if error.is_timeout() {
         "timed out waiting for the answer; the provider may have accepted the message"
-    } else if error.is_connect() {
-        "could not connect"
     } else {
-        "the connection failed before the answer was read"
+        "the connection failed before the answer was read; the provider may have accepted the message"
     };
-    SendError::Retryable {
+    SendError::OutcomeUnknown {
         reason: format!("{provider}: {what}"),
-        retry_after: None,
     }
 }
 

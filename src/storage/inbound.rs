@@ -6,7 +6,10 @@
 //! (STOP, START) commits in the same transaction as the message that asked for it, with its
 //! history row and its outbox event.
 
-use super::{BeginWrite, Storage, StorageError, on_pool};
+use super::{
+    Advance, BeginWrite, ConversationView, Purpose, Storage, StorageError, apply_advance,
+    insert_event, on_pool, queue_outgoing,
+};
 use crate::phone::Phone;
 use crate::time::Timestamp;
 use serde_json::{Value, json};
@@ -32,11 +35,35 @@ impl ConsentChange {
 pub struct NewInbound<'a> {
     pub channel: &'a str,
     pub provider_message_id: &'a str,
+    /// Our number (or sender ID) the customer wrote to.
+    pub to: &'a str,
     /// None when the sender is no valid phone number: the message is kept all the same.
     pub from: Option<&'a Phone>,
     pub body: &'a str,
     pub consent: Option<ConsentChange>,
     pub received_at: Timestamp,
+}
+
+/// What [`Storage::receive_and_apply`]'s plan sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundContext {
+    pub message_id: String,
+    pub contact_id: Option<String>,
+    pub contact_locale: Option<String>,
+    /// Whether the number is opted out, this message's change included.
+    pub opted_out: bool,
+    pub consent_changed: Option<ConsentChange>,
+    /// The open conversation on the number the customer wrote to.
+    pub conversation: Option<ConversationView>,
+}
+
+/// What a customer message causes, besides being kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InboundPlan {
+    /// The engine's decision for the open conversation.
+    pub advance: Option<Advance>,
+    /// Answers to keywords, sent from the number the customer wrote to.
+    pub replies: Vec<(Purpose, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,20 +123,41 @@ pub struct NewStatus<'a> {
     /// One of the `messages.status` values: sent, delivered, failed_temporary, failed_permanent …
     pub status: &'a str,
     pub error_code: Option<&'a str>,
+    /// What a permanent failure says about the number: `invalid`, `landline`, `unreachable`.
+    pub number_status: Option<&'static str>,
     pub received_at: Timestamp,
 }
 
 impl Storage {
-    /// Records one customer message; see the module doc for the exactly-once rule.
+    /// Records one customer message; see the module doc for the exactly-once rule. Nothing else
+    /// happens: for a message that moves a conversation, see [`Storage::receive_and_apply`].
     pub async fn receive_inbound(
         &self,
         new: &NewInbound<'_>,
     ) -> Result<InboundOutcome, StorageError> {
+        self.receive_and_apply(new, 1, |_| InboundPlan::default())
+            .await
+    }
+
+    /// Records one customer message and, in the same transaction, what it causes: `plan` sees
+    /// the contact and its open conversation on the number the customer wrote to (after this
+    /// message's consent change) and returns the engine's decision and the replies to queue.
+    /// A provider retry (the same provider message id) changes nothing and does not call `plan`.
+    pub async fn receive_and_apply<P>(
+        &self,
+        new: &NewInbound<'_>,
+        send_max_attempts: u32,
+        plan: P,
+    ) -> Result<InboundOutcome, StorageError>
+    where
+        P: FnOnce(&InboundContext) -> InboundPlan + Send,
+    {
         let message_id = uuid::Uuid::now_v7().to_string();
         let now = new.received_at;
+        let lock = self.row_lock();
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let contact: Option<(String, Option<Timestamp>)> = match new.from {
+            let contact: Option<(String, Option<Timestamp>, Option<String>)> = match new.from {
                 None => None,
                 Some(phone) => {
                     sqlx::query(
@@ -121,24 +169,44 @@ impl Storage {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    // The contact's row lock orders one number's messages across instances.
                     Some(
-                        sqlx::query_as("SELECT id, opted_out_at FROM contacts WHERE phone = $1")
-                            .bind(phone.as_e164())
-                            .fetch_one(&mut *tx)
-                            .await?,
+                        sqlx::query_as(&format!(
+                            "SELECT id, opted_out_at, locale FROM contacts WHERE phone = $1{lock}"
+                        ))
+                        .bind(phone.as_e164())
+                        .fetch_one(&mut *tx)
+                        .await?,
                     )
                 }
             };
-            let contact_id = contact.as_ref().map(|(id, _)| id.clone());
+            let contact_id = contact.as_ref().map(|(id, _, _)| id.clone());
+            let conversation: Option<ConversationView> = match &contact_id {
+                None => None,
+                Some(contact_id) => {
+                    sqlx::query_as(
+                        "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
+                         FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                         WHERE c.contact_id = $1 AND c.channel = $2 AND c.sender = $3 AND c.status = 'open'",
+                    )
+                    .bind(contact_id)
+                    .bind(new.channel)
+                    .bind(new.to)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
             let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO messages (id, contact_id, direction, channel, provider_message_id, body, status, created_at, updated_at) \
-                 VALUES ($1, $2, 'inbound', $3, $4, $5, 'received', $6, $6) \
+                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, body, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, 'received', $8, $8) \
                  ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING \
                  RETURNING id",
             )
             .bind(&message_id)
+            .bind(conversation.as_ref().map(|c| &c.id))
             .bind(&contact_id)
             .bind(new.channel)
+            .bind(new.to)
             .bind(new.provider_message_id)
             .bind(new.body)
             .bind(now)
@@ -149,7 +217,8 @@ impl Storage {
                 return Ok(InboundOutcome::Duplicate);
             }
             let mut consent_changed = None;
-            if let (Some(change), Some((contact_id, opted_out_at)), Some(phone)) =
+            let mut opted_out = contact.as_ref().is_some_and(|(_, at, _)| at.is_some());
+            if let (Some(change), Some((contact_id, opted_out_at, _)), Some(phone)) =
                 (new.consent, &contact, new.from)
             {
                 let applies = match change {
@@ -158,6 +227,7 @@ impl Storage {
                 };
                 if applies {
                     let opted_out_at = (change == ConsentChange::OptedOut).then_some(now);
+                    opted_out = opted_out_at.is_some();
                     sqlx::query(
                         "UPDATE contacts SET opted_out_at = $1, updated_at = $2 WHERE id = $3",
                     )
@@ -180,18 +250,40 @@ impl Storage {
                         "source": source,
                         "message_id": message_id,
                     });
-                    sqlx::query(
-                        "INSERT INTO outbox (event_id, event_type, version, contact_id, occurred_at, payload) \
-                         VALUES ($1, $2, 1, $3, $4, $5)",
-                    )
-                    .bind(format!("evt_{}", uuid::Uuid::now_v7().simple()))
-                    .bind(format!("contact.{}", change.as_str()))
-                    .bind(contact_id)
-                    .bind(now)
-                    .bind(Json(&data))
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_event!(
+                        tx,
+                        format!("contact.{}", change.as_str()),
+                        contact_id,
+                        &data,
+                        now
+                    );
                     consent_changed = Some(change);
+                }
+            }
+            let context = InboundContext {
+                message_id: message_id.clone(),
+                contact_id: contact_id.clone(),
+                contact_locale: contact.as_ref().and_then(|(_, _, locale)| locale.clone()),
+                opted_out,
+                consent_changed,
+                conversation,
+            };
+            let plan = plan(&context);
+            if let (Some(advance), Some(view)) = (&plan.advance, &context.conversation) {
+                apply_advance!(
+                    tx,
+                    view,
+                    advance,
+                    Some(message_id.as_str()),
+                    send_max_attempts,
+                    now
+                );
+            }
+            if let Some(contact_id) = &contact_id {
+                for (purpose, body) in &plan.replies {
+                    queue_outgoing!(tx, conversation: None::<&str>, contact: contact_id,
+                        channel: new.channel, sender: new.to, purpose: *purpose,
+                        body: body, max_attempts: send_max_attempts, now: now);
                 }
             }
             tx.commit().await?;
@@ -201,27 +293,6 @@ impl Storage {
                 consent_changed,
             })
         })
-    }
-
-    /// Keeps a delivery status once per (message, status); returns false for a provider retry.
-    /// A status may arrive before its message is recorded: it is kept by provider id.
-    pub async fn record_status(&self, new: &NewStatus<'_>) -> Result<bool, StorageError> {
-        let inserted = on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO message_statuses (channel, provider_message_id, message_id, status, error_code, received_at) \
-                 VALUES ($1, $2, (SELECT id FROM messages WHERE channel = $1 AND direction = 'outbound' AND provider_message_id = $2), \
-                 $3, $4, $5) ON CONFLICT (channel, provider_message_id, status) DO NOTHING",
-            )
-            .bind(new.channel)
-            .bind(new.provider_message_id)
-            .bind(new.status)
-            .bind(new.error_code)
-            .bind(new.received_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-        Ok(inserted == 1)
     }
 
     pub async fn contact_by_phone(

@@ -277,6 +277,34 @@ impl Storage {
         .await
     }
 
+    /// Puts a job back without counting the run as an attempt: it was not its turn.
+    pub async fn defer_job(
+        &self,
+        id: i64,
+        worker: &str,
+        reason: &str,
+        run_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let reason = truncated(reason);
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', attempts = attempts - 1, last_error = $1, run_at = $2, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                 WHERE id = $4 AND state = 'running' AND lease_owner = $5 AND attempts > 0",
+            )
+            .bind(&reason)
+            .bind(run_at)
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
     /// Gives up on a job: it stays, dead, with its last error, until someone looks at it.
     pub async fn bury_job(
         &self,

@@ -8,19 +8,27 @@
 mod api_keys;
 mod audit;
 mod codec;
+mod conversations;
 mod inbound;
 mod jobs;
 mod schema;
+mod sending;
 mod units;
 
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
+pub use conversations::{
+    Advance, AnswerRecord, ConversationStatus, ConversationView, InvitationOutcome,
+    InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
+};
+pub(crate) use conversations::{apply_advance, insert_event, queue_outgoing};
 pub use inbound::{
-    ConsentChange, ConsentRecord, ContactRecord, InboundOutcome, MessageRecord, NewInbound,
-    NewStatus, OutboxRecord,
+    ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
+    MessageRecord, NewInbound, NewStatus, OutboxRecord,
 };
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
+pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};
 pub use units::{NewUnit, Unit};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl};
@@ -39,6 +47,10 @@ pub enum StorageError {
     AlreadyExists(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request contradicts what is stored (the same key with other content, a concurrent
+    /// change); the message says which.
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("{0} refers to a record that does not exist")]
     UnknownReference(&'static str),
     #[error(

@@ -55,7 +55,7 @@ async fn readiness_is_503_with_the_reason_when_the_schema_is_behind() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState::new(storage, &Default::default()).unwrap();
+    let state = AppState::new(storage, &Default::default(), Default::default()).unwrap();
     let app = router(state, &Default::default());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -378,6 +378,9 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/units"),
     ("post", "/api/v1/units"),
     ("get", "/api/v1/units/{code}"),
+    ("post", "/api/v1/invitations"),
+    ("get", "/api/v1/invitations/{id}"),
+    ("get", "/api/v1/console/messages"),
 ];
 
 #[tokio::test]

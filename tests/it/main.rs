@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod conversations;
 mod flows_cli;
 mod jobs;
 mod startup;

@@ -231,3 +231,20 @@ pub async fn api_key(storage: &Storage, name: &str) -> String {
         .expect("create an API key");
     token.reveal()
 }
+
+/// Twilio's signature of a form POST: HMAC-SHA1 of the URL followed by each parameter's name and
+/// value, sorted by name, in base64.
+pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut signed = url.to_string();
+    for (key, value) in sorted {
+        signed.push_str(key);
+        signed.push_str(value);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}

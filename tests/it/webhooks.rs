@@ -1,12 +1,10 @@
 //! Provider webhooks through the real server: verified, recorded exactly once, opt-outs honoured.
 
-use crate::support::{TestDb, TestServer};
-use base64::Engine;
+use crate::support::{TestDb, TestServer, twilio_signature};
 use hearback::config::{Config, ConfigSource};
 use hearback::phone::Phone;
 use hearback::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
 use hearback::time::Timestamp;
-use hmac::{Hmac, Mac};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -112,30 +110,22 @@ async fn stop_opts_the_number_out_once_and_start_opts_it_back_in() {
     assert_eq!(events[0].contact_id.as_deref(), Some(contact.id.as_str()));
     assert_eq!(events[0].payload.0["contact"]["phone"], "+33612345678");
     assert!(events[0].event_id.starts_with("evt_"));
+    let messages = db.storage.contact_messages(&contact.id).await.unwrap();
+    let inbound = messages.iter().filter(|m| m.direction == "inbound").count();
+    assert_eq!(inbound, 3, "every message is kept");
+    let replies: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.direction == "outbound")
+        .map(|m| m.body.as_str())
+        .collect();
     assert_eq!(
-        db.storage
-            .contact_messages(&contact.id)
-            .await
-            .unwrap()
-            .len(),
-        3,
-        "every message is kept"
+        replies.len(),
+        2,
+        "one confirmation per change, none for the second STOP: {replies:?}"
     );
+    assert!(replies[0].contains("START") && replies[1].contains("STOP"));
     server.stop().await;
     db.cleanup().await;
-}
-
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut signed = url.to_string();
-    for (key, value) in sorted {
-        signed.push_str(key);
-        signed.push_str(value);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
-    mac.update(signed.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 #[tokio::test]
@@ -157,7 +147,7 @@ async fn a_signed_twilio_message_is_accepted_with_empty_twiml_and_a_forged_one_i
         .header("content-type", "application/x-www-form-urlencoded")
         .header(
             "x-twilio-signature",
-            twilio_signature(&url, &[("Body", "10")]),
+            twilio_signature(TWILIO_TOKEN, &url, &[("Body", "10")]),
         )
         .body(form(&params))
         .send()
@@ -187,7 +177,10 @@ async fn a_signed_twilio_message_is_accepted_with_empty_twiml_and_a_forged_one_i
     let signed = client
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", twilio_signature(&url, &params))
+        .header(
+            "x-twilio-signature",
+            twilio_signature(TWILIO_TOKEN, &url, &params),
+        )
         .body(form(&params))
         .send()
         .await
@@ -290,6 +283,7 @@ fn inbound<'a>(
     NewInbound {
         channel: "console",
         provider_message_id: id,
+        to: "console",
         from,
         body,
         consent,
@@ -346,6 +340,7 @@ async fn storage_records_each_inbound_message_once(db: &TestDb) {
         provider_message_id: "OUT",
         status: "sent",
         error_code: None,
+        number_status: None,
         received_at: Timestamp::now(),
     };
     assert!(db.storage.record_status(&status).await.unwrap());

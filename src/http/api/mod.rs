@@ -1,6 +1,8 @@
 //! `/api/v1`: the authenticated API. Every route is registered through [`routes`], which records
 //! it in the OpenAPI document at the same time.
 
+pub mod console;
+pub mod invitations;
 pub mod units;
 
 use super::AppState;
@@ -18,7 +20,11 @@ use utoipa_axum::routes;
     ),
     modifiers(&BearerAuth),
     components(schemas(ErrorBody)),
-    tags((name = "units", description = "The organisation tree"))
+    tags(
+        (name = "units", description = "The organisation tree"),
+        (name = "invitations", description = "Customer events that start surveys"),
+        (name = "console", description = "The development channel's outbox")
+    )
 )]
 pub struct ApiDoc;
 
@@ -39,4 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(units::list_units, units::create_unit))
         .routes(routes!(units::get_unit))
+        .routes(routes!(invitations::create_invitation))
+        .routes(routes!(invitations::get_invitation))
+        .routes(routes!(console::list_console_messages))
 }

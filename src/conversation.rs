@@ -1,0 +1,278 @@
+//! From the engine to storage: what an invitation opens with and what a customer message causes,
+//! as plain data the storage layer commits in one transaction. Pure: no I/O, no clock.
+//!
+//! Rules for a customer message, in order:
+//! 1. **STOP** (any opt-out wording): the number is opted out; one confirmation is sent, the open
+//!    conversation closes as expired (its answers are kept) and nothing else is ever sent to the
+//!    number, whatever asks. A second STOP changes nothing and earns no second confirmation.
+//! 2. **START** from an opted-out number: opted in again, with a confirmation.
+//! 3. **HELP**: a short help text, unless the number is opted out. The survey does not move.
+//! 4. From an opted-out number, anything else is kept and answered by nothing.
+//! 5. Otherwise the open conversation on the number the customer wrote to takes the reply.
+//!    Without one the message is kept and nothing is sent.
+
+use crate::engine::{self, Event, Input, State, Status};
+use crate::flow::{AnswerValue, Flow, YesNoValue};
+use crate::lang::Lang;
+use crate::storage::{
+    Advance, ConsentChange, ConversationStatus, ConversationView, InboundContext, InboundPlan,
+    NewAnswer, NewEvent, Purpose,
+};
+use crate::time::Timestamp;
+use crate::understand::Keyword;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The conversation's language: the invitation's locale when the flow speaks it, else the
+/// flow's first language.
+pub fn language(flow: &Flow, locale: Option<&str>) -> Lang {
+    locale
+        .and_then(|l| l.parse::<Lang>().ok())
+        .filter(|lang| flow.languages.contains(lang))
+        .unwrap_or(flow.languages[0])
+}
+
+/// The first step of a new conversation: its state and its first question.
+pub fn opening(
+    flow: &Flow,
+    lang: Lang,
+    variables: BTreeMap<String, String>,
+    ids: &ConversationIds<'_>,
+    now: Timestamp,
+) -> Advance {
+    let step = engine::step(flow, &State::new(lang, variables), Input::Start, now);
+    advance(flow, ids, step)
+}
+
+/// What identifies a conversation in the events it raises.
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationIds<'a> {
+    pub conversation_id: &'a str,
+    pub invitation_id: &'a str,
+    pub event_id: &'a str,
+    pub contact_id: &'a str,
+}
+
+/// Decides what one stored customer message causes; see the module doc for the rules.
+pub fn plan_inbound(
+    flows: &BTreeMap<String, Flow>,
+    context: &InboundContext,
+    keyword: Option<Keyword>,
+    text: &str,
+    now: Timestamp,
+) -> InboundPlan {
+    let conversation = context.conversation.as_ref();
+    let state = conversation.and_then(|c| serde_json::from_value::<State>(c.state.0.clone()).ok());
+    let lang = state
+        .as_ref()
+        .map(|s| s.lang)
+        .or_else(|| {
+            context
+                .contact_locale
+                .as_deref()
+                .and_then(|l| l.parse().ok())
+        })
+        .unwrap_or(Lang::Fr);
+    let mut plan = InboundPlan::default();
+    match (context.consent_changed, keyword) {
+        (Some(ConsentChange::OptedOut), _) => {
+            plan.replies.push((
+                Purpose::OptOutConfirmation,
+                reply_text(Purpose::OptOutConfirmation, lang),
+            ));
+            plan.advance = conversation
+                .zip(state.as_ref())
+                .and_then(|(view, state)| run(flows, view, state, Input::ExpiryDue, now));
+        }
+        (Some(ConsentChange::OptedIn), _) => {
+            plan.replies.push((
+                Purpose::OptInConfirmation,
+                reply_text(Purpose::OptInConfirmation, lang),
+            ));
+        }
+        (None, Some(Keyword::OptOut | Keyword::OptIn)) => {}
+        (None, Some(Keyword::Help)) if !context.opted_out => {
+            plan.replies
+                .push((Purpose::Help, reply_text(Purpose::Help, lang)));
+        }
+        (None, _) if context.opted_out => {}
+        (None, Some(Keyword::Help)) => {}
+        (None, None) => {
+            plan.advance = conversation
+                .zip(state.as_ref())
+                .and_then(|(view, state)| run(flows, view, state, Input::Reply(text), now));
+        }
+    }
+    plan
+}
+
+fn run(
+    flows: &BTreeMap<String, Flow>,
+    view: &ConversationView,
+    state: &State,
+    input: Input<'_>,
+    now: Timestamp,
+) -> Option<Advance> {
+    // A flow removed from the folder leaves its open conversations where they are: the message
+    // is kept, and the conversation expires.
+    let flow = flows.get(&view.flow_id)?;
+    let step = engine::step(flow, state, input, now);
+    let ids = ConversationIds {
+        conversation_id: &view.id,
+        invitation_id: &view.invitation_id,
+        event_id: &view.event_id,
+        contact_id: &view.contact_id,
+    };
+    Some(advance(flow, &ids, step))
+}
+
+/// The storage form of one engine step: the answers it recorded, the contract events it raises.
+fn advance(flow: &Flow, ids: &ConversationIds<'_>, step: engine::Step) -> Advance {
+    let conversation = json!({
+        "id": ids.conversation_id,
+        "invitation_id": ids.invitation_id,
+        "event_id": ids.event_id,
+        "flow": flow.id,
+    });
+    let contact = json!({ "id": ids.contact_id });
+    let kind_of = |question: &str| {
+        flow.question_index(question)
+            .map_or("text", |i| flow.question(i).kind.name())
+    };
+    let mut answers = Vec::new();
+    let mut events = Vec::new();
+    for event in &step.events {
+        match event {
+            Event::AnswerRecorded {
+                question,
+                value,
+                comment,
+            } => {
+                let kind = kind_of(question);
+                answers.push(stored_answer(question, kind, value, comment.as_deref()));
+                events.push(NewEvent {
+                    event_type: "response.answered",
+                    data: json!({
+                        "conversation": conversation,
+                        "contact": contact,
+                        "question": question,
+                        "kind": kind,
+                        "value": value_json(value),
+                        "comment": comment,
+                    }),
+                });
+            }
+            Event::Completed { .. } | Event::Expired { .. } => {
+                let completed = matches!(event, Event::Completed { .. });
+                let all: Vec<Value> = step
+                    .state
+                    .answers
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "question": a.question,
+                            "kind": kind_of(&a.question),
+                            "value": value_json(&a.value),
+                            "comment": a.comment,
+                        })
+                    })
+                    .collect();
+                events.push(NewEvent {
+                    event_type: if completed {
+                        "response.completed"
+                    } else {
+                        "response.expired"
+                    },
+                    data: json!({
+                        "conversation": conversation,
+                        "contact": contact,
+                        "complete": completed,
+                        "answers": all,
+                    }),
+                });
+            }
+            _ => {}
+        }
+    }
+    Advance {
+        state: serde_json::to_value(&step.state).expect("the engine's state serialises"),
+        status: match step.state.status {
+            Status::NotStarted | Status::Open => ConversationStatus::Open,
+            Status::Completed => ConversationStatus::Completed,
+            Status::Expired => ConversationStatus::Expired,
+        },
+        answers,
+        events,
+        messages: step.messages,
+    }
+}
+
+fn stored_answer(
+    question: &str,
+    kind: &'static str,
+    value: &AnswerValue,
+    comment: Option<&str>,
+) -> NewAnswer {
+    let (score, choice, text) = match value {
+        AnswerValue::Score(score) => (Some(i32::from(*score)), None, comment.map(str::to_string)),
+        AnswerValue::YesNo(yes_no) => (
+            None,
+            Some(yes_no_str(*yes_no).to_string()),
+            comment.map(str::to_string),
+        ),
+        AnswerValue::Choice(key) => (None, Some(key.clone()), comment.map(str::to_string)),
+        AnswerValue::Text(text) => (None, None, Some(text.clone())),
+    };
+    NewAnswer {
+        question_id: question.to_string(),
+        kind,
+        score,
+        choice,
+        text,
+    }
+}
+
+fn yes_no_str(value: YesNoValue) -> &'static str {
+    match value {
+        YesNoValue::Yes => "yes",
+        YesNoValue::No => "no",
+    }
+}
+
+fn value_json(value: &AnswerValue) -> Value {
+    match value {
+        AnswerValue::Score(score) => json!(score),
+        AnswerValue::YesNo(yes_no) => json!(yes_no_str(*yes_no)),
+        AnswerValue::Choice(key) => json!(key),
+        AnswerValue::Text(text) => json!(text),
+    }
+}
+
+/// The answers to keywords. Short, in GSM-7 (one segment each), and naming the keyword that
+/// undoes them, as carriers' rules ask.
+pub fn reply_text(purpose: Purpose, lang: Lang) -> String {
+    let text = match (purpose, lang) {
+        (Purpose::OptOutConfirmation, Lang::Fr) => {
+            "Vous ne recevrez plus de SMS de notre part. Pour vous réinscrire, répondez START."
+        }
+        (Purpose::OptOutConfirmation, Lang::En) => {
+            "You will not receive any more texts from us. Reply START to subscribe again."
+        }
+        (Purpose::OptInConfirmation, Lang::Fr) => {
+            "C'est noté, vous recevrez de nouveau nos SMS. Répondez STOP pour ne plus en recevoir."
+        }
+        (Purpose::OptInConfirmation, Lang::En) => {
+            "Done: you will receive our texts again. Reply STOP to stop receiving them."
+        }
+        (Purpose::Help | Purpose::Survey, Lang::Fr) => {
+            "Questionnaire de satisfaction : répondez simplement à la question. STOP pour ne plus recevoir de SMS."
+        }
+        (Purpose::Help | Purpose::Survey, Lang::En) => {
+            "Satisfaction survey by text: just answer the question. Reply STOP to stop receiving texts."
+        }
+    };
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests;

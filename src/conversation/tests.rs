@@ -1,0 +1,214 @@
+use super::*;
+use crate::storage::ConversationView;
+use sqlx::types::Json;
+use std::path::PathBuf;
+
+fn flows() -> BTreeMap<String, Flow> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let set = crate::flow::load_paths(&[dir]);
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    set.flows
+}
+
+fn variables() -> BTreeMap<String, String> {
+    [
+        ("first_name", "Ana"),
+        ("store", "Lyon 2"),
+        ("order_date", "12/11"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+const IDS: ConversationIds<'static> = ConversationIds {
+    conversation_id: "conv-1",
+    invitation_id: "inv-1",
+    event_id: "order-123",
+    contact_id: "contact-1",
+};
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_790_000_000_000).unwrap()
+}
+
+/// A context with the delivery conversation opened, as storage would hand it over.
+fn context_with_open_delivery(flows: &BTreeMap<String, Flow>) -> InboundContext {
+    let opening = opening(&flows["delivery"], Lang::Fr, variables(), &IDS, now());
+    InboundContext {
+        message_id: "msg-1".into(),
+        contact_id: Some("contact-1".into()),
+        contact_locale: None,
+        opted_out: false,
+        consent_changed: None,
+        conversation: Some(ConversationView {
+            id: "conv-1".into(),
+            invitation_id: "inv-1".into(),
+            event_id: "order-123".into(),
+            flow_id: "delivery".into(),
+            contact_id: "contact-1".into(),
+            channel: "console".into(),
+            sender: "+33700000000".into(),
+            state: Json(opening.state),
+            version: 1,
+        }),
+    }
+}
+
+#[test]
+fn an_invitation_opens_with_the_first_question_in_its_language() {
+    let flows = flows();
+    let fr = opening(&flows["delivery"], Lang::Fr, variables(), &IDS, now());
+    assert_eq!(fr.status, ConversationStatus::Open);
+    assert_eq!(fr.messages.len(), 1);
+    assert!(fr.messages[0].starts_with("Bonjour Ana, suite à votre livraison Lyon 2"));
+    assert!(fr.answers.is_empty() && fr.events.is_empty());
+    let en = opening(&flows["delivery"], Lang::En, variables(), &IDS, now());
+    assert!(en.messages[0].starts_with("Hello Ana"));
+}
+
+#[test]
+fn the_language_follows_the_locale_when_the_flow_speaks_it() {
+    let flows = flows();
+    let flow = &flows["delivery"];
+    assert_eq!(language(flow, Some("en-GB")), Lang::En);
+    assert_eq!(language(flow, Some("fr_CA")), Lang::Fr);
+    assert_eq!(language(flow, Some("de-DE")), flow.languages[0]);
+    assert_eq!(language(flow, None), flow.languages[0]);
+}
+
+#[test]
+fn a_score_with_a_comment_records_the_answer_and_raises_response_answered() {
+    let flows = flows();
+    let context = context_with_open_delivery(&flows);
+    let plan = plan_inbound(&flows, &context, None, "3 livreur en retard", now());
+    assert!(plan.replies.is_empty());
+    let advance = plan.advance.expect("the conversation moves");
+    let score = &advance.answers[0];
+    assert_eq!(
+        (score.question_id.as_str(), score.kind, score.score),
+        ("score", "nps", Some(3))
+    );
+    let answered: Vec<&NewEvent> = advance
+        .events
+        .iter()
+        .filter(|e| e.event_type == "response.answered")
+        .collect();
+    assert_eq!(answered[0].data["value"], json!(3));
+    assert_eq!(
+        answered[0].data["conversation"]["event_id"],
+        json!("order-123")
+    );
+    assert_eq!(answered[0].data["contact"]["id"], json!("contact-1"));
+}
+
+#[test]
+fn stop_opts_out_confirms_once_and_closes_the_conversation() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.consent_changed = Some(ConsentChange::OptedOut);
+    context.opted_out = true;
+    let plan = plan_inbound(&flows, &context, Some(Keyword::OptOut), "STOP", now());
+    assert_eq!(plan.replies.len(), 1);
+    assert_eq!(plan.replies[0].0, Purpose::OptOutConfirmation);
+    let advance = plan.advance.expect("the open conversation closes");
+    assert_eq!(advance.status, ConversationStatus::Expired);
+    assert_eq!(advance.events[0].event_type, "response.expired");
+    assert!(advance.messages.is_empty(), "nothing but the confirmation");
+
+    // A second STOP changed nothing: no second confirmation.
+    context.consent_changed = None;
+    let again = plan_inbound(&flows, &context, Some(Keyword::OptOut), "STOP", now());
+    assert_eq!(again, InboundPlan::default());
+}
+
+#[test]
+fn an_opted_out_number_gets_nothing_but_its_confirmations() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.opted_out = true;
+    for (keyword, text) in [(Some(Keyword::Help), "AIDE"), (None, "9")] {
+        assert_eq!(
+            plan_inbound(&flows, &context, keyword, text, now()),
+            InboundPlan::default(),
+            "{text}"
+        );
+    }
+    context.consent_changed = Some(ConsentChange::OptedIn);
+    let plan = plan_inbound(&flows, &context, Some(Keyword::OptIn), "START", now());
+    assert_eq!(plan.replies[0].0, Purpose::OptInConfirmation);
+    assert!(plan.advance.is_none());
+}
+
+#[test]
+fn help_answers_without_moving_the_survey() {
+    let flows = flows();
+    let context = context_with_open_delivery(&flows);
+    let plan = plan_inbound(&flows, &context, Some(Keyword::Help), "AIDE", now());
+    assert_eq!(
+        plan.replies,
+        vec![(Purpose::Help, reply_text(Purpose::Help, Lang::Fr))]
+    );
+    assert!(plan.advance.is_none());
+}
+
+#[test]
+fn a_message_without_conversation_or_flow_is_kept_and_causes_nothing() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    let mut gone = context.clone();
+    context.conversation = None;
+    assert_eq!(
+        plan_inbound(&flows, &context, None, "9", now()),
+        InboundPlan::default()
+    );
+    gone.conversation.as_mut().unwrap().flow_id = "removed".into();
+    assert_eq!(
+        plan_inbound(&flows, &gone, None, "9", now()),
+        InboundPlan::default()
+    );
+}
+
+#[test]
+fn a_completed_survey_raises_response_completed_with_every_answer() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    let mut seen = Vec::new();
+    for reply in ["10", "Livreur super sympa", "oui"] {
+        let plan = plan_inbound(&flows, &context, None, reply, now());
+        let advance = plan.advance.expect("the conversation moves");
+        seen.extend(advance.events.iter().map(|e| e.event_type));
+        let view = context.conversation.as_mut().unwrap();
+        view.state = Json(advance.state.clone());
+        if advance.status != ConversationStatus::Open {
+            let completed = advance
+                .events
+                .iter()
+                .find(|e| e.event_type == "response.completed")
+                .expect("completed");
+            assert_eq!(completed.data["complete"], json!(true));
+            assert!(completed.data["answers"].as_array().unwrap().len() >= 2);
+            break;
+        }
+    }
+    assert!(seen.contains(&"response.completed"), "{seen:?}");
+}
+
+#[test]
+fn keyword_replies_are_one_gsm7_segment_in_every_language() {
+    for purpose in [
+        Purpose::OptOutConfirmation,
+        Purpose::OptInConfirmation,
+        Purpose::Help,
+    ] {
+        for lang in Lang::ALL {
+            let text = reply_text(purpose, lang);
+            let counted = crate::sms::segments(&text);
+            assert_eq!(
+                (counted.encoding, counted.segments),
+                (crate::sms::Encoding::Gsm7, 1),
+                "{purpose:?} {lang}: {text}"
+            );
+        }
+    }
+}

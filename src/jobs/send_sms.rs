@@ -1,0 +1,304 @@
+//! The `sms.send` job: one queued message, sent through its channel's provider.
+//!
+//! - **Pacing across instances.** A channel is sent through by one instance at a time: the job
+//!   first takes or keeps the channel's lease in the database; an instance that does not hold it
+//!   puts the job back for a moment, without counting an attempt. The holder paces the channel
+//!   with `governor` at its `messages_per_second`.
+//! - **Never twice.** The message is marked `sending` (committed) before the provider is called.
+//!   A run that finds it `sending` knows an earlier run died during the call: the provider may
+//!   have the message, so it is marked `unknown` and reported, not sent again. A timeout or a
+//!   connection cut mid-answer is the same case.
+//! - **Failures.** A retryable error puts the message back in the queue (the job retries with
+//!   backoff); from the second failure on, a channel with a `fallback` hands the message to it
+//!   (an outage, not the number: a permanent refusal never fails over). A permanent refusal marks
+//!   the message failed, flags an invalid, landline or unreachable number on the contact and
+//!   fails the invitation.
+//! - **Opt-out wins.** Only the opt-out confirmation reaches a number that has opted out; every
+//!   other message to it fails with `opted_out` when its turn comes, whenever it was queued.
+
+use super::{JobFailure, JobFuture, JobHandler};
+use crate::config::ChannelConfig;
+use crate::providers::{OutboundSms, PermanentReason, Provider, SendError};
+use crate::storage::{ClaimedJob, OutgoingMessage, Purpose, SEND_JOB, SendFailure, Storage};
+use crate::time::Timestamp;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How long a channel stays with the instance that last sent through it.
+const CHANNEL_LEASE: Duration = Duration::from_secs(10);
+/// How soon a job waiting for another instance's channel looks again.
+const CHANNEL_BUSY_DELAY: Duration = Duration::from_secs(1);
+
+/// A channel as the send job needs it.
+pub struct SendChannel {
+    pub provider: Arc<dyn Provider>,
+    /// Its first sender, for failover to it.
+    pub default_sender: Option<String>,
+    pub fallback: Option<String>,
+    pub cost_per_segment: Option<f64>,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl SendChannel {
+    pub fn new(provider: Arc<dyn Provider>, config: &ChannelConfig) -> SendChannel {
+        let common = config.common();
+        SendChannel {
+            provider,
+            default_sender: common.senders.first().map(|s| s.as_str().to_string()),
+            fallback: common.fallback.map(|f| f.as_str().to_string()),
+            cost_per_segment: common.cost_per_segment,
+            limiter: common
+                .messages_per_second
+                .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+        }
+    }
+}
+
+pub struct SendSms {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    channels: BTreeMap<String, SendChannel>,
+    client: reqwest::Client,
+    public_url: Option<url::Url>,
+    /// Who holds channel leases for this instance.
+    owner: String,
+}
+
+impl SendSms {
+    pub fn new(
+        storage: Storage,
+        channels: BTreeMap<String, SendChannel>,
+        client: reqwest::Client,
+        public_url: Option<url::Url>,
+    ) -> SendSms {
+        SendSms {
+            inner: Arc::new(Inner {
+                storage,
+                channels,
+                client,
+                public_url,
+                owner: format!("instance-{:016x}", rand::random::<u64>()),
+            }),
+        }
+    }
+}
+
+impl JobHandler for SendSms {
+    fn kind(&self) -> &'static str {
+        SEND_JOB
+    }
+
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.send(&job).await })
+    }
+}
+
+fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
+    JobFailure::Retry(e.to_string())
+}
+
+impl Inner {
+    async fn send(&self, job: &ClaimedJob) -> Result<(), JobFailure> {
+        let message_id = job
+            .payload
+            .get("message_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| JobFailure::Permanent("the payload has no message_id".into()))?;
+        let message = self
+            .storage
+            .outgoing_message(message_id)
+            .await
+            .map_err(storage_failure)?
+            .ok_or_else(|| JobFailure::Permanent("no such outgoing message".into()))?;
+        let now = Timestamp::now();
+        match message.status.as_str() {
+            "queued" => {}
+            "sending" => {
+                warn!(message = %message.id, channel = %message.channel, "an earlier send stopped during the provider call; outcome unknown, not sent again");
+                metrics::counter!("hearback_sms_sent_total", "channel" => message.channel.clone(), "outcome" => "unknown").increment(1);
+                return self
+                    .fail(&message, "unknown", Some("outcome_unknown"), None, now)
+                    .await;
+            }
+            // Sent, failed or unknown already: an earlier run finished the work.
+            _ => return Ok(()),
+        }
+        let purpose = message.purpose.as_deref().and_then(Purpose::parse);
+        if message.opted_out_at.is_some() && purpose != Some(Purpose::OptOutConfirmation) {
+            info!(message = %message.id, "not sent: the number has opted out");
+            return self
+                .fail(&message, "failed_permanent", Some("opted_out"), None, now)
+                .await;
+        }
+        let Some(channel) = self.channels.get(&message.channel) else {
+            return Err(JobFailure::Retry(format!(
+                "channel '{}' is not configured on this instance",
+                message.channel
+            )));
+        };
+        let held = self
+            .storage
+            .hold_channel_lease(&message.channel, &self.owner, now + CHANNEL_LEASE, now)
+            .await
+            .map_err(storage_failure)?;
+        if !held {
+            return Err(JobFailure::Later(
+                CHANNEL_BUSY_DELAY,
+                "another instance is sending through this channel".into(),
+            ));
+        }
+        if let Some(limiter) = &channel.limiter {
+            limiter.until_ready().await;
+        }
+        if !self
+            .storage
+            .mark_sending(&message.id, Timestamp::now())
+            .await
+            .map_err(storage_failure)?
+        {
+            return Ok(());
+        }
+        let sender = message
+            .sender
+            .clone()
+            .or_else(|| channel.default_sender.clone())
+            .unwrap_or_else(|| "hearback".into());
+        let callback = self.public_url.as_ref().map(|base| {
+            format!(
+                "{}/webhooks/{}/status",
+                base.as_str().trim_end_matches('/'),
+                message.channel
+            )
+        });
+        let outcome = channel
+            .provider
+            .send(
+                &self.client,
+                OutboundSms {
+                    from: &sender,
+                    to: &message.phone,
+                    text: &message.body,
+                    status_callback: callback.as_deref(),
+                },
+            )
+            .await;
+        let now = Timestamp::now();
+        let label = match &outcome {
+            Ok(_) => "sent",
+            Err(SendError::Retryable { .. }) => "retried",
+            Err(SendError::OutcomeUnknown { .. }) => "unknown",
+            Err(SendError::Permanent { .. }) => "refused",
+        };
+        metrics::counter!("hearback_sms_sent_total", "channel" => message.channel.clone(), "outcome" => label).increment(1);
+        match outcome {
+            Ok(sent) => {
+                let segments = sent
+                    .segments
+                    .map(i64::from)
+                    .or(message.segments.map(i64::from))
+                    .unwrap_or(1);
+                let cost_micros = channel
+                    .cost_per_segment
+                    .map(|cost| (cost * 1_000_000.0).round() as i64 * segments);
+                self.storage
+                    .record_sent(&message, &sent.provider_message_id, cost_micros, now)
+                    .await
+                    .map_err(storage_failure)
+            }
+            Err(SendError::OutcomeUnknown { reason }) => {
+                warn!(message = %message.id, error = %reason, "send outcome unknown; not sent again");
+                self.fail(&message, "unknown", Some("outcome_unknown"), None, now)
+                    .await
+            }
+            Err(SendError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let fallback = channel
+                    .fallback
+                    .as_ref()
+                    .filter(|_| job.attempt >= 2)
+                    .and_then(|name| self.channels.get(name).map(|c| (name, c)));
+                match fallback {
+                    Some((name, fallback)) => {
+                        let sender = fallback.default_sender.as_deref().unwrap_or("hearback");
+                        warn!(message = %message.id, from = %message.channel, to = %name, error = %reason, "channel failing; the message moves to the fallback channel");
+                        self.storage
+                            .reroute_message(&message, name, sender, now)
+                            .await
+                            .map_err(storage_failure)?;
+                    }
+                    None => {
+                        self.storage
+                            .record_send_failure(
+                                &message,
+                                &SendFailure {
+                                    status: "queued",
+                                    error_code: None,
+                                    number_status: None,
+                                },
+                                now,
+                            )
+                            .await
+                            .map_err(storage_failure)?;
+                    }
+                }
+                Err(match retry_after {
+                    Some(delay) => JobFailure::Later(delay, reason),
+                    None => JobFailure::Retry(reason),
+                })
+            }
+            Err(SendError::Permanent {
+                reason,
+                code,
+                permanent,
+            }) => {
+                warn!(message = %message.id, error = %reason, "the provider refused the message");
+                let number_status = match permanent {
+                    Some(PermanentReason::InvalidNumber) => Some("invalid"),
+                    Some(PermanentReason::Landline) => Some("landline"),
+                    Some(PermanentReason::Unreachable) => Some("unreachable"),
+                    _ => None,
+                };
+                let code = code.unwrap_or_else(|| "refused".into());
+                self.fail(
+                    &message,
+                    "failed_permanent",
+                    Some(&code),
+                    number_status,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        message: &OutgoingMessage,
+        status: &'static str,
+        error_code: Option<&str>,
+        number_status: Option<&'static str>,
+        now: Timestamp,
+    ) -> Result<(), JobFailure> {
+        self.storage
+            .record_send_failure(
+                message,
+                &SendFailure {
+                    status,
+                    error_code,
+                    number_status,
+                },
+                now,
+            )
+            .await
+            .map_err(storage_failure)
+    }
+}

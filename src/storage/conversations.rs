@@ -1,0 +1,480 @@
+//! Invitations, conversations and what they send: every change of a conversation commits in one
+//! transaction with its answers, its outbox events, its outgoing messages and their send jobs.
+//!
+//! The engine's decisions come in as plain data ([`Opening`], [`Advance`]): storage never knows a
+//! flow. Per-contact ordering comes from a lock on the contact's row (PostgreSQL `FOR UPDATE`;
+//! SQLite has one writer at a time), taken before the conversation is read, so two messages from
+//! one number are applied one after the other on one instance or several; the conversation's
+//! `version` is checked on update all the same.
+
+use super::{BeginWrite, Storage, StorageError, on_pool};
+use crate::phone::Phone;
+use crate::time::Timestamp;
+use serde_json::Value;
+use sqlx::types::Json;
+
+/// The job kind that sends one outgoing message.
+pub const SEND_JOB: &str = "sms.send";
+
+/// Why an outgoing message exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Survey,
+    /// The one message an opted-out number still receives.
+    OptOutConfirmation,
+    OptInConfirmation,
+    Help,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Survey => "survey",
+            Purpose::OptOutConfirmation => "opt_out_confirmation",
+            Purpose::OptInConfirmation => "opt_in_confirmation",
+            Purpose::Help => "help",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Purpose> {
+        [
+            Purpose::Survey,
+            Purpose::OptOutConfirmation,
+            Purpose::OptInConfirmation,
+            Purpose::Help,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationStatus {
+    Open,
+    Completed,
+    Expired,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Completed => "completed",
+            ConversationStatus::Expired => "expired",
+        }
+    }
+}
+
+/// One answer to store, as the engine recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAnswer {
+    pub question_id: String,
+    /// `nps`, `csat`, `ces`, `yesno`, `choice` or `text`.
+    pub kind: &'static str,
+    pub score: Option<i32>,
+    /// The yes/no value or the choice's key.
+    pub choice: Option<String>,
+    /// An open answer, or the comment that came with a score.
+    pub text: Option<String>,
+}
+
+/// An event of the public contract, for the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub data: Value,
+}
+
+/// What the engine decided for a conversation after one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advance {
+    pub state: Value,
+    pub status: ConversationStatus,
+    pub answers: Vec<NewAnswer>,
+    pub events: Vec<NewEvent>,
+    /// Texts to send, in order.
+    pub messages: Vec<String>,
+}
+
+/// A conversation as the engine needs it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ConversationView {
+    pub id: String,
+    pub invitation_id: String,
+    pub event_id: String,
+    pub flow_id: String,
+    pub contact_id: String,
+    pub channel: String,
+    pub sender: String,
+    pub state: Json<Value>,
+    pub version: i64,
+}
+
+/// An invitation to store; `opening` is the engine's first step, computed by the caller.
+#[derive(Debug, Clone)]
+pub struct NewInvitation<'a> {
+    /// The integration that sent it (its API key id): event ids are unique per source.
+    pub source: &'a str,
+    pub event_id: &'a str,
+    /// SHA-256 of the request as received: the same event id with another payload is a conflict.
+    pub payload_hash: [u8; 32],
+    pub flow_id: &'a str,
+    pub phone: &'a Phone,
+    pub locale: Option<&'a str>,
+    pub variables: &'a Value,
+    pub channel: &'a str,
+    pub sender: &'a str,
+    pub opening: Advance,
+    pub send_max_attempts: u32,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub event_id: String,
+    pub flow_id: String,
+    pub channel: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub send_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvitationOutcome {
+    Created(InvitationRecord),
+    /// The same event, sent again: the invitation it made the first time.
+    Existing(InvitationRecord),
+}
+
+const INVITATION_COLUMNS: &str = "i.id, i.event_id, i.flow_id, i.channel, i.status, i.status_reason, i.send_at, i.created_at, \
+     (SELECT c.id FROM conversations c WHERE c.invitation_id = i.id) AS conversation_id";
+
+/// Queues one outgoing message and the job that sends it, through `$tx`.
+macro_rules! queue_outgoing {
+    ($tx:expr, conversation: $conversation:expr, contact: $contact:expr, channel: $channel:expr,
+     sender: $sender:expr, purpose: $purpose:expr, body: $body:expr, max_attempts: $max:expr,
+     now: $now:expr) => {{
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let body: &str = $body;
+        let counted = $crate::sms::segments(body);
+        let encoding = counted.encoding.as_str();
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
+             encoding, segments, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, 'queued', $10, $10)",
+        )
+        .bind(&message_id)
+        .bind($conversation)
+        .bind($contact)
+        .bind($channel)
+        .bind($sender)
+        .bind($purpose.as_str())
+        .bind(body)
+        .bind(encoding)
+        .bind(i32::try_from(counted.segments).unwrap_or(i32::MAX))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'pending', $4, 0, $5, $4, $4)",
+        )
+        .bind($crate::storage::SEND_JOB)
+        .bind(sqlx::types::Json(serde_json::json!({ "message_id": message_id })))
+        .bind(format!("{}:{message_id}", $crate::storage::SEND_JOB))
+        .bind($now)
+        .bind(i32::try_from($max).unwrap_or(i32::MAX).max(1))
+        .execute(&mut *$tx)
+        .await?;
+        message_id
+    }};
+}
+pub(crate) use queue_outgoing;
+
+/// Appends an event of the public contract to the outbox, through `$tx`.
+macro_rules! insert_event {
+    ($tx:expr, $event_type:expr, $contact:expr, $data:expr, $now:expr) => {{
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, version, contact_id, occurred_at, payload) \
+             VALUES ($1, $2, 1, $3, $4, $5)",
+        )
+        .bind(format!("evt_{}", uuid::Uuid::now_v7().simple()))
+        .bind($event_type)
+        .bind($contact)
+        .bind($now)
+        .bind(sqlx::types::Json($data))
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use insert_event;
+
+/// Writes what the engine decided: the conversation's new state (fenced on its version), its
+/// answers, its events and its outgoing messages. `$message` is the inbound message that caused
+/// it, if any.
+macro_rules! apply_advance {
+    ($tx:expr, $view:expr, $advance:expr, $message:expr, $max:expr, $now:expr) => {{
+        let view: &$crate::storage::ConversationView = $view;
+        let advance: &$crate::storage::Advance = $advance;
+        let message: Option<&str> = $message;
+        let closed_at = (advance.status != $crate::storage::ConversationStatus::Open).then_some($now);
+        let updated = sqlx::query(
+            "UPDATE conversations SET state = $1, status = $2, version = version + 1, updated_at = $3, closed_at = $4 \
+             WHERE id = $5 AND version = $6",
+        )
+        .bind(sqlx::types::Json(&advance.state))
+        .bind(advance.status.as_str())
+        .bind($now)
+        .bind(closed_at)
+        .bind(&view.id)
+        .bind(view.version)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err($crate::storage::StorageError::Conflict(
+                "the conversation changed while this message was applied; the provider's retry will apply it",
+            ));
+        }
+        for answer in &advance.answers {
+            sqlx::query(
+                "INSERT INTO answers (id, conversation_id, question_id, kind, score, choice, text, message_id, answered_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (conversation_id, question_id) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&view.id)
+            .bind(&answer.question_id)
+            .bind(answer.kind)
+            .bind(answer.score)
+            .bind(&answer.choice)
+            .bind(&answer.text)
+            .bind(message)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for event in &advance.events {
+            $crate::storage::insert_event!($tx, event.event_type, &view.contact_id, &event.data, $now);
+        }
+        for text in &advance.messages {
+            $crate::storage::queue_outgoing!($tx, conversation: Some(&view.id), contact: &view.contact_id,
+                channel: &view.channel, sender: &view.sender, purpose: $crate::storage::Purpose::Survey,
+                body: text, max_attempts: $max, now: $now);
+        }
+    }};
+}
+pub(crate) use apply_advance;
+
+impl Storage {
+    /// Records an invitation and starts its conversation: the first question is queued at once.
+    /// Idempotent on (source, event id); declined, and kept as such, for an opted-out number or
+    /// one that already has an open conversation on this sender.
+    pub async fn start_invitation(
+        &self,
+        new: &NewInvitation<'_>,
+    ) -> Result<InvitationOutcome, StorageError> {
+        let now = new.now;
+        let lock = self.row_lock();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let existing: Option<(Vec<u8>,)> = sqlx::query_as(
+                "SELECT payload_hash FROM invitations WHERE source = $1 AND event_id = $2",
+            )
+            .bind(new.source)
+            .bind(new.event_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((hash,)) = existing {
+                tx.rollback().await?;
+                if hash.as_slice() != new.payload_hash.as_slice() {
+                    return Err(StorageError::Conflict(
+                        "an invitation with this event_id and a different payload exists",
+                    ));
+                }
+                let record = self
+                    .invitation_by_event(new.source, new.event_id)
+                    .await?
+                    .ok_or(StorageError::NotFound("invitation"))?;
+                return Ok(InvitationOutcome::Existing(record));
+            }
+            sqlx::query(
+                "INSERT INTO contacts (id, phone, locale, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (phone) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(new.phone.as_e164())
+            .bind(new.locale)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let (contact_id, opted_out_at): (String, Option<Timestamp>) = sqlx::query_as(&format!(
+                "SELECT id, opted_out_at FROM contacts WHERE phone = $1{lock}"
+            ))
+            .bind(new.phone.as_e164())
+            .fetch_one(&mut *tx)
+            .await?;
+            let open: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE contact_id = $1 AND channel = $2 AND sender = $3 AND status = 'open'",
+            )
+            .bind(&contact_id)
+            .bind(new.channel)
+            .bind(new.sender)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let declined = if opted_out_at.is_some() {
+                Some("opted_out")
+            } else if open.is_some() {
+                Some("open_conversation")
+            } else {
+                None
+            };
+            let invitation_id = uuid::Uuid::now_v7().to_string();
+            let (status, send_at) = match declined {
+                Some(_) => ("declined", None),
+                None => ("scheduled", Some(now)),
+            };
+            sqlx::query(
+                "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, channel, locale, \
+                 variables, status, status_reason, send_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+            )
+            .bind(&invitation_id)
+            .bind(new.source)
+            .bind(new.event_id)
+            .bind(new.payload_hash.as_slice())
+            .bind(new.flow_id)
+            .bind(&contact_id)
+            .bind(new.channel)
+            .bind(new.locale)
+            .bind(sqlx::types::Json(new.variables))
+            .bind(status)
+            .bind(declined)
+            .bind(send_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let mut conversation_id = None;
+            if declined.is_none() {
+                let id = uuid::Uuid::now_v7().to_string();
+                sqlx::query(
+                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, state, status, \
+                     version, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', 0, $8, $8)",
+                )
+                .bind(&id)
+                .bind(&invitation_id)
+                .bind(&contact_id)
+                .bind(new.channel)
+                .bind(new.sender)
+                .bind(new.flow_id)
+                .bind(sqlx::types::Json(&new.opening.state))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let view = ConversationView {
+                    id: id.clone(),
+                    invitation_id: invitation_id.clone(),
+                    event_id: new.event_id.to_string(),
+                    flow_id: new.flow_id.to_string(),
+                    contact_id: contact_id.clone(),
+                    channel: new.channel.to_string(),
+                    sender: new.sender.to_string(),
+                    state: Json(new.opening.state.clone()),
+                    version: 0,
+                };
+                apply_advance!(tx, &view, &new.opening, None, new.send_max_attempts, now);
+                conversation_id = Some(id);
+            }
+            tx.commit().await?;
+            Ok(InvitationOutcome::Created(InvitationRecord {
+                id: invitation_id,
+                event_id: new.event_id.to_string(),
+                flow_id: new.flow_id.to_string(),
+                channel: Some(new.channel.to_string()),
+                status: status.to_string(),
+                status_reason: declined.map(str::to_string),
+                send_at,
+                created_at: now,
+                conversation_id,
+            }))
+        })
+    }
+
+    pub async fn invitation_by_event(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<InvitationRecord>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {INVITATION_COLUMNS} FROM invitations i WHERE i.source = $1 AND i.event_id = $2"
+            ))
+            .bind(source)
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await
+        })?)
+    }
+
+    pub async fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {INVITATION_COLUMNS} FROM invitations i WHERE i.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?)
+    }
+
+    /// The answers of a conversation, in the order they were given.
+    pub async fn conversation_answers(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<AnswerRecord>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT question_id, kind, score, choice, text, message_id, answered_at FROM answers \
+                 WHERE conversation_id = $1 ORDER BY answered_at, id",
+            )
+            .bind(conversation_id)
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
+    /// A conversation's status and version.
+    pub async fn conversation_status(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<(String, i64)>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as("SELECT status, version FROM conversations WHERE id = $1")
+                .bind(conversation_id)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// ` FOR UPDATE` where the database takes row locks; SQLite's write transaction already
+    /// excludes every other writer.
+    pub(crate) fn row_lock(&self) -> &'static str {
+        match self.backend {
+            super::Backend::Sqlite(_) => "",
+            super::Backend::Postgres(_) => " FOR UPDATE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AnswerRecord {
+    pub question_id: String,
+    pub kind: String,
+    pub score: Option<i32>,
+    pub choice: Option<String>,
+    pub text: Option<String>,
+    pub message_id: Option<String>,
+    pub answered_at: Timestamp,
+}

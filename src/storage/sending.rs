@@ -1,0 +1,455 @@
+//! Outgoing messages: what the send jobs read and record, delivery statuses applied in order, and
+//! the channel leases that keep one instance at a time sending through a channel.
+//!
+//! A message moves `queued → sending → sent → delivered` (or a failure). `sending` is written and
+//! committed before the provider is called, so a worker that dies during the call leaves a trace:
+//! the next attempt finds `sending`, cannot know whether the provider accepted the message, and
+//! marks it `unknown` instead of sending it a second time.
+//!
+//! Statuses never move backwards: each has a rank, and a callback applies only when it ranks
+//! above the message's current status (a late "sent" does not undo "delivered"). A callback that
+//! arrives before the send is recorded is kept by provider id and applied when the send is.
+
+use super::{BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
+use crate::time::Timestamp;
+use serde_json::json;
+
+/// How far along a message's status is; a status applies only over a lower rank.
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "received" | "queued" => 0,
+        "sending" | "unknown" => 1,
+        "sent" => 2,
+        "failed_temporary" => 3,
+        // Final: delivered, failed_permanent.
+        _ => 4,
+    }
+}
+
+/// SQL for [`status_rank`] of the `status` column.
+const STATUS_RANK_SQL: &str = "(CASE status WHEN 'received' THEN 0 WHEN 'queued' THEN 0 WHEN 'sending' THEN 1 \
+     WHEN 'unknown' THEN 1 WHEN 'sent' THEN 2 WHEN 'failed_temporary' THEN 3 ELSE 4 END)";
+
+/// An outgoing message as a send job needs it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutgoingMessage {
+    pub id: String,
+    pub channel: String,
+    pub sender: Option<String>,
+    pub contact_id: String,
+    /// The recipient, E.164.
+    pub phone: String,
+    pub body: String,
+    pub status: String,
+    pub purpose: Option<String>,
+    pub opted_out_at: Option<Timestamp>,
+    pub conversation_id: Option<String>,
+    pub invitation_id: Option<String>,
+    pub segments: Option<i32>,
+}
+
+/// What became of a send that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure<'a> {
+    /// `queued` (it will be tried again), `failed_permanent`, or `unknown` (the provider may have
+    /// it; it is not sent again).
+    pub status: &'static str,
+    pub error_code: Option<&'a str>,
+    /// What the failure says about the number: `invalid`, `landline` or `unreachable`.
+    pub number_status: Option<&'static str>,
+}
+
+/// An outgoing message of a console channel, for `GET /api/v1/console/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsoleMessage {
+    pub id: String,
+    pub channel: String,
+    pub sender: Option<String>,
+    pub to: String,
+    pub body: String,
+    pub status: String,
+    pub purpose: Option<String>,
+    pub segments: Option<i32>,
+    pub created_at: Timestamp,
+}
+
+/// Marks the invitation of `$invitation` failed (once) and records `invitation.failed`.
+macro_rules! fail_invitation {
+    ($tx:expr, $invitation:expr, $contact:expr, $message:expr, $reason:expr, $now:expr) => {{
+        let failed = sqlx::query(
+            "UPDATE invitations SET status = 'failed', status_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND status IN ('scheduled', 'sent')",
+        )
+        .bind($reason)
+        .bind($now)
+        .bind($invitation)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if failed == 1 {
+            sqlx::query(
+                "UPDATE conversations SET status = 'expired', closed_at = $1, updated_at = $1 \
+                 WHERE invitation_id = $2 AND status = 'open'",
+            )
+            .bind($now)
+            .bind($invitation)
+            .execute(&mut *$tx)
+            .await?;
+            let data = json!({
+                "invitation": { "id": $invitation },
+                "contact": { "id": $contact },
+                "message_id": $message,
+                "reason": $reason,
+            });
+            insert_event!($tx, "invitation.failed", $contact, &data, $now);
+        }
+    }};
+}
+
+impl Storage {
+    pub async fn outgoing_message(
+        &self,
+        id: &str,
+    ) -> Result<Option<OutgoingMessage>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, m.purpose, ct.opted_out_at, \
+                 m.conversation_id, c.invitation_id, m.segments FROM messages m \
+                 JOIN contacts ct ON ct.id = m.contact_id \
+                 LEFT JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.id = $1 AND m.direction = 'outbound'",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?)
+    }
+
+    /// Claims a queued message for one send; false when it is not queued (sent already, being
+    /// sent, or given up).
+    pub async fn mark_sending(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE messages SET status = 'sending', updated_at = $1 WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|d| d.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
+    /// Records what the provider accepted, applies the statuses that arrived before it, and
+    /// marks the invitation sent (`invitation.sent`) on its first message.
+    pub async fn record_sent(
+        &self,
+        message: &OutgoingMessage,
+        provider_message_id: &str,
+        cost_micros: Option<i64>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'sent', provider_message_id = $1, cost_micros = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('sending', 'unknown')",
+            )
+            .bind(provider_message_id)
+            .bind(cost_micros)
+            .bind(now)
+            .bind(&message.id)
+            .execute(&mut *tx)
+            .await?;
+            let early: Vec<(String, Option<String>)> = sqlx::query_as(
+                "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
+                 RETURNING status, error_code",
+            )
+            .bind(&message.id)
+            .bind(&message.channel)
+            .bind(provider_message_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let latest = early.iter().max_by_key(|(status, _)| status_rank(status));
+            if let Some((status, error_code)) =
+                latest.filter(|(s, _)| status_rank(s) > status_rank("sent"))
+            {
+                sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(&message.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(invitation) = &message.invitation_id {
+                let first = sqlx::query(
+                    "UPDATE invitations SET status = 'sent', updated_at = $1 WHERE id = $2 AND status = 'scheduled'",
+                )
+                .bind(now)
+                .bind(invitation)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if first == 1 {
+                    let data = json!({
+                        "invitation": { "id": invitation },
+                        "contact": { "id": message.contact_id },
+                        "channel": message.channel,
+                        "message_id": message.id,
+                    });
+                    insert_event!(tx, "invitation.sent", &message.contact_id, &data, now);
+                }
+                if let Some((status, error_code)) = latest.filter(|(s, _)| s == "failed_permanent")
+                {
+                    let reason = error_code.clone().unwrap_or_else(|| status.clone());
+                    fail_invitation!(
+                        tx,
+                        invitation,
+                        &message.contact_id,
+                        &message.id,
+                        &reason,
+                        now
+                    );
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Records a send that did not succeed; a permanent failure flags the number when it says
+    /// something about it and fails the invitation (`invitation.failed`).
+    pub async fn record_send_failure(
+        &self,
+        message: &OutgoingMessage,
+        failure: &SendFailure<'_>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE messages SET status = $1, error_code = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(failure.status)
+            .bind(failure.error_code)
+            .bind(now)
+            .bind(&message.id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(number_status) = failure.number_status {
+                sqlx::query(
+                    "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(number_status)
+                .bind(now)
+                .bind(&message.contact_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let (Some(invitation), "failed_permanent") = (&message.invitation_id, failure.status)
+            {
+                let reason = failure
+                    .number_status
+                    .or(failure.error_code)
+                    .unwrap_or("refused");
+                fail_invitation!(
+                    tx,
+                    invitation,
+                    &message.contact_id,
+                    &message.id,
+                    reason,
+                    now
+                );
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Moves a message to another channel (failover); the conversation follows it when nothing
+    /// else is open there, so that the customer's reply finds it.
+    pub async fn reroute_message(
+        &self,
+        message: &OutgoingMessage,
+        channel: &str,
+        sender: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE messages SET channel = $1, sender = $2, status = 'queued', updated_at = $3 WHERE id = $4",
+            )
+            .bind(channel)
+            .bind(sender)
+            .bind(now)
+            .bind(&message.id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(conversation) = &message.conversation_id {
+                let taken: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM conversations WHERE contact_id = $1 AND channel = $2 AND sender = $3 AND status = 'open'",
+                )
+                .bind(&message.contact_id)
+                .bind(channel)
+                .bind(sender)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if taken.is_none() {
+                    sqlx::query("UPDATE conversations SET channel = $1, sender = $2, updated_at = $3 WHERE id = $4")
+                        .bind(channel)
+                        .bind(sender)
+                        .bind(now)
+                        .bind(conversation)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Keeps a delivery status once per (message, status) and, in the same transaction, applies
+    /// it to its message unless the message is further along; a permanent failure flags the
+    /// number and fails the invitation. Returns false for a provider retry: nothing changes. A
+    /// status that arrives before its message is recorded is kept by provider id and applied
+    /// when the send is recorded.
+    pub async fn record_status(&self, new: &NewStatus<'_>) -> Result<bool, StorageError> {
+        let now = new.received_at;
+        let (channel, provider_message_id, status) =
+            (new.channel, new.provider_message_id, new.status);
+        let (error_code, number_status) = (new.error_code, new.number_status);
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO message_statuses (channel, provider_message_id, message_id, status, error_code, received_at) \
+                 VALUES ($1, $2, (SELECT id FROM messages WHERE channel = $1 AND direction = 'outbound' AND provider_message_id = $2), \
+                 $3, $4, $5) ON CONFLICT (channel, provider_message_id, status) DO NOTHING",
+            )
+            .bind(channel)
+            .bind(provider_message_id)
+            .bind(status)
+            .bind(error_code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let applied: Option<(String, String, Option<String>)> = sqlx::query_as(&format!(
+                "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), updated_at = $3 \
+                 WHERE channel = $4 AND direction = 'outbound' AND provider_message_id = $5 AND {STATUS_RANK_SQL} < $6 \
+                 RETURNING id, contact_id, conversation_id"
+            ))
+            .bind(status)
+            .bind(error_code)
+            .bind(now)
+            .bind(channel)
+            .bind(provider_message_id)
+            .bind(i32::from(status_rank(status)))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let (Some((message_id, contact_id, conversation)), "failed_permanent") =
+                (&applied, status)
+            {
+                if let Some(number_status) = number_status {
+                    sqlx::query(
+                        "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(number_status)
+                    .bind(now)
+                    .bind(contact_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(conversation) = conversation {
+                    let invitation: Option<String> =
+                        sqlx::query_scalar("SELECT invitation_id FROM conversations WHERE id = $1")
+                            .bind(conversation)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some(invitation) = invitation {
+                        let reason = number_status.or(error_code).unwrap_or("failed_permanent");
+                        fail_invitation!(tx, &invitation, contact_id, message_id, reason, now);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Takes or keeps the send lease of `channel` for `owner` until `until`; false when another
+    /// owner holds it and it has not expired.
+    pub async fn hold_channel_lease(
+        &self,
+        channel: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO channel_leases (channel, owner, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (channel) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                 WHERE channel_leases.owner = excluded.owner OR channel_leases.expires_at <= $4",
+            )
+            .bind(channel)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|d| d.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
+    /// The latest messages "sent" through the given console channels, newest first.
+    pub async fn console_messages(
+        &self,
+        channels: &[String],
+        to: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ConsoleMessage>, StorageError> {
+        let mut all = Vec::new();
+        for channel in channels {
+            let rows: Vec<ConsoleMessage> = on_pool!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT m.id, m.channel, m.sender, ct.phone AS \"to\", m.body, m.status, m.purpose, m.segments, m.created_at \
+                     FROM messages m JOIN contacts ct ON ct.id = m.contact_id \
+                     WHERE m.channel = $1 AND m.direction = 'outbound' AND (CAST($2 AS TEXT) IS NULL OR ct.phone = $2) \
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT $3",
+                )
+                .bind(channel)
+                .bind(to)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+            })?;
+            all.extend(rows);
+        }
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        all.truncate(limit as usize);
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_rank;
+
+    #[test]
+    fn a_status_never_moves_backwards() {
+        let order = ["queued", "sending", "sent", "failed_temporary", "delivered"];
+        for pair in order.windows(2) {
+            assert!(status_rank(pair[0]) < status_rank(pair[1]), "{pair:?}");
+        }
+        assert_eq!(status_rank("delivered"), status_rank("failed_permanent"));
+        assert_eq!(status_rank("unknown"), status_rank("sending"));
+    }
+}

@@ -1,0 +1,570 @@
+//! Whole conversations through the real server: an invitation queues the first question, the
+//! job workers send it, the customer's replies move the survey, every event lands in the outbox.
+
+use crate::support::{TestDb, TestServer, api_key, twilio_signature};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use base64::Engine;
+use hearback::config::{Config, ConfigSource};
+use hearback::phone::Phone;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CUSTOMER: &str = "+33612345678";
+const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TWILIO_TOKEN: &str = "12345";
+const TWILIO_NUMBER: &str = "+33757000000";
+
+/// A configuration on the test database with the shipped flows, quick job polling, and
+/// `channels` (TOML) as its channels.
+fn config(db: &TestDb, channels: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearback.toml");
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
+    let toml = format!("[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\n\n{channels}");
+    std::fs::write(&path, toml).unwrap();
+    let mut config = Config::load(&ConfigSource {
+        path,
+        required: true,
+    })
+    .unwrap();
+    config.database = db.config().database;
+    config
+}
+
+fn delivery_invitation(event_id: &str) -> Value {
+    json!({
+        "event_id": event_id,
+        "flow": "delivery",
+        "phone": CUSTOMER,
+        "locale": "fr-FR",
+        "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
+    })
+}
+
+async fn invite(
+    client: &Client,
+    server: &TestServer,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(server.url("/api/v1/invitations"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn console_messages(client: &Client, server: &TestServer, key: &str) -> Vec<Value> {
+    let body: Value = client
+        .get(server.url(&format!(
+            "/api/v1/console/messages?to=%2B{}",
+            &CUSTOMER[1..]
+        )))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut messages = body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .clone();
+    messages.reverse();
+    messages
+}
+
+/// Waits until the console has sent `count` messages to the customer; returns them, oldest first.
+async fn sent_to_customer(
+    client: &Client,
+    server: &TestServer,
+    key: &str,
+    count: usize,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let messages = console_messages(client, server, key).await;
+        if messages.len() >= count && messages.iter().all(|m| m["status"] == "sent") {
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "expected {count} sent messages, have {:?}",
+        console_messages(client, server, key).await
+    );
+}
+
+async fn reply(client: &Client, server: &TestServer, id: &str, text: &str) {
+    let response = client
+        .post(server.url("/webhooks/console/inbound"))
+        .json(&json!({ "id": id, "from": CUSTOMER, "to": "console", "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{text}");
+}
+
+async fn event_types(db: &TestDb) -> Vec<String> {
+    db.storage
+        .outbox_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+/// The server with one console channel, a client, and an integration's API key.
+async fn console_server(db: &TestDb) -> (TestServer, Client, String) {
+    let server = TestServer::start(
+        config(db, "[channels.console]\nprovider = \"console\"\n"),
+        db.storage.clone(),
+    )
+    .await;
+    let key = api_key(&db.storage, "crm").await;
+    (server, Client::new(), key)
+}
+
+async fn a_survey_runs_from_invitation_to_completion(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+
+    let (status, invitation) =
+        invite(&client, &server, &key, &delivery_invitation("order-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    assert_eq!(invitation["status"], "scheduled");
+    assert_eq!(invitation["channel"], "console");
+    let first = sent_to_customer(&client, &server, &key, 1).await;
+    assert!(
+        first[0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bonjour Ana, suite à votre livraison Lyon 2"),
+        "{first:?}"
+    );
+
+    reply(&client, &server, "in-1", "3 livreur en retard").await;
+    // The provider retries: nothing changes.
+    reply(&client, &server, "in-1", "3 livreur en retard").await;
+    let after_score = sent_to_customer(&client, &server, &key, 2).await;
+    assert_eq!(
+        after_score.len(),
+        2,
+        "one question per reply: {after_score:?}"
+    );
+    let mut count = 2;
+    for (n, text) in ["oui", "non", "oui", "non"].into_iter().enumerate() {
+        let conversation = invitation["conversation_id"].as_str().unwrap();
+        let (status, _) = db
+            .storage
+            .conversation_status(conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        if status != "open" {
+            break;
+        }
+        reply(&client, &server, &format!("in-{}", n + 2), text).await;
+        count += 1;
+        sent_to_customer(&client, &server, &key, count).await;
+    }
+    let conversation = invitation["conversation_id"].as_str().unwrap();
+    let (status, _) = db
+        .storage
+        .conversation_status(conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, "completed");
+    let answers = db.storage.conversation_answers(conversation).await.unwrap();
+    assert_eq!(answers[0].question_id, "score");
+    assert_eq!(answers[0].score, Some(3));
+    assert_eq!(
+        answers[1].text.as_deref(),
+        Some("livreur en retard"),
+        "the comment answered the open question: {answers:?}"
+    );
+
+    let types = event_types(db).await;
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("invitation.sent"),
+        "{types:?}"
+    );
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("response.completed"),
+        "{types:?}"
+    );
+    let answered = types.iter().filter(|t| *t == "response.answered").count();
+    assert_eq!(answered, answers.len(), "{types:?}");
+
+    let fetched: Value = client
+        .get(server.url(&format!(
+            "/api/v1/invitations/{}",
+            invitation["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched["status"], "sent");
+    server.stop().await;
+}
+
+async fn the_same_event_twice_is_one_invitation_and_one_sms(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+    let body = delivery_invitation("order-7");
+    let (_, first) = invite(&client, &server, &key, &body).await;
+    let (status, again) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["id"], first["id"]);
+
+    let mut changed = body.clone();
+    changed["variables"]["store"] = json!("Paris 11");
+    let (status, error) = invite(&client, &server, &key, &changed).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error["error"]["code"], "conflict");
+
+    // Another integration may use the same event id for its own event.
+    let other = api_key(&db.storage, "erp").await;
+    let (status, theirs) = invite(&client, &server, &other, &changed).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        theirs["status"], "declined",
+        "one open conversation per number and sender"
+    );
+    assert_eq!(theirs["status_reason"], "open_conversation");
+
+    sent_to_customer(&client, &server, &key, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(console_messages(&client, &server, &key).await.len(), 1);
+    server.stop().await;
+}
+
+async fn an_invalid_invitation_gets_a_reason_per_field_and_stores_nothing(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+    let (status, error) = invite(
+        &client,
+        &server,
+        &key,
+        &json!({
+            "event_id": "",
+            "flow": "nope",
+            "phone": "12",
+            "variables": { "first_name": ["a"] },
+            "channel": "ghost",
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let fields = error["error"]["details"]["fields"].as_object().unwrap();
+    for field in ["event_id", "flow", "phone", "variables.first_name"] {
+        assert!(fields.contains_key(field), "{field}: {error}");
+    }
+    let mut missing = delivery_invitation("order-9");
+    missing["variables"]
+        .as_object_mut()
+        .unwrap()
+        .remove("store");
+    missing["channel"] = json!("ghost");
+    let (status, error) = invite(&client, &server, &key, &missing).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = error["error"]["details"]["fields"].as_object().unwrap();
+    assert!(
+        fields.contains_key("variables.store") && fields.contains_key("channel"),
+        "{error}"
+    );
+    let (status, _) = invite(&client, &server, &key, &json!({ "event_id": "x" })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    assert!(
+        db.storage
+            .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(event_types(db).await.is_empty());
+    server.stop().await;
+}
+
+async fn stop_ends_the_survey_and_nothing_is_sent_to_the_number_again(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-2")).await;
+    sent_to_customer(&client, &server, &key, 1).await;
+    reply(&client, &server, "in-1", "STOP").await;
+    let messages = sent_to_customer(&client, &server, &key, 2).await;
+    assert_eq!(messages[1]["purpose"], "opt_out_confirmation");
+    let conversation = invitation["conversation_id"].as_str().unwrap();
+    let (status, _) = db
+        .storage
+        .conversation_status(conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status, "expired",
+        "STOP closes the survey; its answers stay"
+    );
+
+    reply(&client, &server, "in-2", "AIDE").await;
+    reply(&client, &server, "in-3", "9").await;
+    reply(&client, &server, "in-4", "STOP").await;
+    let (status, declined) = invite(&client, &server, &key, &delivery_invitation("order-3")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(declined["status"], "declined");
+    assert_eq!(declined["status_reason"], "opted_out");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        console_messages(&client, &server, &key).await.len(),
+        2,
+        "the question and the one confirmation"
+    );
+    let types = event_types(db).await;
+    assert_eq!(
+        types,
+        ["invitation.sent", "contact.opted_out", "response.expired"],
+        "{types:?}"
+    );
+    server.stop().await;
+}
+
+async fn help_is_answered_and_the_survey_waits(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-4")).await;
+    sent_to_customer(&client, &server, &key, 1).await;
+    reply(&client, &server, "in-1", "AIDE").await;
+    let messages = sent_to_customer(&client, &server, &key, 2).await;
+    assert_eq!(messages[1]["purpose"], "help");
+    reply(&client, &server, "in-2", "9").await;
+    sent_to_customer(&client, &server, &key, 3).await;
+    let answers = db
+        .storage
+        .conversation_answers(invitation["conversation_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answers[0].score, Some(9));
+    server.stop().await;
+}
+
+crate::both_backends!(
+    a_survey_runs_from_invitation_to_completion,
+    the_same_event_twice_is_one_invitation_and_one_sms,
+    an_invalid_invitation_gets_a_reason_per_field_and_stores_nothing,
+    stop_ends_the_survey_and_nothing_is_sent_to_the_number_again,
+    help_is_answered_and_the_survey_waits,
+    a_conversation_runs_through_twilio,
+);
+
+/// One form as posted to the stand-in.
+type Form = Vec<(String, String)>;
+
+/// What the Twilio stand-in received.
+#[derive(Clone, Default)]
+struct TwilioApi {
+    sent: Arc<Mutex<Vec<Form>>>,
+}
+
+/// A stand-in for Twilio's Messages API: checks the account and Basic credentials and the
+/// required fields, and answers as Twilio documents.
+async fn twilio_messages(
+    State(api): State<TwilioApi>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, axum::Json<Value>) {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"))
+    );
+    if account != TWILIO_SID
+        || headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(&expected)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "code": 20003, "message": "Authenticate", "status": 401 })),
+        );
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let has = |name: &str| form.iter().any(|(k, v)| k == name && !v.is_empty());
+    if !(has("To") && has("From") && has("Body")) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({ "code": 21604, "message": "A 'To' phone number is required.", "status": 400 }),
+            ),
+        );
+    }
+    let mut sent = api.sent.lock().unwrap();
+    sent.push(form);
+    let sid = format!("SM{:032x}", sent.len());
+    (
+        StatusCode::CREATED,
+        axum::Json(
+            json!({ "sid": sid, "status": "queued", "num_segments": "1", "price": null, "price_unit": "EUR" }),
+        ),
+    )
+}
+
+async fn start_twilio_stand_in() -> (String, TwilioApi) {
+    let api = TwilioApi::default();
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages.json",
+            axum::routing::post(twilio_messages),
+        )
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, api)
+}
+
+async fn twilio_webhook(
+    client: &Client,
+    server: &TestServer,
+    hook: &str,
+    params: &[(&str, &str)],
+) -> StatusCode {
+    let url = server.url(&format!("/webhooks/twilio/{hook}"));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-twilio-signature",
+            twilio_signature(TWILIO_TOKEN, &url, params),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn wait_for_sent(api: &TwilioApi, count: usize) -> Vec<Form> {
+    for _ in 0..500 {
+        let sent = api.sent.lock().unwrap().clone();
+        if sent.len() >= count {
+            return sent;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the Twilio stand-in received {} messages, expected {count}",
+        api.sent.lock().unwrap().len()
+    );
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+async fn a_conversation_runs_through_twilio(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    let channels = format!(
+        "[channels.twilio]\nprovider = \"twilio\"\naccount_sid = \"{TWILIO_SID}\"\nauth_token = \"{TWILIO_TOKEN}\"\nsenders = [\"{TWILIO_NUMBER}\"]\napi_base_url = \"{api_base}\"\ncost_per_segment = 0.07\n"
+    );
+    // Without `server.public_url`, signatures are checked against the URL the test called.
+    let server = TestServer::start(config(db, &channels), db.storage.clone()).await;
+    let client = Client::new();
+    let key = api_key(&db.storage, "crm").await;
+    let (status, invitation) =
+        invite(&client, &server, &key, &delivery_invitation("order-5")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    assert_eq!(invitation["channel"], "twilio");
+
+    let sent = wait_for_sent(&api, 1).await;
+    assert_eq!(field(&sent[0], "To"), CUSTOMER);
+    assert_eq!(field(&sent[0], "From"), TWILIO_NUMBER);
+    assert!(field(&sent[0], "Body").starts_with("Bonjour Ana"));
+    let first_sid = format!("SM{:032x}", 1);
+
+    // Twilio reports delivery, then a late "sent" that must not undo it.
+    for status in ["delivered", "sent"] {
+        let code = twilio_webhook(
+            &client,
+            &server,
+            "status",
+            &[
+                ("MessageSid", &first_sid),
+                ("MessageStatus", status),
+                ("AccountSid", TWILIO_SID),
+            ],
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+
+    let inbound = |sid: &'static str, body: &'static str| {
+        [
+            ("MessageSid", sid),
+            ("AccountSid", TWILIO_SID),
+            ("From", CUSTOMER),
+            ("To", TWILIO_NUMBER),
+            ("Body", body),
+            ("NumSegments", "1"),
+        ]
+    };
+    assert_eq!(
+        twilio_webhook(&client, &server, "inbound", &inbound("SMin1", "9")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        twilio_webhook(&client, &server, "inbound", &inbound("SMin1", "9")).await,
+        StatusCode::OK
+    );
+    let sent = wait_for_sent(&api, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        api.sent.lock().unwrap().len(),
+        2,
+        "a retried webhook sends nothing more"
+    );
+    assert_eq!(
+        field(&sent[1], "From"),
+        TWILIO_NUMBER,
+        "replies leave from the customer's number"
+    );
+
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = db.storage.contact_messages(&contact.id).await.unwrap();
+    let first = messages
+        .iter()
+        .find(|m| m.provider_message_id.as_deref() == Some(first_sid.as_str()))
+        .expect("the first question is recorded with Twilio's id");
+    assert_eq!(
+        first.status, "delivered",
+        "a late 'sent' does not undo 'delivered'"
+    );
+    let answers = db
+        .storage
+        .conversation_answers(invitation["conversation_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].score, Some(9));
+    server.stop().await;
+}
