@@ -105,7 +105,7 @@ pub async fn run(
             let provider = state.channels.get(name.as_str())?;
             Some((
                 name.to_string(),
-                SendChannel::new(Arc::clone(provider), &channel),
+                SendChannel::new(name.as_str(), Arc::clone(provider), &channel),
             ))
         })
         .collect();

@@ -35,19 +35,24 @@ const CHANNEL_BUSY_DELAY: Duration = Duration::from_secs(1);
 /// A channel as the send job needs it.
 pub struct SendChannel {
     pub provider: Arc<dyn Provider>,
-    /// Its first sender, for failover to it.
-    pub default_sender: Option<String>,
+    /// Its first sender (the channel's name when it has none, as for the console), for
+    /// failover to it.
+    pub default_sender: String,
     pub fallback: Option<String>,
     pub cost_per_segment: Option<f64>,
     limiter: Option<DefaultDirectRateLimiter>,
 }
 
 impl SendChannel {
-    pub fn new(provider: Arc<dyn Provider>, config: &ChannelConfig) -> SendChannel {
+    pub fn new(name: &str, provider: Arc<dyn Provider>, config: &ChannelConfig) -> SendChannel {
         let common = config.common();
         SendChannel {
             provider,
-            default_sender: common.senders.first().map(|s| s.as_str().to_string()),
+            default_sender: common
+                .senders
+                .first()
+                .map_or(name, |s| s.as_str())
+                .to_string(),
             fallback: common.fallback.map(|f| f.as_str().to_string()),
             cost_per_segment: common.cost_per_segment,
             limiter: common
@@ -168,8 +173,7 @@ impl Inner {
         let sender = message
             .sender
             .clone()
-            .or_else(|| channel.default_sender.clone())
-            .unwrap_or_else(|| "hearback".into());
+            .unwrap_or_else(|| channel.default_sender.clone());
         let callback = self.public_url.as_ref().map(|base| {
             format!(
                 "{}/webhooks/{}/status",
@@ -228,7 +232,7 @@ impl Inner {
                     .and_then(|name| self.channels.get(name).map(|c| (name, c)));
                 match fallback {
                     Some((name, fallback)) => {
-                        let sender = fallback.default_sender.as_deref().unwrap_or("hearback");
+                        let sender = fallback.default_sender.as_str();
                         warn!(message = %message.id, from = %message.channel, to = %name, error = %reason, "channel failing; the message moves to the fallback channel");
                         self.storage
                             .reroute_message(&message, name, sender, now)

@@ -84,6 +84,8 @@ pub struct ContactRecord {
     pub id: String,
     pub phone: String,
     pub opted_out_at: Option<Timestamp>,
+    /// `ok`, or what a provider said about the number: `invalid`, `landline`, `unreachable`.
+    pub number_status: String,
     pub created_at: Timestamp,
 }
 
@@ -301,7 +303,7 @@ impl Storage {
     ) -> Result<Option<ContactRecord>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, phone, opted_out_at, created_at FROM contacts WHERE phone = $1",
+                "SELECT id, phone, opted_out_at, number_status, created_at FROM contacts WHERE phone = $1",
             )
             .bind(phone.as_e164())
             .fetch_optional(pool)

@@ -23,7 +23,9 @@ fn config(db: &TestDb, channels: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hearback.toml");
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
-    let toml = format!("[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\n\n{channels}");
+    let toml = format!(
+        "[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n{channels}"
+    );
     std::fs::write(&path, toml).unwrap();
     let mut config = Config::load(&ConfigSource {
         path,
@@ -365,15 +367,34 @@ crate::both_backends!(
     stop_ends_the_survey_and_nothing_is_sent_to_the_number_again,
     help_is_answered_and_the_survey_waits,
     a_conversation_runs_through_twilio,
+    an_invalid_number_is_flagged_and_its_invitation_fails,
+    an_outage_moves_the_message_to_the_fallback_channel,
+    a_send_whose_outcome_is_unknown_is_not_sent_again,
+    a_message_queued_before_an_opt_out_is_never_sent,
+    a_status_that_arrives_before_the_send_is_applied_with_it,
+    one_instance_at_a_time_holds_a_channel,
 );
 
 /// One form as posted to the stand-in.
 type Form = Vec<(String, String)>;
 
-/// What the Twilio stand-in received.
+/// What the Twilio stand-in received, and the error it gives instead of accepting a message
+/// (`None`: it accepts every message).
 #[derive(Clone, Default)]
 struct TwilioApi {
     sent: Arc<Mutex<Vec<Form>>>,
+    calls: Arc<Mutex<usize>>,
+    error: Arc<Mutex<Option<(StatusCode, Value)>>>,
+}
+
+impl TwilioApi {
+    fn answer_with(&self, status: StatusCode, body: Value) {
+        *self.error.lock().unwrap() = Some((status, body));
+    }
+
+    fn calls(&self) -> usize {
+        *self.calls.lock().unwrap()
+    }
 }
 
 /// A stand-in for Twilio's Messages API: checks the account and Basic credentials and the
@@ -408,6 +429,10 @@ async fn twilio_messages(
             ),
         );
     }
+    *api.calls.lock().unwrap() += 1;
+    if let Some((status, body)) = api.error.lock().unwrap().clone() {
+        return (status, axum::Json(body));
+    }
     let mut sent = api.sent.lock().unwrap();
     sent.push(form);
     let sid = format!("SM{:032x}", sent.len());
@@ -416,6 +441,13 @@ async fn twilio_messages(
         axum::Json(
             json!({ "sid": sid, "status": "queued", "num_segments": "1", "price": null, "price_unit": "EUR" }),
         ),
+    )
+}
+
+/// A Twilio channel sending through the stand-in at `api_base`, with `extra` TOML lines.
+fn twilio_channel(api_base: &str, extra: &str) -> String {
+    format!(
+        "[channels.twilio]\nprovider = \"twilio\"\naccount_sid = \"{TWILIO_SID}\"\nauth_token = \"{TWILIO_TOKEN}\"\nsenders = [\"{TWILIO_NUMBER}\"]\napi_base_url = \"{api_base}\"\ncost_per_segment = 0.07\n{extra}"
     )
 }
 
@@ -479,11 +511,12 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 
 async fn a_conversation_runs_through_twilio(db: &TestDb) {
     let (api_base, api) = start_twilio_stand_in().await;
-    let channels = format!(
-        "[channels.twilio]\nprovider = \"twilio\"\naccount_sid = \"{TWILIO_SID}\"\nauth_token = \"{TWILIO_TOKEN}\"\nsenders = [\"{TWILIO_NUMBER}\"]\napi_base_url = \"{api_base}\"\ncost_per_segment = 0.07\n"
-    );
     // Without `server.public_url`, signatures are checked against the URL the test called.
-    let server = TestServer::start(config(db, &channels), db.storage.clone()).await;
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
     let client = Client::new();
     let key = api_key(&db.storage, "crm").await;
     let (status, invitation) =
@@ -567,4 +600,297 @@ async fn a_conversation_runs_through_twilio(db: &TestDb) {
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].score, Some(9));
     server.stop().await;
+}
+
+async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn customer_messages(db: &TestDb) -> Vec<hearback::storage::MessageRecord> {
+    let Some(contact) = db
+        .storage
+        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
+        .await
+        .unwrap()
+    else {
+        return Vec::new();
+    };
+    db.storage.contact_messages(&contact.id).await.unwrap()
+}
+
+async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    api.answer_with(
+        StatusCode::BAD_REQUEST,
+        json!({ "code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400 }),
+    );
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    let client = Client::new();
+    let key = api_key(&db.storage, "crm").await;
+    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-8")).await;
+    let id = invitation["id"].as_str().unwrap().to_string();
+    wait_until("the invitation fails", || async {
+        db.storage.invitation(&id).await.unwrap().unwrap().status == "failed"
+    })
+    .await;
+    assert_eq!(api.calls(), 1, "a permanent refusal is not retried");
+    let record = db.storage.invitation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status_reason.as_deref(), Some("invalid"));
+    let messages = customer_messages(db).await;
+    assert_eq!(messages[0].status, "failed_permanent");
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(contact.number_status, "invalid");
+    assert_eq!(event_types(db).await, ["invitation.failed"]);
+    server.stop().await;
+}
+
+async fn an_outage_moves_the_message_to_the_fallback_channel(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    api.answer_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "code": 20500, "message": "Internal Server Error", "status": 503 }),
+    );
+    let channels = format!(
+        "{}\n[channels.backup]\nprovider = \"console\"\n",
+        twilio_channel(&api_base, "fallback = \"backup\"\n")
+    );
+    let server = TestServer::start(config(db, &channels), db.storage.clone()).await;
+    let client = Client::new();
+    let key = api_key(&db.storage, "crm").await;
+    let mut body = delivery_invitation("order-10");
+    body["channel"] = json!("twilio");
+    let (_, invitation) = invite(&client, &server, &key, &body).await;
+    assert_eq!(invitation["channel"], "twilio");
+    wait_until("the fallback channel sends the question", || async {
+        customer_messages(db)
+            .await
+            .first()
+            .is_some_and(|m| m.status == "sent")
+    })
+    .await;
+    let messages = customer_messages(db).await;
+    assert_eq!(messages[0].channel, "backup");
+    assert_eq!(api.calls(), 2, "two failures, then the fallback");
+    // The customer's reply reaches the conversation on the channel it moved to.
+    let response = client
+        .post(server.url("/webhooks/backup/inbound"))
+        .json(&json!({ "id": "in-1", "from": CUSTOMER, "to": "backup", "text": "10" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answers = db
+        .storage
+        .conversation_answers(invitation["conversation_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answers[0].score, Some(10));
+    server.stop().await;
+}
+
+/// Stores an invitation without a server, as a previous run of hearback would have left it.
+async fn stored_invitation(db: &TestDb, event_id: &str, channel: &str, sender: &str) -> String {
+    let flows = hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]);
+    let flow = &flows.flows["delivery"];
+    let now = hearback::time::Timestamp::now();
+    let variables: std::collections::BTreeMap<String, String> = [
+        ("first_name", "Ana"),
+        ("store", "Lyon 2"),
+        ("order_date", "12/11"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let opening = hearback::conversation::opening(
+        flow,
+        hearback::lang::Lang::Fr,
+        variables.clone(),
+        &hearback::conversation::ConversationIds {
+            conversation_id: "",
+            invitation_id: "",
+            event_id,
+            contact_id: "",
+        },
+        now,
+    );
+    let outcome = db
+        .storage
+        .start_invitation(&hearback::storage::NewInvitation {
+            source: "test",
+            event_id,
+            payload_hash: [0; 32],
+            flow_id: "delivery",
+            phone: &Phone::parse(CUSTOMER, None).unwrap(),
+            locale: None,
+            variables: &json!(variables),
+            channel,
+            sender,
+            opening,
+            send_max_attempts: 3,
+            now,
+        })
+        .await
+        .unwrap();
+    match outcome {
+        hearback::storage::InvitationOutcome::Created(record) => record.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn a_send_whose_outcome_is_unknown_is_not_sent_again(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    stored_invitation(db, "order-11", "twilio", TWILIO_NUMBER).await;
+    // A worker marked the message as being sent, then died during the provider call.
+    let queued = customer_messages(db).await;
+    assert!(
+        db.storage
+            .mark_sending(&queued[0].id, hearback::time::Timestamp::now())
+            .await
+            .unwrap()
+    );
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the message is reported unknown", || async {
+        customer_messages(db).await[0].status == "unknown"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(api.calls(), 0, "never resent blindly");
+    server.stop().await;
+}
+
+async fn a_message_queued_before_an_opt_out_is_never_sent(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    stored_invitation(db, "order-12", "twilio", TWILIO_NUMBER).await;
+    let customer = Phone::parse(CUSTOMER, None).unwrap();
+    db.storage
+        .receive_inbound(&hearback::storage::NewInbound {
+            channel: "twilio",
+            provider_message_id: "SMstop",
+            to: TWILIO_NUMBER,
+            from: Some(&customer),
+            body: "STOP",
+            consent: Some(hearback::storage::ConsentChange::OptedOut),
+            received_at: hearback::time::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the question is given up", || async {
+        customer_messages(db)
+            .await
+            .iter()
+            .any(|m| m.direction == "outbound" && m.status == "failed_permanent")
+    })
+    .await;
+    assert_eq!(api.calls(), 0);
+    server.stop().await;
+}
+
+async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
+    let now = hearback::time::Timestamp::now();
+    stored_invitation(db, "order-13", "twilio", TWILIO_NUMBER).await;
+    let queued = customer_messages(db).await;
+    let delivered = hearback::storage::NewStatus {
+        channel: "twilio",
+        provider_message_id: "SMearly",
+        status: "delivered",
+        error_code: None,
+        number_status: None,
+        received_at: now,
+    };
+    assert!(db.storage.record_status(&delivered).await.unwrap());
+    assert!(db.storage.mark_sending(&queued[0].id, now).await.unwrap());
+    let message = db
+        .storage
+        .outgoing_message(&queued[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    db.storage
+        .record_sent(&message, "SMearly", Some(70_000), now)
+        .await
+        .unwrap();
+    assert_eq!(customer_messages(db).await[0].status, "delivered");
+    // A late "sent" changes nothing; a retried callback neither.
+    let late = hearback::storage::NewStatus {
+        status: "sent",
+        ..delivered.clone()
+    };
+    assert!(db.storage.record_status(&late).await.unwrap());
+    assert!(!db.storage.record_status(&delivered).await.unwrap());
+    assert_eq!(customer_messages(db).await[0].status, "delivered");
+}
+
+async fn one_instance_at_a_time_holds_a_channel(db: &TestDb) {
+    let now = hearback::time::Timestamp::now();
+    let soon = now + Duration::from_secs(10);
+    let other = db.second_pool().await;
+    assert!(
+        db.storage
+            .hold_channel_lease("twilio", "a", soon, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .hold_channel_lease("twilio", "b", soon, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.storage
+            .hold_channel_lease("twilio", "a", soon, now)
+            .await
+            .unwrap(),
+        "the holder keeps it"
+    );
+    assert!(
+        other
+            .hold_channel_lease("console", "b", soon, now)
+            .await
+            .unwrap(),
+        "channels are independent"
+    );
+    let later = soon + Duration::from_millis(1);
+    assert!(
+        other
+            .hold_channel_lease("twilio", "b", later + Duration::from_secs(10), later)
+            .await
+            .unwrap(),
+        "an expired lease passes on"
+    );
+    assert!(
+        !db.storage
+            .hold_channel_lease("twilio", "a", later + Duration::from_secs(10), later)
+            .await
+            .unwrap()
+    );
+    other.close().await;
 }
