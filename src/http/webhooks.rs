@@ -7,14 +7,16 @@
 //! → answer the provider at once, in the form it expects (Twilio: empty TwiML). The replies are
 //! sent by the job workers.
 //!
-//! Not yet here: reassembling concatenated Vonage parts (each part is kept as received and read
-//! on its own, keywords excepted).
+//! A provider that hands over a long SMS part by part (Vonage) has each part kept in the database
+//! until the last one arrives; only the whole message goes further, under the first part's id.
 
 use super::{ApiError, AppState};
 use crate::conversation;
 use crate::phone::Phone;
-use crate::providers::{DeliveryStatus, PermanentReason, Provider, WebhookRequest};
-use crate::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
+use crate::providers::{
+    self, DeliveryStatus, InboundMessage, PartInfo, PermanentReason, Provider, WebhookRequest,
+};
+use crate::storage::{ConsentChange, InboundOutcome, MessagePart, NewInbound, NewStatus};
 use crate::time::Timestamp;
 use crate::understand::{self, Keyword};
 use axum::body::Bytes;
@@ -100,16 +102,23 @@ async fn handle(
     match hook {
         Hook::Inbound => {
             for message in provider.parse_inbound(&request).map_err(invalid)? {
+                let reassembled = message.part.clone();
+                let message = if reassembled.is_none() {
+                    message
+                } else {
+                    match whole_message(&state, &channel, &message, now).await? {
+                        Some(whole) => whole,
+                        None => {
+                            metrics::counter!("hearback_inbound_messages_total", "channel" => channel.clone(), "outcome" => "part").increment(1);
+                            continue;
+                        }
+                    }
+                };
                 let from = Phone::parse(&message.from, None).ok();
                 if from.is_none() {
                     warn!(channel = %channel, "inbound message from something that is not a phone number; kept without a contact");
                 }
-                // A part of a longer SMS is not the whole reply: keywords are read on whole messages.
-                let keyword = if message.part.is_some() {
-                    None
-                } else {
-                    understand::keyword(&message.text)
-                };
+                let keyword = understand::keyword(&message.text);
                 let consent = match keyword {
                     Some(Keyword::OptOut) => Some(ConsentChange::OptedOut),
                     Some(Keyword::OptIn) => Some(ConsentChange::OptedIn),
@@ -147,6 +156,12 @@ async fn handle(
                     } => "opted_in",
                     InboundOutcome::Stored { .. } => "stored",
                 };
+                if let Some(reassembled) = &reassembled {
+                    state
+                        .storage
+                        .forget_message_parts(&channel, &message.from, &reassembled.reference)
+                        .await?;
+                }
                 info!(channel = %channel, outcome = label, "inbound message");
                 metrics::counter!("hearback_inbound_messages_total", "channel" => channel.clone(), "outcome" => label).increment(1);
             }
@@ -168,6 +183,47 @@ async fn handle(
         }
     }
     Ok(acknowledge(provider.name()))
+}
+
+/// Keeps one part of a concatenated SMS; returns the whole message once every part is here
+/// (see [`Storage::store_message_part`](crate::storage::Storage::store_message_part)).
+async fn whole_message(
+    state: &AppState,
+    channel: &str,
+    message: &InboundMessage,
+    now: Timestamp,
+) -> Result<Option<InboundMessage>, ApiError> {
+    let Some(info) = &message.part else {
+        return Ok(Some(message.clone()));
+    };
+    let part = MessagePart {
+        provider_message_id: message.provider_message_id.clone(),
+        sender: message.from.clone(),
+        recipient: message.to.clone(),
+        reference: info.reference.clone(),
+        part_index: i32::from(info.index),
+        part_total: i32::from(info.total),
+        body: message.text.clone(),
+    };
+    let stored = state
+        .storage
+        .store_message_part(channel, &part, now)
+        .await?;
+    // The part just received leads, so that only parts of its own message (same total) count.
+    let parts: Vec<InboundMessage> = std::iter::once(message.clone())
+        .chain(stored.into_iter().map(|p| InboundMessage {
+            provider_message_id: p.provider_message_id,
+            from: p.sender,
+            to: p.recipient,
+            text: p.body,
+            part: Some(PartInfo {
+                reference: p.reference,
+                index: u16::try_from(p.part_index).unwrap_or(0),
+                total: u16::try_from(p.part_total).unwrap_or(0),
+            }),
+        }))
+        .collect();
+    Ok(providers::reassemble(&parts))
 }
 
 /// The URL the provider signed: the configured public base URL with this request's path and

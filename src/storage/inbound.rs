@@ -376,3 +376,82 @@ impl Storage {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 }
+
+/// One part of a concatenated SMS, as received.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessagePart {
+    pub provider_message_id: String,
+    /// The customer's number, as the provider wrote it.
+    pub sender: String,
+    /// Our number the customer wrote to.
+    pub recipient: String,
+    pub reference: String,
+    pub part_index: i32,
+    pub part_total: i32,
+    pub body: String,
+}
+
+impl Storage {
+    /// Keeps one part of a concatenated SMS (a provider retry of a part counts once) and returns
+    /// every part of that message received so far, this one included. The parts stay until
+    /// [`Storage::forget_message_parts`] is called after the whole message is recorded, so a
+    /// crash in between loses nothing: the next retry of any part completes it again.
+    pub async fn store_message_part(
+        &self,
+        channel: &str,
+        part: &MessagePart,
+        now: Timestamp,
+    ) -> Result<Vec<MessagePart>, StorageError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO message_parts (channel, sender, reference, part_index, part_total, provider_message_id, \
+                 recipient, body, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (channel, sender, reference, part_index) DO NOTHING",
+            )
+            .bind(channel)
+            .bind(&part.sender)
+            .bind(&part.reference)
+            .bind(part.part_index)
+            .bind(part.part_total)
+            .bind(&part.provider_message_id)
+            .bind(&part.recipient)
+            .bind(&part.body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let parts = sqlx::query_as(
+                "SELECT provider_message_id, sender, recipient, reference, part_index, part_total, body \
+                 FROM message_parts WHERE channel = $1 AND sender = $2 AND reference = $3 ORDER BY part_index",
+            )
+            .bind(channel)
+            .bind(&part.sender)
+            .bind(&part.reference)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(parts)
+        })
+    }
+
+    /// Drops the parts of a message once the whole message is recorded.
+    pub async fn forget_message_parts(
+        &self,
+        channel: &str,
+        sender: &str,
+        reference: &str,
+    ) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM message_parts WHERE channel = $1 AND sender = $2 AND reference = $3",
+            )
+            .bind(channel)
+            .bind(sender)
+            .bind(reference)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+}

@@ -24,7 +24,7 @@ pub use conversations::{
 pub(crate) use conversations::{apply_advance, insert_event, queue_outgoing};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
-    MessageRecord, NewInbound, NewStatus, OutboxRecord,
+    MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord,
 };
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
