@@ -1,0 +1,401 @@
+//! Load driver for the inbound path, and the two baselines it is compared with.
+//!
+//! - `drive`: creates one invitation per customer through the API (not timed), then plays whole
+//!   conversations (`--rounds` replies per customer, one round after the other so that one
+//!   customer's replies stay in order) as signed Twilio webhooks with `--connections` requests in
+//!   flight. Reports replies/s, p50/p99 latency and, with `--server-pid`, the server's CPU time
+//!   per reply (from `/proc`).
+//! - `bare`: an axum server that answers 200 to everything: the HTTP ceiling.
+//! - `naive`: parses the form, checks Twilio's HMAC-SHA1 and commits one two-statement
+//!   transaction per request: the durable-write ceiling, on SQLite (`--synchronous normal|full`)
+//!   or PostgreSQL.
+//! - `stand-in`: a Twilio Messages API that accepts everything, for hearback's send jobs.
+//!
+//! `scripts/load.sh` runs the whole comparison with the servers on one core and the driver on
+//! the other; figures go to docs/PERFORMANCE.md.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Drive {
+        /// The server's base URL, as the webhooks are signed for it.
+        #[arg(long)]
+        url: String,
+        /// The Twilio channel's auth token.
+        #[arg(long, default_value = "load-test-token")]
+        token: String,
+        /// An API key, to create the invitations first (hearback only).
+        #[arg(long)]
+        api_key: Option<String>,
+        #[arg(long, default_value_t = 2000)]
+        customers: u32,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Replies per customer: a score, why, and the yes/no of the delivery flow.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// The server's process id, for its CPU time.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// A label for the report line.
+        #[arg(long, default_value = "hearback")]
+        label: String,
+        /// Distinguishes runs against the same database (customers' numbers and message ids).
+        #[arg(long, default_value_t = 0)]
+        run: u32,
+    },
+    Bare {
+        #[arg(long)]
+        listen: String,
+    },
+    Naive {
+        #[arg(long)]
+        listen: String,
+        /// `sqlite://FILE` or `postgres://…`.
+        #[arg(long)]
+        database: String,
+        /// SQLite only: `normal` or `full`.
+        #[arg(long, default_value = "normal")]
+        synchronous: String,
+        #[arg(long, default_value = "load-test-token")]
+        token: String,
+        /// The URL the driver signs (the public URL of this server).
+        #[arg(long)]
+        public_url: String,
+    },
+    StandIn {
+        #[arg(long)]
+        listen: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Command::Drive {
+            url,
+            token,
+            api_key,
+            customers,
+            connections,
+            rounds,
+            server_pid,
+            label,
+            run,
+        } => {
+            drive(Drive {
+                url,
+                token,
+                api_key,
+                customers,
+                connections,
+                rounds,
+                server_pid,
+                label,
+                run,
+            })
+            .await
+        }
+        Command::Bare { listen } => {
+            let app = Router::new().fallback(|| async { StatusCode::OK });
+            serve(&listen, app).await;
+        }
+        Command::Naive {
+            listen,
+            database,
+            synchronous,
+            token,
+            public_url,
+        } => naive(&listen, &database, &synchronous, token, public_url).await,
+        Command::StandIn { listen } => {
+            let counter = Arc::new(AtomicU64::new(0));
+            let app = Router::new().fallback(move || {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({ "sid": format!("SM{n:032x}"), "status": "queued", "num_segments": "1" })),
+                    )
+                }
+            });
+            serve(&listen, app).await;
+        }
+    }
+}
+
+async fn serve(listen: &str, app: Router) {
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+    axum::serve(listener, app).await.expect("serve");
+}
+
+struct Drive {
+    url: String,
+    token: String,
+    api_key: Option<String>,
+    customers: u32,
+    connections: usize,
+    rounds: u32,
+    server_pid: Option<u32>,
+    label: String,
+    run: u32,
+}
+
+fn customer(run: u32, n: u32) -> String {
+    format!("+336{:02}{:06}", run % 100, n)
+}
+
+const REPLIES: [&str; 3] = ["8", "Livreur tres aimable", "oui"];
+
+async fn drive(d: Drive) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(d.connections)
+        .build()
+        .unwrap();
+    if let Some(key) = &d.api_key {
+        let invited = futures::stream::iter(0..d.customers)
+            .map(|n| {
+                let client = client.clone();
+                let url = format!("{}/api/v1/invitations", d.url);
+                let body = json!({
+                    "event_id": format!("load-{}-{n}", d.run),
+                    "flow": "delivery",
+                    "phone": customer(d.run, n),
+                    "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
+                });
+                let key = key.clone();
+                async move {
+                    let response = client.post(url).bearer_auth(key).json(&body).send().await;
+                    response
+                        .map(|r| r.status() == StatusCode::ACCEPTED)
+                        .unwrap_or(false)
+                }
+            })
+            .buffer_unordered(d.connections)
+            .filter(|ok| futures::future::ready(*ok))
+            .count()
+            .await;
+        eprintln!("{invited} invitations created");
+    }
+    let webhook = format!("{}/webhooks/twilio/inbound", d.url);
+    let cpu_before = d.server_pid.map(cpu_seconds);
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity((d.customers * d.rounds) as usize);
+    let mut failures = 0u64;
+    for round in 0..d.rounds {
+        let text = REPLIES[round as usize % REPLIES.len()];
+        let results: Vec<(Duration, bool)> = futures::stream::iter(0..d.customers)
+            .map(|n| {
+                let client = client.clone();
+                let webhook = webhook.clone();
+                let from = customer(d.run, n);
+                let sid = format!("SMload{}r{round}c{n}", d.run);
+                let params = [
+                    ("AccountSid", "ACload"),
+                    ("Body", text),
+                    ("From", from.as_str()),
+                    ("MessageSid", sid.as_str()),
+                    ("NumSegments", "1"),
+                    ("To", "+33757000000"),
+                ];
+                let signature = twilio_signature(&d.token, &webhook, &params);
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(params)
+                    .finish();
+                async move {
+                    let sent = Instant::now();
+                    let ok = client
+                        .post(&webhook)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-twilio-signature", signature)
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false);
+                    (sent.elapsed(), ok)
+                }
+            })
+            .buffer_unordered(d.connections)
+            .collect()
+            .await;
+        for (latency, ok) in results {
+            latencies.push(latency);
+            failures += u64::from(!ok);
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = d
+        .server_pid
+        .zip(cpu_before)
+        .map(|(pid, before)| cpu_seconds(pid) - before);
+    latencies.sort();
+    let count = latencies.len();
+    let pct = |p: f64| latencies[((count as f64 * p) as usize).min(count - 1)];
+    let rate = count as f64 / elapsed.as_secs_f64();
+    let cpu_per_reply = cpu.map_or("n/a".to_string(), |c| {
+        format!("{:.0} µs", c * 1e6 / count as f64)
+    });
+    println!(
+        "{label}: {count} replies in {secs:.2} s = {rate:.0}/s, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU per reply {cpu_per_reply}, failures {failures}",
+        label = d.label,
+        secs = elapsed.as_secs_f64(),
+        p50 = pct(0.50).as_secs_f64() * 1e3,
+        p99 = pct(0.99).as_secs_f64() * 1e3,
+    );
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let mut signed = url.to_string();
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    for (key, value) in sorted {
+        signed.push_str(key);
+        signed.push_str(value);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[derive(Clone)]
+struct Naive {
+    pool: NaivePool,
+    token: Arc<String>,
+    url: Arc<String>,
+}
+
+#[derive(Clone)]
+enum NaivePool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+const NAIVE_SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS naive_messages (sid TEXT PRIMARY KEY, sender TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS naive_contacts (phone TEXT PRIMARY KEY, replies BIGINT NOT NULL)",
+];
+
+async fn naive(listen: &str, database: &str, synchronous: &str, token: String, url: String) {
+    let pool = if database.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(database)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                "full" => SqliteSynchronous::Full,
+                _ => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await
+            .unwrap();
+        for statement in NAIVE_SCHEMA {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        NaivePool::Sqlite(pool)
+    } else {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect(database)
+            .await
+            .unwrap();
+        for statement in NAIVE_SCHEMA {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        NaivePool::Postgres(pool)
+    };
+    let state = Naive {
+        pool,
+        token: Arc::new(token),
+        url: Arc::new(format!("{url}/webhooks/twilio/inbound")),
+    };
+    let app = Router::new().fallback(naive_handler).with_state(state);
+    serve(listen, app).await;
+}
+
+async fn naive_handler(State(state): State<Naive>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let expected = twilio_signature(&state.token, &state.url, &pairs);
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        expected.as_bytes(),
+        given.as_bytes(),
+    )) {
+        return StatusCode::FORBIDDEN;
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let (sid, from, text) = (get("MessageSid"), get("From"), get("Body"));
+    macro_rules! commit {
+        ($pool:expr) => {{
+            let mut tx = $pool.begin().await.unwrap();
+            sqlx::query("INSERT INTO naive_messages (sid, sender, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(sid)
+                .bind(from)
+                .bind(text)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO naive_contacts (phone, replies) VALUES ($1, 1) ON CONFLICT (phone) DO UPDATE SET replies = naive_contacts.replies + 1")
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }};
+    }
+    match &state.pool {
+        NaivePool::Sqlite(pool) => commit!(pool),
+        NaivePool::Postgres(pool) => commit!(pool),
+    }
+    StatusCode::OK
+}

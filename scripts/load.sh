@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The inbound load comparison of docs/PERFORMANCE.md: hearback's whole inbound path against the
+# HTTP ceiling (a bare 200) and the durable-write ceiling (parse, HMAC, one naive transaction),
+# on SQLite and PostgreSQL. Every server runs on core 0, the driver (and the provider stand-in)
+# on core 1. See examples/load_driver.rs.
+#
+#   scripts/load.sh                      # 2 000 customers × 3 replies, 64 connections
+#   CUSTOMERS=5000 CONNECTIONS=64 scripts/load.sh
+#
+# PostgreSQL: HEARBACK_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); a
+# database `hearback_load` is dropped and created on that server for each run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CUSTOMERS=${CUSTOMERS:-2000}
+CONNECTIONS=${CONNECTIONS:-64}
+PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+PG_LOAD=${PG%/*}/hearback_load
+TARGET=${CARGO_TARGET_DIR:-target}
+PORT=18080
+STAND_IN=127.0.0.1:18099
+
+cargo build --release --bin hearback --example load_driver >&2
+HEARBACK=$TARGET/release/hearback
+DRIVER=$TARGET/release/examples/load_driver
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() {
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.05
+    done
+    echo "nothing answers at $1" >&2
+    return 1
+}
+
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+fresh_pg() {
+    psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_load" -c "CREATE DATABASE hearback_load" >&2
+}
+
+taskset -c 1 "$DRIVER" stand-in --listen "$STAND_IN" &
+pids+=($!)
+
+cat >"$work/hearback.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+
+[log]
+level = "warn"
+
+[flows]
+dir = "flows"
+
+[channels.twilio]
+provider = "twilio"
+account_sid = "AC00000000000000000000000000000000"
+auth_token = "load-test-token"
+senders = ["+33757000000"]
+api_base_url = "http://$STAND_IN"
+EOF
+
+run_hearback() {
+    local label=$1 url=$2
+    export HEARBACK_DATABASE_URL=$url
+    "$HEARBACK" --config "$work/hearback.toml" migrate >&2
+    local key
+    key=$("$HEARBACK" --config "$work/hearback.toml" api-keys create --name "load" 2>/dev/null)
+    taskset -c 0 "$HEARBACK" --config "$work/hearback.toml" serve &
+    local pid=$!
+    pids+=("$pid")
+    wait_for "http://127.0.0.1:$PORT/healthz"
+    taskset -c 1 "$DRIVER" drive --url "http://127.0.0.1:$PORT" --api-key "$key" \
+        --customers "$CUSTOMERS" --connections "$CONNECTIONS" --server-pid "$pid" --label "$label"
+    stop "$pid"
+    unset HEARBACK_DATABASE_URL
+}
+
+run_baseline() {
+    local label=$1
+    shift
+    taskset -c 0 "$DRIVER" "$@" --listen "127.0.0.1:$PORT" &
+    local pid=$!
+    pids+=("$pid")
+    wait_for "http://127.0.0.1:$PORT/"
+    taskset -c 1 "$DRIVER" drive --url "http://127.0.0.1:$PORT" \
+        --customers "$CUSTOMERS" --connections "$CONNECTIONS" --server-pid "$pid" --label "$label"
+    stop "$pid"
+}
+
+run_baseline "bare axum 200" bare
+run_baseline "naive, SQLite synchronous=NORMAL" naive --database "sqlite://$work/naive-normal.db" \
+    --synchronous normal --public-url "http://127.0.0.1:$PORT"
+run_baseline "naive, SQLite synchronous=FULL" naive --database "sqlite://$work/naive-full.db" \
+    --synchronous full --public-url "http://127.0.0.1:$PORT"
+fresh_pg
+run_baseline "naive, PostgreSQL synchronous_commit=on" naive --database "$PG_LOAD" \
+    --public-url "http://127.0.0.1:$PORT"
+run_hearback "hearback, SQLite" "sqlite://$work/hearback.db"
+fresh_pg
+run_hearback "hearback, PostgreSQL" "$PG_LOAD"
