@@ -6,6 +6,8 @@
 #
 #   scripts/load.sh                      # 2 000 customers × 3 replies, 64 connections
 #   CUSTOMERS=5000 CONNECTIONS=64 scripts/load.sh
+#   RUNS="hearback-sqlite hearback-postgres" scripts/load.sh   # a subset of: bare naive-sqlite-normal
+#                                        # naive-sqlite-full naive-postgres hearback-sqlite hearback-postgres
 #
 # PostgreSQL: HEARBACK_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # database `hearback_load` is dropped and created on that server for each run.
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 
 CUSTOMERS=${CUSTOMERS:-2000}
 CONNECTIONS=${CONNECTIONS:-64}
+RUNS=${RUNS:-bare naive-sqlite-normal naive-sqlite-full naive-postgres hearback-sqlite hearback-postgres}
 PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 PG_LOAD=${PG%/*}/hearback_load
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -98,14 +101,24 @@ run_baseline() {
     stop "$pid"
 }
 
-run_baseline "bare axum 200" bare
-run_baseline "naive, SQLite synchronous=NORMAL" naive --database "sqlite://$work/naive-normal.db" \
-    --synchronous normal --public-url "http://127.0.0.1:$PORT"
-run_baseline "naive, SQLite synchronous=FULL" naive --database "sqlite://$work/naive-full.db" \
-    --synchronous full --public-url "http://127.0.0.1:$PORT"
-fresh_pg
-run_baseline "naive, PostgreSQL synchronous_commit=on" naive --database "$PG_LOAD" \
-    --public-url "http://127.0.0.1:$PORT"
-run_hearback "hearback, SQLite" "sqlite://$work/hearback.db"
-fresh_pg
-run_hearback "hearback, PostgreSQL" "$PG_LOAD"
+wanted() { [[ " $RUNS " == *" $1 "* ]]; }
+
+if wanted bare; then run_baseline "bare axum 200" bare; fi
+if wanted naive-sqlite-normal; then
+    run_baseline "naive, SQLite synchronous=NORMAL" naive --database "sqlite://$work/naive-normal.db" \
+        --synchronous normal --public-url "http://127.0.0.1:$PORT"
+fi
+if wanted naive-sqlite-full; then
+    run_baseline "naive, SQLite synchronous=FULL" naive --database "sqlite://$work/naive-full.db" \
+        --synchronous full --public-url "http://127.0.0.1:$PORT"
+fi
+if wanted naive-postgres; then
+    fresh_pg
+    run_baseline "naive, PostgreSQL synchronous_commit=on" naive --database "$PG_LOAD" \
+        --public-url "http://127.0.0.1:$PORT"
+fi
+if wanted hearback-sqlite; then run_hearback "hearback, SQLite" "sqlite://$work/hearback.db"; fi
+if wanted hearback-postgres; then
+    fresh_pg
+    run_hearback "hearback, PostgreSQL" "$PG_LOAD"
+fi

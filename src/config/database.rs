@@ -9,8 +9,12 @@ use url::Url;
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://user:password@host:port/database`.
     pub url: DatabaseUrl,
-    /// Largest number of open connections in the pool.
+    /// PostgreSQL: largest number of open connections in the pool.
     pub max_connections: u32,
+    /// SQLite: connections in the pool. One by default: SQLite writes one transaction at a time,
+    /// and on a busy instance a single connection does more work per CPU second than several
+    /// (each connection has its own thread); see docs/PERFORMANCE.md.
+    pub sqlite_max_connections: u32,
     /// How long start-up and requests wait for a connection before failing.
     pub connect_timeout_secs: u64,
     /// How long SQLite waits on a locked database before giving up.
@@ -22,6 +26,7 @@ impl Default for DatabaseConfig {
         Self {
             url: DatabaseUrl::parse("sqlite://hearback.db").expect("the default URL is valid"),
             max_connections: 10,
+            sqlite_max_connections: 1,
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 5_000,
         }

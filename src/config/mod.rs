@@ -207,6 +207,9 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if self.database.sqlite_max_connections == 0 {
+            return invalid("database.sqlite_max_connections", "must be at least 1");
+        }
         if self.jobs.concurrency == 0 {
             return invalid("jobs.concurrency", "must be at least 1");
         }

@@ -73,6 +73,9 @@ struct Inner {
     public_url: Option<url::Url>,
     /// Who holds channel leases for this instance.
     owner: String,
+    /// Until when this instance holds each channel's lease, as last recorded; the lease is
+    /// renewed in the database only once half of it has passed.
+    held: std::sync::Mutex<BTreeMap<String, Timestamp>>,
 }
 
 impl SendSms {
@@ -89,6 +92,7 @@ impl SendSms {
                 client,
                 public_url,
                 owner: format!("instance-{:016x}", rand::random::<u64>()),
+                held: std::sync::Mutex::default(),
             }),
         }
     }
@@ -148,12 +152,7 @@ impl Inner {
                 message.channel
             )));
         };
-        let held = self
-            .storage
-            .hold_channel_lease(&message.channel, &self.owner, now + CHANNEL_LEASE, now)
-            .await
-            .map_err(storage_failure)?;
-        if !held {
+        if !self.hold_channel(&message.channel, now).await? {
             return Err(JobFailure::Later(
                 CHANNEL_BUSY_DELAY,
                 "another instance is sending through this channel".into(),
@@ -282,6 +281,33 @@ impl Inner {
                 .await
             }
         }
+    }
+
+    /// Whether this instance may send through `channel` now: it holds the channel's lease, taken
+    /// or renewed in the database when less than half of it is left.
+    async fn hold_channel(&self, channel: &str, now: Timestamp) -> Result<bool, JobFailure> {
+        let fresh = self
+            .held
+            .lock()
+            .expect("the lease table is never poisoned")
+            .get(channel)
+            .is_some_and(|until| now + CHANNEL_LEASE / 2 < *until);
+        if fresh {
+            return Ok(true);
+        }
+        let until = now + CHANNEL_LEASE;
+        let held = self
+            .storage
+            .hold_channel_lease(channel, &self.owner, until, now)
+            .await
+            .map_err(storage_failure)?;
+        let mut table = self.held.lock().expect("the lease table is never poisoned");
+        if held {
+            table.insert(channel.to_string(), until);
+        } else {
+            table.remove(channel);
+        }
+        Ok(held)
     }
 
     async fn fail(

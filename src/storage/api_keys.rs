@@ -51,6 +51,7 @@ impl Storage {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<ApiKeyRecord, StorageError> {
+        let _writing = self.writing().await;
         let audit = AuditEntry {
             at: now,
             actor: actor.to_string(),
@@ -101,6 +102,7 @@ impl Storage {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<ApiKeyRecord, StorageError> {
+        let _writing = self.writing().await;
         let audit = AuditEntry {
             at: now,
             actor: actor.to_string(),

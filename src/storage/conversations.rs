@@ -276,6 +276,7 @@ impl Storage {
         &self,
         new: &NewInvitation<'_>,
     ) -> Result<InvitationOutcome, StorageError> {
+        let _writing = self.writing().await;
         let now = new.now;
         let lock = self.row_lock();
         on_pool!(self, |pool| {

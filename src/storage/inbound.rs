@@ -154,6 +154,7 @@ impl Storage {
     where
         P: FnOnce(&InboundContext) -> InboundPlan + Send,
     {
+        let _writing = self.writing().await;
         let message_id = uuid::Uuid::now_v7().to_string();
         let now = new.received_at;
         let lock = self.row_lock();
@@ -402,6 +403,7 @@ impl Storage {
         part: &MessagePart,
         now: Timestamp,
     ) -> Result<Vec<MessagePart>, StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -441,6 +443,7 @@ impl Storage {
         sender: &str,
         reference: &str,
     ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             sqlx::query(
                 "DELETE FROM message_parts WHERE channel = $1 AND sender = $2 AND reference = $3",

@@ -133,6 +133,7 @@ fn truncated(error: &str) -> String {
 impl Storage {
     /// Queues a job; returns its id. With a unique key already taken, returns the existing job's id.
     pub async fn enqueue_job(&self, job: &NewJob, now: Timestamp) -> Result<i64, StorageError> {
+        let _writing = self.writing().await;
         let max_attempts = i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX);
         on_pool!(self, |pool| {
             let inserted: Option<i64> = sqlx::query_scalar(
@@ -170,6 +171,7 @@ impl Storage {
         lease: Duration,
         now: Timestamp,
     ) -> Result<Vec<ClaimedJob>, StorageError> {
+        let _writing = self.writing().await;
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -230,6 +232,7 @@ impl Storage {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
@@ -286,6 +289,7 @@ impl Storage {
         run_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let reason = truncated(reason);
         let done = on_pool!(self, |pool| {
             sqlx::query(
@@ -326,6 +330,7 @@ impl Storage {
         run_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let finished_at = matches!(state, JobState::Succeeded | JobState::Dead).then_some(now);
         let error = error.map(truncated);
         let done = on_pool!(self, |pool| {
@@ -402,6 +407,7 @@ impl Storage {
 
     /// Deletes jobs that succeeded before `before`; returns how many. Dead jobs are kept.
     pub async fn purge_succeeded_jobs(&self, before: Timestamp) -> Result<u64, StorageError> {
+        let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query("DELETE FROM jobs WHERE state = 'succeeded' AND finished_at < $1")
                 .bind(before)

@@ -37,6 +37,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +139,8 @@ impl BeginWrite for PgPool {
 pub struct Storage {
     pub(crate) backend: Backend,
     url: DatabaseUrl,
+    /// SQLite's writers take turns here; see [`Storage::writing`].
+    writer_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -147,6 +150,19 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
+    /// Waits for this process's turn to write. SQLite has one writer at a time: writers that
+    /// queue inside SQLite wait in its busy handler, which sleeps up to 100 ms between tries, so
+    /// under load most of the time goes to sleeping. Queueing here instead hands the lock on in
+    /// order and at once (measured in docs/PERFORMANCE.md). Every method that writes takes its
+    /// turn first and holds it until it returns; reads never wait (WAL). PostgreSQL has row
+    /// locks and needs no turn.
+    pub(crate) async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite(_) => Some(self.writer_turn.lock().await),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Opens a pool and checks that the database answers. Creates the SQLite file if needed.
     pub async fn connect(config: &DatabaseConfig) -> Result<Storage, StorageError> {
         let url = config.url.clone();
@@ -165,7 +181,7 @@ impl Storage {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(config.max_connections)
+                    .max_connections(config.sqlite_max_connections)
                     .acquire_timeout(timeout)
                     .connect_with(options)
                     .await
@@ -183,7 +199,11 @@ impl Storage {
                 Backend::Postgres(pool)
             }
         };
-        Ok(Storage { backend, url })
+        Ok(Storage {
+            backend,
+            url,
+            writer_turn: Arc::default(),
+        })
     }
 
     pub fn kind(&self) -> DatabaseKind {

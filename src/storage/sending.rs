@@ -128,6 +128,7 @@ impl Storage {
     /// Claims a queued message for one send; false when it is not queued (sent already, being
     /// sent, or given up).
     pub async fn mark_sending(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE messages SET status = 'sending', updated_at = $1 WHERE id = $2 AND status = 'queued'",
@@ -150,6 +151,7 @@ impl Storage {
         cost_micros: Option<i64>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -226,6 +228,7 @@ impl Storage {
         failure: &SendFailure<'_>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -276,6 +279,7 @@ impl Storage {
         sender: &str,
         now: Timestamp,
     ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -317,6 +321,7 @@ impl Storage {
     /// status that arrives before its message is recorded is kept by provider id and applied
     /// when the send is recorded.
     pub async fn record_status(&self, new: &NewStatus<'_>) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let now = new.received_at;
         let (channel, provider_message_id, status) =
             (new.channel, new.provider_message_id, new.status);
@@ -392,6 +397,7 @@ impl Storage {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO channel_leases (channel, owner, expires_at) VALUES ($1, $2, $3) \

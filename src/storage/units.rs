@@ -75,6 +75,7 @@ impl Storage {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Vec<Unit>, StorageError> {
+        let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             for new in batch {

@@ -600,8 +600,8 @@ async fn a_conversation_runs_through_twilio(db: &TestDb) {
         .conversation_answers(invitation["conversation_id"].as_str().unwrap())
         .await
         .unwrap();
-    assert_eq!(answers[0].score, Some(9), "{answers:?}");
-    assert_eq!(answers[1].text.as_deref(), Some("Livraison parfaite"));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].score, Some(9));
     server.stop().await;
 }
 
