@@ -19,6 +19,18 @@ pub struct DatabaseConfig {
     pub connect_timeout_secs: u64,
     /// How long SQLite waits on a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// SQLite: `full` syncs the write-ahead log at every commit, so an acknowledged webhook
+    /// survives a power loss; `normal` may lose the last commits on power loss (never on a
+    /// crash of hearback alone) and is a little faster.
+    pub sqlite_synchronous: SqliteSync,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
 }
 
 impl Default for DatabaseConfig {
@@ -29,6 +41,7 @@ impl Default for DatabaseConfig {
             sqlite_max_connections: 1,
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 5_000,
+            sqlite_synchronous: SqliteSync::Full,
         }
     }
 }

@@ -12,7 +12,7 @@ pub use channels::{
     MessageBirdChannel, MessageBirdSignature, PlivoChannel, PlivoSignatureVersion, Sender,
     SinchChannel, TelnyxChannel, TwilioChannel, VonageApi, VonageChannel, VonageSignatureMethod,
 };
-pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError};
+pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError, SqliteSync};
 pub use secret::Secret;
 
 use figment::Figment;

@@ -31,7 +31,7 @@ pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};
 pub use units::{NewUnit, Unit};
 
-use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl};
+use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -177,7 +177,10 @@ impl Storage {
                     .map_err(connect_error)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(match config.sqlite_synchronous {
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                    })
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
                 let pool = SqlitePoolOptions::new()

@@ -1,6 +1,7 @@
 //! Every provider against its published vectors and payloads (`fixtures/providers/`), tampering,
 //! replay windows, malformed input, and the status mappings.
 
+mod conversations;
 mod gateway;
 mod messagebird;
 mod plivo;
