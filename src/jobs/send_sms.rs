@@ -5,9 +5,10 @@
 //!   puts the job back for a moment, without counting an attempt. The holder paces the channel
 //!   with `governor` at its `messages_per_second`.
 //! - **Never twice.** The message is marked `sending` (committed) before the provider is called.
-//!   A run that finds it `sending` knows an earlier run died during the call: the provider may
-//!   have the message, so it is marked `unknown` and reported, not sent again. A timeout or a
-//!   connection cut mid-answer is the same case.
+//!   A run that finds it `sending` knows an earlier run died during the call (or the call timed
+//!   out): the provider may have the message. The provider is asked ([`Provider::find_sent`]):
+//!   if it has the message, the send is recorded; if it has none, the message is sent; if its API
+//!   cannot tell, the message is marked `unknown` and reported, never sent again.
 //! - **Failures.** A retryable error puts the message back in the queue (the job retries with
 //!   backoff); from the second failure on, a channel with a `fallback` hands the message to it
 //!   (an outage, not the number: a permanent refusal never fails over). A permanent refusal marks
@@ -18,7 +19,7 @@
 
 use super::{JobFailure, JobFuture, JobHandler};
 use crate::config::ChannelConfig;
-use crate::providers::{OutboundSms, PermanentReason, Provider, SendError};
+use crate::providers::{Lookup, OutboundSms, PermanentReason, Provider, SendError};
 use crate::storage::{ClaimedJob, OutgoingMessage, Purpose, SEND_JOB, SendFailure, Storage};
 use crate::time::Timestamp;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -29,6 +30,8 @@ use tracing::{info, warn};
 
 /// How long a channel stays with the instance that last sent through it.
 const CHANNEL_LEASE: Duration = Duration::from_secs(10);
+/// How far back the provider is asked for a message whose send outcome is unknown.
+const RECONCILE_LOOKBACK_MS: i64 = 2 * 86_400_000;
 /// How soon a job waiting for another instance's channel looks again.
 const CHANNEL_BUSY_DELAY: Duration = Duration::from_secs(1);
 
@@ -109,6 +112,19 @@ impl JobHandler for SendSms {
     }
 }
 
+fn outbound<'a>(
+    message: &'a OutgoingMessage,
+    sender: &'a str,
+    callback: Option<&'a str>,
+) -> OutboundSms<'a> {
+    OutboundSms {
+        from: sender,
+        to: &message.phone,
+        text: &message.body,
+        status_callback: callback,
+    }
+}
+
 fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
     JobFailure::Retry(e.to_string())
 }
@@ -127,17 +143,21 @@ impl Inner {
             .map_err(storage_failure)?
             .ok_or_else(|| JobFailure::Permanent("no such outgoing message".into()))?;
         let now = Timestamp::now();
-        match message.status.as_str() {
-            "queued" => {}
-            "sending" => {
-                warn!(message = %message.id, channel = %message.channel, "an earlier send stopped during the provider call; outcome unknown, not sent again");
-                metrics::counter!("hearback_sms_sent_total", "channel" => message.channel.clone(), "outcome" => "unknown").increment(1);
-                return self
-                    .fail(&message, "unknown", Some("outcome_unknown"), None, now)
-                    .await;
+        let channel = self.channels.get(&message.channel);
+        let due = match (message.status.as_str(), channel) {
+            ("queued", _) => true,
+            ("sending", Some(channel)) => self.reconcile(&message, channel).await?,
+            ("sending", None) => {
+                return Err(JobFailure::Retry(format!(
+                    "channel '{}' is not configured on this instance; it cannot reconcile",
+                    message.channel
+                )));
             }
             // Sent, failed or unknown already: an earlier run finished the work.
-            _ => return Ok(()),
+            _ => false,
+        };
+        if !due {
+            return Ok(());
         }
         let purpose = message.purpose.as_deref().and_then(Purpose::parse);
         if message.opted_out_at.is_some() && purpose != Some(Purpose::OptOutConfirmation) {
@@ -146,7 +166,7 @@ impl Inner {
                 .fail(&message, "failed_permanent", Some("opted_out"), None, now)
                 .await;
         }
-        let Some(channel) = self.channels.get(&message.channel) else {
+        let Some(channel) = channel else {
             return Err(JobFailure::Retry(format!(
                 "channel '{}' is not configured on this instance",
                 message.channel
@@ -169,27 +189,12 @@ impl Inner {
         {
             return Ok(());
         }
-        let sender = message
-            .sender
-            .clone()
-            .unwrap_or_else(|| channel.default_sender.clone());
-        let callback = self.public_url.as_ref().map(|base| {
-            format!(
-                "{}/webhooks/{}/status",
-                base.as_str().trim_end_matches('/'),
-                message.channel
-            )
-        });
+        let (sender, callback) = self.addressing(&message, channel);
         let outcome = channel
             .provider
             .send(
                 &self.client,
-                OutboundSms {
-                    from: &sender,
-                    to: &message.phone,
-                    text: &message.body,
-                    status_callback: callback.as_deref(),
-                },
+                outbound(&message, &sender, callback.as_deref()),
             )
             .await;
         let now = Timestamp::now();
@@ -216,9 +221,10 @@ impl Inner {
                     .map_err(storage_failure)
             }
             Err(SendError::OutcomeUnknown { reason }) => {
-                warn!(message = %message.id, error = %reason, "send outcome unknown; not sent again");
-                self.fail(&message, "unknown", Some("outcome_unknown"), None, now)
-                    .await
+                // The message stays `sending`: the next attempt asks the provider before anything
+                // is sent again.
+                warn!(message = %message.id, error = %reason, "send outcome unknown; will reconcile with the provider");
+                Err(JobFailure::Retry(reason))
             }
             Err(SendError::Retryable {
                 reason,
@@ -279,6 +285,87 @@ impl Inner {
                     now,
                 )
                 .await
+            }
+        }
+    }
+
+    /// The sender and the status callback URL of a message.
+    fn addressing(
+        &self,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+    ) -> (String, Option<String>) {
+        let sender = message
+            .sender
+            .clone()
+            .unwrap_or_else(|| channel.default_sender.clone());
+        let callback = self.public_url.as_ref().map(|base| {
+            format!(
+                "{}/webhooks/{}/status",
+                base.as_str().trim_end_matches('/'),
+                message.channel
+            )
+        });
+        (sender, callback)
+    }
+
+    /// A message left `sending` by an earlier run: the provider may have it. Asks the provider;
+    /// returns true when it has no such message and sending it is safe. Otherwise the message
+    /// is recorded as sent (the provider had it) or `unknown` (the provider cannot tell), and
+    /// never sent again.
+    async fn reconcile(
+        &self,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+    ) -> Result<bool, JobFailure> {
+        let (sender, callback) = self.addressing(message, channel);
+        let now = Timestamp::now();
+        let since = Timestamp::from_millis(now.as_millis() - RECONCILE_LOOKBACK_MS).unwrap_or(now);
+        let lookup = channel
+            .provider
+            .find_sent(
+                &self.client,
+                outbound(message, &sender, callback.as_deref()),
+                since,
+            )
+            .await
+            .map_err(|e| JobFailure::Retry(format!("cannot reconcile an unknown send: {e}")))?;
+        let outcome = match &lookup {
+            Lookup::Found(_) => "reconciled_sent",
+            Lookup::NotFound => "reconciled_missing",
+            Lookup::Unsupported => "unknown",
+        };
+        metrics::counter!("hearback_sms_sent_total", "channel" => message.channel.clone(), "outcome" => outcome).increment(1);
+        match lookup {
+            Lookup::Found(sent) => {
+                info!(message = %message.id, "unknown send reconciled: the provider had the message");
+                self.storage
+                    .record_sent(message, &sent.provider_message_id, None, now)
+                    .await
+                    .map_err(storage_failure)?;
+                Ok(false)
+            }
+            Lookup::NotFound => {
+                info!(message = %message.id, "unknown send reconciled: the provider never got the message; sending it");
+                self.storage
+                    .record_send_failure(
+                        message,
+                        &SendFailure {
+                            status: "queued",
+                            error_code: None,
+                            number_status: None,
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(storage_failure)?;
+                Ok(true)
+            }
+            Lookup::Unsupported => {
+                warn!(message = %message.id, channel = %message.channel, "an earlier send stopped during the provider call and the provider cannot be asked; outcome unknown, not sent again");
+                self.fail(message, "unknown", Some("outcome_unknown"), None, now)
+                    .await?;
+                Ok(false)
             }
         }
     }

@@ -79,6 +79,30 @@ pub trait Provider: Send + Sync {
         client: &'a reqwest::Client,
         sms: OutboundSms<'a>,
     ) -> BoxFuture<'a, Result<Sent, SendError>>;
+
+    /// After a send whose outcome is unknown: asks the provider whether it has this message
+    /// (same sender, recipient and text, sent on or after `since`). Only providers whose API can
+    /// list sent messages answer; the others say [`Lookup::Unsupported`].
+    fn find_sent<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+        since: Timestamp,
+    ) -> BoxFuture<'a, Result<Lookup, SendError>> {
+        let _ = (client, sms, since);
+        Box::pin(std::future::ready(Ok(Lookup::Unsupported)))
+    }
+}
+
+/// What the provider said about a message whose send outcome was unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// It has the message: it was sent.
+    Found(Sent),
+    /// It has no such message: it never arrived, and sending it is safe.
+    NotFound,
+    /// The provider's API cannot tell.
+    Unsupported,
 }
 
 /// An SMS from a customer.

@@ -25,8 +25,8 @@
 use super::send::{self, Outcome};
 use super::wire::{self, Params};
 use super::{
-    DeliveryStatus, InboundMessage, OutboundSms, ParseError, PermanentReason, Provider, SendError,
-    Sent, StatusUpdate, VerifyError, WebhookRequest,
+    DeliveryStatus, InboundMessage, Lookup, OutboundSms, ParseError, PermanentReason, Provider,
+    SendError, Sent, StatusUpdate, VerifyError, WebhookRequest,
 };
 use crate::config::{Secret, TwilioChannel};
 use crate::time::Timestamp;
@@ -92,6 +92,58 @@ impl Twilio {
                 body.get("price").and_then(|p| p.as_str()),
                 body.get("price_unit").and_then(|p| p.as_str()),
             ),
+        })
+    }
+}
+
+impl Twilio {
+    /// Lists the messages from `sms.from` to `sms.to` sent since the day of `since` (Twilio
+    /// filters by day) and looks for one with the same text.
+    async fn find(
+        &self,
+        client: &reqwest::Client,
+        sms: OutboundSms<'_>,
+        since: Timestamp,
+    ) -> Result<Lookup, SendError> {
+        let url = send::endpoint(
+            self.api_base_url.as_ref(),
+            API_BASE_URL,
+            &format!(
+                "/2010-04-01/Accounts/{}/Messages.json",
+                send::path_segment(&self.account_sid)
+            ),
+        );
+        let day = since.as_datetime().format("%Y-%m-%d").to_string();
+        let request = client
+            .get(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .query(&[
+                ("To", sms.to),
+                ("From", sms.from),
+                ("DateSent>", day.as_str()),
+                ("PageSize", "100"),
+            ]);
+        let answer = send::call("twilio", request).await?;
+        let body = answer.json();
+        if !answer.status.is_success() {
+            let code = body.as_ref().and_then(|b| wire::json_code(b, "/code"));
+            return Err(send::unsuccessful("twilio", &answer, code, None));
+        }
+        let body = body.ok_or_else(|| send::unreadable("twilio", "not JSON"))?;
+        let found = body
+            .get("messages")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|m| m.get("body").and_then(serde_json::Value::as_str) == Some(sms.text));
+        Ok(match found {
+            None => Lookup::NotFound,
+            Some(message) => Lookup::Found(Sent {
+                provider_message_id: send::message_id(message.get("sid"))
+                    .ok_or_else(|| send::unreadable("twilio", "no sid"))?,
+                segments: send::count(message.get("num_segments")),
+                cost: None,
+            }),
         })
     }
 }
@@ -172,6 +224,15 @@ impl Provider for Twilio {
         sms: OutboundSms<'a>,
     ) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(self.send_sms(client, sms))
+    }
+
+    fn find_sent<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        sms: OutboundSms<'a>,
+        since: Timestamp,
+    ) -> BoxFuture<'a, Result<Lookup, SendError>> {
+        Box::pin(self.find(client, sms, since))
     }
 }
 

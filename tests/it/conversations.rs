@@ -370,7 +370,9 @@ crate::both_backends!(
     a_conversation_runs_through_twilio,
     an_invalid_number_is_flagged_and_its_invitation_fails,
     an_outage_moves_the_message_to_the_fallback_channel,
-    a_send_whose_outcome_is_unknown_is_not_sent_again,
+    an_unknown_send_that_the_provider_has_is_recorded_not_sent_again,
+    an_unknown_send_that_the_provider_never_got_is_sent_once,
+    an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent,
     a_message_queued_before_an_opt_out_is_never_sent,
     a_status_that_arrives_before_the_send_is_applied_with_it,
     one_instance_at_a_time_holds_a_channel,
@@ -387,6 +389,7 @@ type Form = Vec<(String, String)>;
 struct TwilioApi {
     sent: Arc<Mutex<Vec<Form>>>,
     calls: Arc<Mutex<usize>>,
+    lookups: Arc<Mutex<usize>>,
     error: Arc<Mutex<Option<(StatusCode, Value)>>>,
 }
 
@@ -447,6 +450,30 @@ async fn twilio_messages(
     )
 }
 
+/// Twilio's message list, filtered by `To` and `From` as Twilio does.
+async fn twilio_list(
+    State(api): State<TwilioApi>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    *api.lookups.lock().unwrap() += 1;
+    let sent = api.sent.lock().unwrap();
+    let messages: Vec<Value> = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, form)| {
+            query.get("To").is_none_or(|to| field(form, "To") == to)
+                && query
+                    .get("From")
+                    .is_none_or(|from| field(form, "From") == from)
+        })
+        .map(|(n, form)| {
+            json!({ "sid": format!("SM{:032x}", n + 1), "to": field(form, "To"),
+                    "from": field(form, "From"), "body": field(form, "Body"), "num_segments": "1" })
+        })
+        .collect();
+    axum::Json(json!({ "messages": messages, "page": 0 }))
+}
+
 /// A Twilio channel sending through the stand-in at `api_base`, with `extra` TOML lines.
 fn twilio_channel(api_base: &str, extra: &str) -> String {
     format!(
@@ -459,7 +486,7 @@ async fn start_twilio_stand_in() -> (String, TwilioApi) {
     let app = axum::Router::new()
         .route(
             "/2010-04-01/Accounts/{account}/Messages.json",
-            axum::routing::post(twilio_messages),
+            axum::routing::post(twilio_messages).get(twilio_list),
         )
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -769,19 +796,67 @@ async fn stored_invitation_for(
     }
 }
 
-async fn a_send_whose_outcome_is_unknown_is_not_sent_again(db: &TestDb) {
+/// Leaves the customer's first question `sending`, as a worker that died during the provider
+/// call would; returns its text.
+async fn left_sending(db: &TestDb) -> String {
+    let queued = customer_messages(db).await;
+    let now = hearback::time::Timestamp::now();
+    assert!(db.storage.mark_sending(&queued[0].id, now).await.unwrap());
+    queued[0].body.clone()
+}
+
+async fn an_unknown_send_that_the_provider_has_is_recorded_not_sent_again(db: &TestDb) {
     let (api_base, api) = start_twilio_stand_in().await;
     stored_invitation(db, "order-11", "twilio", TWILIO_NUMBER).await;
-    // A worker marked the message as being sent, then died during the provider call.
-    let queued = customer_messages(db).await;
-    assert!(
-        db.storage
-            .mark_sending(&queued[0].id, hearback::time::Timestamp::now())
-            .await
-            .unwrap()
-    );
+    let body = left_sending(db).await;
+    // Twilio accepted it before the worker died.
+    api.sent.lock().unwrap().push(vec![
+        ("To".into(), CUSTOMER.into()),
+        ("From".into(), TWILIO_NUMBER.into()),
+        ("Body".into(), body),
+    ]);
     let server = TestServer::start(
         config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the send is reconciled", || async {
+        customer_messages(db).await[0].status == "sent"
+    })
+    .await;
+    let messages = customer_messages(db).await;
+    assert_eq!(
+        messages[0].provider_message_id.as_deref(),
+        Some(format!("SM{:032x}", 1).as_str())
+    );
+    assert_eq!(api.calls(), 0, "never sent twice");
+    assert_eq!(*api.lookups.lock().unwrap(), 1);
+    server.stop().await;
+}
+
+async fn an_unknown_send_that_the_provider_never_got_is_sent_once(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    stored_invitation(db, "order-15", "twilio", TWILIO_NUMBER).await;
+    left_sending(db).await;
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the message is sent", || async {
+        customer_messages(db).await[0].status == "sent"
+    })
+    .await;
+    assert_eq!(api.calls(), 1);
+    assert_eq!(*api.lookups.lock().unwrap(), 1);
+    server.stop().await;
+}
+
+async fn an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent(db: &TestDb) {
+    stored_invitation(db, "order-16", "console", "console").await;
+    left_sending(db).await;
+    let server = TestServer::start(
+        config(db, "[channels.console]\nprovider = \"console\"\n"),
         db.storage.clone(),
     )
     .await;
@@ -790,7 +865,9 @@ async fn a_send_whose_outcome_is_unknown_is_not_sent_again(db: &TestDb) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(api.calls(), 0, "never resent blindly");
+    let messages = customer_messages(db).await;
+    assert_eq!(messages[0].status, "unknown");
+    assert_eq!(messages[0].provider_message_id, None, "never sent again");
     server.stop().await;
 }
 

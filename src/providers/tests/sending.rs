@@ -9,6 +9,7 @@ use super::*;
 use crate::providers::send::{self, Outcome};
 use crate::providers::{OutboundSms, SendError, Sent};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -187,6 +188,59 @@ async fn twilio_gets_a_form_with_basic_auth_and_gives_the_message_sid() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     );
+}
+
+#[tokio::test]
+async fn twilio_is_asked_for_a_message_whose_send_outcome_is_unknown() {
+    let listed = format!(
+        r#"{{"messages": [{{"sid": "SMother", "body": "another text", "to": "{TO}", "from": "{FROM}"}},
+                          {{"sid": "SMfound", "body": "{TEXT}", "to": "{TO}", "from": "{FROM}", "num_segments": "1"}}]}}"#
+    );
+    let api = StandIn::answering(200, &[], &listed).await;
+    let since = Timestamp::from_millis(1_795_000_000_000).unwrap();
+    let found = provider(twilio(&api.url))
+        .find_sent(&client(), sms(), since)
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        crate::providers::Lookup::Found(Sent {
+            provider_message_id: "SMfound".into(),
+            segments: Some(1),
+            cost: None,
+        })
+    );
+    let seen = api.request();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(
+        seen.header("authorization"),
+        basic(TWILIO_SID, "twilio-token")
+    );
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(seen.target.split_once('?').expect("a query").1.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    assert_eq!(query["To"], TO);
+    assert_eq!(query["From"], FROM);
+    assert_eq!(query["DateSent>"], "2026-11-18");
+
+    let empty = StandIn::answering(200, &[], r#"{"messages": []}"#).await;
+    let missing = provider(twilio(&empty.url))
+        .find_sent(&client(), sms(), since)
+        .await
+        .unwrap();
+    assert_eq!(missing, crate::providers::Lookup::NotFound);
+}
+
+#[tokio::test]
+async fn providers_that_cannot_list_their_messages_say_so() {
+    let api = StandIn::answering(200, &[], "{}").await;
+    let lookup = provider(telnyx(&api.url))
+        .find_sent(&client(), sms(), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(lookup, crate::providers::Lookup::Unsupported);
+    assert_eq!(api.requests(), 0);
 }
 
 #[tokio::test]
