@@ -47,6 +47,8 @@ pub struct AppState {
     pub flows: Arc<Flows>,
     /// `jobs.max_attempts`, for the send jobs queued by requests.
     pub send_max_attempts: u32,
+    /// Commits customer messages in batches (see [`crate::storage::InboundWriter`]).
+    pub inbound: crate::storage::InboundWriter,
 }
 
 /// The flows that loaded, by id.
@@ -75,6 +77,7 @@ impl AppState {
         flows: Arc<Flows>,
     ) -> Result<AppState, (String, crate::providers::BuildError)> {
         Ok(AppState {
+            inbound: crate::storage::InboundWriter::start(storage.clone()),
             storage,
             metrics: metrics::recorder(),
             channels: Arc::new(build_channels(config)?),

@@ -16,7 +16,10 @@ use crate::phone::Phone;
 use crate::providers::{
     self, DeliveryStatus, InboundMessage, PartInfo, PermanentReason, Provider, WebhookRequest,
 };
-use crate::storage::{ConsentChange, InboundOutcome, MessagePart, NewInbound, NewStatus};
+use crate::storage::{
+    ConsentChange, InboundContext, InboundOutcome, MessagePart, NewStatus, OwnedInbound,
+    QueuedInbound,
+};
 use crate::time::Timestamp;
 use crate::understand::{self, Keyword};
 use axum::body::Bytes;
@@ -125,24 +128,25 @@ async fn handle(
                     Some(Keyword::Help) | None => None,
                 };
                 let flows = Arc::clone(&state.flows);
-                let text = message.text.as_str();
+                let text = message.text.clone();
+                let plan = move |context: &InboundContext| {
+                    conversation::plan_inbound(&flows, context, keyword, &text, now)
+                };
                 let outcome = state
-                    .storage
-                    .receive_and_apply(
-                        &NewInbound {
-                            channel: &channel,
-                            provider_message_id: &message.provider_message_id,
-                            to: &message.to,
-                            from: from.as_ref(),
-                            body: text,
+                    .inbound
+                    .submit(QueuedInbound {
+                        new: OwnedInbound {
+                            channel: channel.clone(),
+                            provider_message_id: message.provider_message_id.clone(),
+                            to: message.to.clone(),
+                            from,
+                            body: message.text.clone(),
                             consent,
                             received_at: now,
                         },
-                        state.send_max_attempts,
-                        move |context| {
-                            conversation::plan_inbound(&flows, context, keyword, text, now)
-                        },
-                    )
+                        send_max_attempts: state.send_max_attempts,
+                        plan: Arc::new(plan),
+                    })
                     .await?;
                 let label = match &outcome {
                     InboundOutcome::Duplicate => "duplicate",

@@ -44,6 +44,43 @@ pub struct NewInbound<'a> {
     pub received_at: Timestamp,
 }
 
+/// A customer message that owns its data, for the batch writer.
+#[derive(Debug, Clone)]
+pub struct OwnedInbound {
+    pub channel: String,
+    pub provider_message_id: String,
+    pub to: String,
+    pub from: Option<Phone>,
+    pub body: String,
+    pub consent: Option<ConsentChange>,
+    pub received_at: Timestamp,
+}
+
+impl OwnedInbound {
+    pub fn borrowed(&self) -> NewInbound<'_> {
+        NewInbound {
+            channel: &self.channel,
+            provider_message_id: &self.provider_message_id,
+            to: &self.to,
+            from: self.from.as_ref(),
+            body: &self.body,
+            consent: self.consent,
+            received_at: self.received_at,
+        }
+    }
+}
+
+/// What decides what a message causes; called inside the transaction, possibly twice (a
+/// failed batch is applied again message by message), so it must be pure.
+pub type Planner = dyn Fn(&InboundContext) -> InboundPlan + Send + Sync;
+
+/// A customer message and its planner, waiting for [`Storage::receive_batch`].
+pub struct QueuedInbound {
+    pub new: OwnedInbound,
+    pub send_max_attempts: u32,
+    pub plan: std::sync::Arc<Planner>,
+}
+
 /// What [`Storage::receive_and_apply`]'s plan sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundContext {
@@ -130,6 +167,153 @@ pub struct NewStatus<'a> {
     pub received_at: Timestamp,
 }
 
+/// Records one customer message and what it causes, through `$tx` (a write transaction of
+/// either backend); evaluates to the outcome. A duplicate returns early, having changed nothing
+/// but the contact's (idempotent) upsert. Shared by the single and the batched paths.
+macro_rules! apply_inbound {
+    ($tx:ident, $new:expr, $max:expr, $plan:expr, $lock:expr) => {
+        async {
+            let new: &NewInbound<'_> = $new;
+            let message_id = uuid::Uuid::now_v7().to_string();
+            let now = new.received_at;
+            let contact: Option<(String, Option<Timestamp>, Option<String>)> = match new.from {
+                    None => None,
+                    Some(phone) => {
+                        sqlx::query(
+                            "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+                             ON CONFLICT (phone) DO NOTHING",
+                        )
+                        .bind(uuid::Uuid::now_v7().to_string())
+                        .bind(phone.as_e164())
+                        .bind(now)
+                        .execute(&mut *$tx)
+                        .await?;
+                        // The contact's row lock orders one number's messages across instances.
+                        Some(
+                            sqlx::query_as(&format!(
+                                "SELECT id, opted_out_at, locale FROM contacts WHERE phone = $1{}"
+                            , $lock))
+                            .bind(phone.as_e164())
+                            .fetch_one(&mut *$tx)
+                            .await?,
+                        )
+                    }
+                };
+                let contact_id = contact.as_ref().map(|(id, _, _)| id.clone());
+                let conversation: Option<ConversationView> = match &contact_id {
+                    None => None,
+                    Some(contact_id) => {
+                        sqlx::query_as(
+                            "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
+                             FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                             WHERE c.contact_id = $1 AND c.channel = $2 AND c.sender = $3 AND c.status = 'open'",
+                        )
+                        .bind(contact_id)
+                        .bind(new.channel)
+                        .bind(new.to)
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                    }
+                };
+                let inserted: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, body, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, 'received', $8, $8) \
+                     ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING \
+                     RETURNING id",
+                )
+                .bind(&message_id)
+                .bind(conversation.as_ref().map(|c| &c.id))
+                .bind(&contact_id)
+                .bind(new.channel)
+                .bind(new.to)
+                .bind(new.provider_message_id)
+                .bind(new.body)
+                .bind(now)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                if inserted.is_none() {
+                    return Ok(InboundOutcome::Duplicate);
+                }
+                let mut consent_changed = None;
+                let mut opted_out = contact.as_ref().is_some_and(|(_, at, _)| at.is_some());
+                if let (Some(change), Some((contact_id, opted_out_at, _)), Some(phone)) =
+                    (new.consent, &contact, new.from)
+                {
+                    let applies = match change {
+                        ConsentChange::OptedOut => opted_out_at.is_none(),
+                        ConsentChange::OptedIn => opted_out_at.is_some(),
+                    };
+                    if applies {
+                        let opted_out_at = (change == ConsentChange::OptedOut).then_some(now);
+                        opted_out = opted_out_at.is_some();
+                        sqlx::query(
+                            "UPDATE contacts SET opted_out_at = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(opted_out_at)
+                        .bind(now)
+                        .bind(contact_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                        let source = format!("sms:{}", new.channel);
+                        sqlx::query("INSERT INTO contact_consents (contact_id, change, source, at) VALUES ($1, $2, $3, $4)")
+                            .bind(contact_id)
+                            .bind(change.as_str())
+                            .bind(&source)
+                            .bind(now)
+                            .execute(&mut *$tx)
+                            .await?;
+                        let data = json!({
+                            "contact": { "id": contact_id, "phone": phone.as_e164() },
+                            "channel": new.channel,
+                            "source": source,
+                            "message_id": message_id,
+                        });
+                        insert_event!(
+                            $tx,
+                            format!("contact.{}", change.as_str()),
+                            contact_id,
+                            &data,
+                            now
+                        );
+                        consent_changed = Some(change);
+                    }
+                }
+                let context = InboundContext {
+                    message_id: message_id.clone(),
+                    contact_id: contact_id.clone(),
+                    contact_locale: contact.as_ref().and_then(|(_, _, locale)| locale.clone()),
+                    opted_out,
+                    consent_changed,
+                    conversation,
+                };
+                let plan = ($plan)(&context);
+                if let (Some(advance), Some(view)) = (&plan.advance, &context.conversation) {
+                    apply_advance!(
+                        $tx,
+                        view,
+                        advance,
+                        Some(message_id.as_str()),
+                        $max,
+                        now
+                    );
+                }
+                if let Some(contact_id) = &contact_id {
+                    for (purpose, body) in &plan.replies {
+                        queue_outgoing!($tx, conversation: None::<&str>, contact: contact_id,
+                            channel: new.channel, sender: new.to, purpose: *purpose,
+                            body: body, max_attempts: $max, now: now);
+                    }
+                }
+            Ok::<InboundOutcome, StorageError>(InboundOutcome::Stored {
+                message_id,
+                contact_id,
+                consent_changed,
+            })
+        }
+        .await
+    };
+}
+
 impl Storage {
     /// Records one customer message; see the module doc for the exactly-once rule. Nothing else
     /// happens: for a message that moves a conversation, see [`Storage::receive_and_apply`].
@@ -155,146 +339,44 @@ impl Storage {
         P: FnOnce(&InboundContext) -> InboundPlan + Send,
     {
         let _writing = self.writing().await;
-        let message_id = uuid::Uuid::now_v7().to_string();
-        let now = new.received_at;
         let lock = self.row_lock();
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let contact: Option<(String, Option<Timestamp>, Option<String>)> = match new.from {
-                None => None,
-                Some(phone) => {
-                    sqlx::query(
-                        "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-                         ON CONFLICT (phone) DO NOTHING",
-                    )
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(phone.as_e164())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    // The contact's row lock orders one number's messages across instances.
-                    Some(
-                        sqlx::query_as(&format!(
-                            "SELECT id, opted_out_at, locale FROM contacts WHERE phone = $1{lock}"
-                        ))
-                        .bind(phone.as_e164())
-                        .fetch_one(&mut *tx)
-                        .await?,
-                    )
-                }
-            };
-            let contact_id = contact.as_ref().map(|(id, _, _)| id.clone());
-            let conversation: Option<ConversationView> = match &contact_id {
-                None => None,
-                Some(contact_id) => {
-                    sqlx::query_as(
-                        "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
-                         FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                         WHERE c.contact_id = $1 AND c.channel = $2 AND c.sender = $3 AND c.status = 'open'",
-                    )
-                    .bind(contact_id)
-                    .bind(new.channel)
-                    .bind(new.to)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                }
-            };
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, body, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, 'received', $8, $8) \
-                 ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING \
-                 RETURNING id",
-            )
-            .bind(&message_id)
-            .bind(conversation.as_ref().map(|c| &c.id))
-            .bind(&contact_id)
-            .bind(new.channel)
-            .bind(new.to)
-            .bind(new.provider_message_id)
-            .bind(new.body)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
-                tx.rollback().await?;
-                return Ok(InboundOutcome::Duplicate);
+            let outcome = apply_inbound!(tx, new, send_max_attempts, plan, lock)?;
+            match outcome {
+                InboundOutcome::Duplicate => tx.rollback().await?,
+                InboundOutcome::Stored { .. } => tx.commit().await?,
             }
-            let mut consent_changed = None;
-            let mut opted_out = contact.as_ref().is_some_and(|(_, at, _)| at.is_some());
-            if let (Some(change), Some((contact_id, opted_out_at, _)), Some(phone)) =
-                (new.consent, &contact, new.from)
-            {
-                let applies = match change {
-                    ConsentChange::OptedOut => opted_out_at.is_none(),
-                    ConsentChange::OptedIn => opted_out_at.is_some(),
-                };
-                if applies {
-                    let opted_out_at = (change == ConsentChange::OptedOut).then_some(now);
-                    opted_out = opted_out_at.is_some();
-                    sqlx::query(
-                        "UPDATE contacts SET opted_out_at = $1, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(opted_out_at)
-                    .bind(now)
-                    .bind(contact_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let source = format!("sms:{}", new.channel);
-                    sqlx::query("INSERT INTO contact_consents (contact_id, change, source, at) VALUES ($1, $2, $3, $4)")
-                        .bind(contact_id)
-                        .bind(change.as_str())
-                        .bind(&source)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    let data = json!({
-                        "contact": { "id": contact_id, "phone": phone.as_e164() },
-                        "channel": new.channel,
-                        "source": source,
-                        "message_id": message_id,
-                    });
-                    insert_event!(
-                        tx,
-                        format!("contact.{}", change.as_str()),
-                        contact_id,
-                        &data,
-                        now
-                    );
-                    consent_changed = Some(change);
-                }
-            }
-            let context = InboundContext {
-                message_id: message_id.clone(),
-                contact_id: contact_id.clone(),
-                contact_locale: contact.as_ref().and_then(|(_, _, locale)| locale.clone()),
-                opted_out,
-                consent_changed,
-                conversation,
-            };
-            let plan = plan(&context);
-            if let (Some(advance), Some(view)) = (&plan.advance, &context.conversation) {
-                apply_advance!(
+            Ok(outcome)
+        })
+    }
+
+    /// Records several customer messages, each as [`Storage::receive_and_apply`] would, in one
+    /// transaction: one commit (one sync to disk) for the batch. In the order given, so one
+    /// number's messages apply one after the other. All or nothing: on an error nothing is kept,
+    /// and the caller may apply the messages one by one.
+    pub async fn receive_batch(
+        &self,
+        batch: &[&QueuedInbound],
+    ) -> Result<Vec<InboundOutcome>, StorageError> {
+        let _writing = self.writing().await;
+        let lock = self.row_lock();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for queued in batch {
+                let new = queued.new.borrowed();
+                let plan = &*queued.plan;
+                outcomes.push(apply_inbound!(
                     tx,
-                    view,
-                    advance,
-                    Some(message_id.as_str()),
-                    send_max_attempts,
-                    now
-                );
-            }
-            if let Some(contact_id) = &contact_id {
-                for (purpose, body) in &plan.replies {
-                    queue_outgoing!(tx, conversation: None::<&str>, contact: contact_id,
-                        channel: new.channel, sender: new.to, purpose: *purpose,
-                        body: body, max_attempts: send_max_attempts, now: now);
-                }
+                    &new,
+                    queued.send_max_attempts,
+                    plan,
+                    lock
+                )?);
             }
             tx.commit().await?;
-            Ok(InboundOutcome::Stored {
-                message_id,
-                contact_id,
-                consent_changed,
-            })
+            Ok(outcomes)
         })
     }
 

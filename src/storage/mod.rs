@@ -7,6 +7,7 @@
 
 mod api_keys;
 mod audit;
+mod batch;
 mod codec;
 mod conversations;
 mod inbound;
@@ -17,6 +18,7 @@ mod units;
 
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
+pub use batch::InboundWriter;
 pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
@@ -24,7 +26,8 @@ pub use conversations::{
 pub(crate) use conversations::{apply_advance, insert_event, queue_outgoing};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
-    MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord,
+    MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
+    QueuedInbound,
 };
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;

@@ -378,6 +378,7 @@ crate::both_backends!(
     one_instance_at_a_time_holds_a_channel,
     a_long_sms_in_parts_is_reassembled_before_it_is_read,
     two_messages_from_one_number_on_two_instances_are_applied_one_after_the_other,
+    a_message_that_fails_does_not_fail_the_others_committed_with_it,
 );
 
 /// One form as posted to the stand-in.
@@ -1157,4 +1158,75 @@ async fn two_messages_from_one_number_on_two_instances_are_applied_one_after_the
     }
     first.stop().await;
     second.stop().await;
+}
+
+async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &TestDb) {
+    use hearback::storage::{
+        Advance, ConversationStatus, InboundOutcome, InboundPlan, NewAnswer, OwnedInbound,
+        QueuedInbound,
+    };
+    stored_invitation(db, "order-17", "console", "console").await;
+    let writer = hearback::storage::InboundWriter::start(db.storage.clone());
+    let queued = |id: &str, from: &str, broken: bool| QueuedInbound {
+        new: OwnedInbound {
+            channel: "console".into(),
+            provider_message_id: id.into(),
+            to: "console".into(),
+            from: Some(Phone::parse(from, None).unwrap()),
+            body: "9".into(),
+            consent: None,
+            received_at: hearback::time::Timestamp::now(),
+        },
+        send_max_attempts: 3,
+        plan: Arc::new(
+            move |context: &hearback::storage::InboundContext| InboundPlan {
+                // An answer the schema refuses: the whole transaction it is in fails.
+                advance: (broken && context.conversation.is_some()).then(|| Advance {
+                    state: json!({}),
+                    status: ConversationStatus::Open,
+                    answers: vec![NewAnswer {
+                        question_id: "score".into(),
+                        kind: "bogus",
+                        score: None,
+                        choice: None,
+                        text: None,
+                    }],
+                    events: vec![],
+                    messages: vec![],
+                }),
+                replies: vec![],
+            },
+        ),
+    };
+    let (first, broken, last) = tokio::join!(
+        writer.submit(queued("ok-1", "+33612345601", false)),
+        writer.submit(queued("bad", CUSTOMER, true)),
+        writer.submit(queued("ok-2", "+33612345602", false)),
+    );
+    assert!(matches!(first.unwrap(), InboundOutcome::Stored { .. }));
+    assert!(broken.is_err(), "the broken message fails alone");
+    assert!(matches!(last.unwrap(), InboundOutcome::Stored { .. }));
+    assert!(
+        customer_messages(db)
+            .await
+            .iter()
+            .all(|m| m.direction == "outbound"),
+        "nothing of the broken message is kept"
+    );
+    for phone in ["+33612345601", "+33612345602"] {
+        let contact = db
+            .storage
+            .contact_by_phone(&Phone::parse(phone, None).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.storage
+                .contact_messages(&contact.id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }
