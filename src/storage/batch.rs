@@ -1,15 +1,15 @@
 //! The inbound writer: customer messages committed in batches.
 //!
-//! Every webhook hands its message to one writer task per instance and waits for its outcome;
-//! the writer takes every message waiting, commits them in one transaction
+//! On SQLite every webhook hands its message to one writer task and waits for its outcome; the
+//! writer takes every message waiting, commits them in one transaction
 //! ([`Storage::receive_batch`]) and answers each only once the batch is durable. Under load a
 //! batch forms while the previous one commits, so one commit (one sync to disk) serves many
 //! webhooks; when idle a message is its own batch and waits for nobody.
 //!
-//! Order and locks: messages keep their arrival order per number (a stable sort by number), and
-//! sorting by number makes every instance lock contacts in the same order, so two instances'
-//! batches wait for each other instead of deadlocking. If a batch fails as a whole, its messages
-//! are applied one by one, so one bad message cannot fail the others.
+//! Order: messages keep their arrival order per number (a stable sort by number, which would also
+//! give concurrent batches one lock order). If a batch fails as a whole, its messages are applied
+//! one by one, so one bad message cannot fail the others. On PostgreSQL each message is its own
+//! transaction (see [`InboundWriter`]'s modes).
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
 use tokio::sync::{mpsc, oneshot};
@@ -20,24 +20,53 @@ const MAX_BATCH: usize = 128;
 
 type Reply = oneshot::Sender<Result<InboundOutcome, StorageError>>;
 
-/// A handle on the writer task; cloning it is cheap. The task ends when every handle is dropped.
+/// A handle on the writer; cloning it is cheap. The writer task ends when every handle is dropped.
 #[derive(Clone)]
 pub struct InboundWriter {
-    queue: mpsc::Sender<(QueuedInbound, Reply)>,
+    mode: Mode,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// SQLite writes one transaction at a time: one writer task batches every message.
+    Batched(mpsc::Sender<(QueuedInbound, Reply)>),
+    /// PostgreSQL already commits concurrent transactions together (its WAL writer flushes them
+    /// at once), and runs them in parallel on the pool's connections; batching there only made
+    /// the work wait in line (measured in docs/PERFORMANCE.md). Each message is its own
+    /// transaction, the contact's row lock keeping one number's messages in order.
+    Direct(Storage),
 }
 
 impl InboundWriter {
-    /// Starts the writer task (on the current Tokio runtime).
+    /// Starts the writer task where there is one (on the current Tokio runtime).
     pub fn start(storage: Storage) -> InboundWriter {
-        let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write_batches(storage, waiting));
-        InboundWriter { queue }
+        let mode = match storage.kind() {
+            crate::config::DatabaseKind::Sqlite => {
+                let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
+                tokio::spawn(write_batches(storage, waiting));
+                Mode::Batched(queue)
+            }
+            crate::config::DatabaseKind::Postgres => Mode::Direct(storage),
+        };
+        InboundWriter { mode }
     }
 
     /// Records the message and what it causes; answers once it is durable.
     pub async fn submit(&self, queued: QueuedInbound) -> Result<InboundOutcome, StorageError> {
+        let queue = match &self.mode {
+            Mode::Direct(storage) => {
+                return storage
+                    .receive_and_apply(
+                        &queued.new.borrowed(),
+                        queued.send_max_attempts,
+                        &*queued.plan,
+                    )
+                    .await;
+            }
+            Mode::Batched(queue) => queue,
+        };
         let (reply, outcome) = oneshot::channel();
-        self.queue
+        queue
             .send((queued, reply))
             .await
             .map_err(|_| StorageError::Corrupt("the inbound writer has stopped".into()))?;
