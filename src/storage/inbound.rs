@@ -518,6 +518,37 @@ impl Storage {
         })
     }
 
+    /// Parts of messages whose last part arrived before `before` and that are still incomplete,
+    /// with their channel and arrival time, grouped by message.
+    pub async fn stale_message_parts(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<(String, Timestamp, MessagePart)>, StorageError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            channel: String,
+            received_at: Timestamp,
+            #[sqlx(flatten)]
+            part: MessagePart,
+        }
+        let rows: Vec<Row> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT p.channel, p.received_at, p.provider_message_id, p.sender, p.recipient, p.reference, \
+                 p.part_index, p.part_total, p.body FROM message_parts p \
+                 WHERE NOT EXISTS (SELECT 1 FROM message_parts q WHERE q.channel = p.channel \
+                   AND q.sender = p.sender AND q.reference = p.reference AND q.received_at >= $1) \
+                 ORDER BY p.channel, p.sender, p.reference, p.part_index",
+            )
+            .bind(before)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.channel, r.received_at, r.part))
+            .collect())
+    }
+
     /// Drops the parts of a message once the whole message is recorded.
     pub async fn forget_message_parts(
         &self,

@@ -379,6 +379,7 @@ crate::both_backends!(
     a_long_sms_in_parts_is_reassembled_before_it_is_read,
     two_messages_from_one_number_on_two_instances_are_applied_one_after_the_other,
     a_message_that_fails_does_not_fail_the_others_committed_with_it,
+    a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
 );
 
 /// One form as posted to the stand-in.
@@ -1229,4 +1230,50 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
             1
         );
     }
+}
+
+async fn a_long_sms_whose_parts_stop_coming_is_kept_as_it_is(db: &TestDb) {
+    use hearback::storage::MessagePart;
+    let now = hearback::time::Timestamp::now();
+    let two_days_ago =
+        hearback::time::Timestamp::from_millis(now.as_millis() - 2 * 86_400_000).unwrap();
+    let part = |reference: &str, index: i32, body: &str| MessagePart {
+        provider_message_id: format!("{reference}-{index}"),
+        sender: CUSTOMER[1..].to_string(),
+        recipient: TWILIO_NUMBER.to_string(),
+        reference: reference.to_string(),
+        part_index: index,
+        part_total: 3,
+        body: body.to_string(),
+    };
+    for (index, body) in [(1, "Bonjour, "), (3, " merci")] {
+        db.storage
+            .store_message_part("vonage", &part("old", index, body), two_days_ago)
+            .await
+            .unwrap();
+    }
+    db.storage
+        .store_message_part("vonage", &part("new", 1, "En cours"), now)
+        .await
+        .unwrap();
+
+    let day_ago = hearback::time::Timestamp::from_millis(now.as_millis() - 86_400_000).unwrap();
+    let kept = hearback::jobs::maintenance::flush_incomplete_messages(&db.storage, day_ago, now)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "only the message whose parts stopped a day ago");
+    let messages = customer_messages(db).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body, "Bonjour, […] merci");
+    assert_eq!(messages[0].provider_message_id.as_deref(), Some("old-1"));
+    let again = hearback::jobs::maintenance::flush_incomplete_messages(&db.storage, day_ago, now)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "kept once");
+    let waiting = db
+        .storage
+        .store_message_part("vonage", &part("new", 2, "..."), now)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 2, "a message still arriving is left alone");
 }
