@@ -55,10 +55,32 @@ pub async fn open_storage(config: &Config, migrate: bool) -> Result<Storage, Sto
     Ok(storage)
 }
 
+/// Refuses a channel that could carry no flow: every flow asks questions, and a channel whose
+/// senders are all alphanumeric IDs cannot receive the answers.
+fn check_channels(
+    config: &Config,
+    flows: &std::collections::BTreeMap<String, crate::flow::Flow>,
+) -> Result<(), ServeError> {
+    for (name, channel) in config.effective_channels() {
+        let senders = channel.common().senders;
+        if !flows.is_empty() && !senders.is_empty() && !senders.iter().any(|s| s.receives_replies())
+        {
+            return Err(ServeError::OneWayChannel {
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Binds the configured address and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
     // A channel that cannot be built (a malformed key) stops start-up, before anything else.
     http::build_channels(&config).map_err(|(name, source)| ServeError::Channel { name, source })?;
+    check_channels(
+        &config,
+        &crate::flow::load_paths(std::slice::from_ref(&config.flows.dir)).flows,
+    )?;
     let storage = open_storage(&config, migrate).await?;
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -83,16 +105,8 @@ pub async fn run(
         error!(%problem, "flow refused");
     }
     info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
+    check_channels(config, &flows.flows)?;
     for (name, channel) in config.effective_channels() {
-        let senders = channel.common().senders;
-        if !flows.flows.is_empty()
-            && !senders.is_empty()
-            && !senders.iter().any(|s| s.receives_replies())
-        {
-            return Err(ServeError::OneWayChannel {
-                name: name.to_string(),
-            });
-        }
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
 

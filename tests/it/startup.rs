@@ -134,6 +134,25 @@ fn a_channel_with_a_malformed_key_stops_start_up() {
 }
 
 #[test]
+fn a_channel_that_cannot_receive_replies_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
+    let config = format!(
+        "[flows]\ndir = \"{flows}\"\n\n[channels.brand]\nprovider = \"twilio\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"t\"\nsenders = [\"HEARBACK\"]\n"
+    );
+    std::fs::write(dir.path().join("hearback.toml"), config).unwrap();
+    let line = single_error_line(hearback(dir.path()).arg("serve"));
+    assert!(
+        line.contains("channel 'brand'") && line.contains("alphanumeric"),
+        "{line}"
+    );
+    assert!(
+        !dir.path().join("hearback.db").exists(),
+        "refused before the database was touched"
+    );
+}
+
+#[test]
 fn a_missing_explicit_configuration_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let line = single_error_line(hearback(dir.path()).args(["--config", "absent.toml", "serve"]));
