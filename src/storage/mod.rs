@@ -185,6 +185,10 @@ impl Storage {
                         SqliteSync::Normal => SqliteSynchronous::Normal,
                     })
                     .foreign_keys(true)
+                    // SQLite's default page cache is 2 MiB: past that every page read is a
+                    // system call. 64 MiB keeps the working set of a busy instance in memory
+                    // (measured in docs/PERFORMANCE.md).
+                    .pragma("cache_size", "-65536")
                     .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.sqlite_max_connections)
