@@ -152,8 +152,12 @@ impl Storage {
         now: Timestamp,
     ) -> Result<(), StorageError> {
         let _writing = self.writing().await;
+        let (lock, key) = self.status_lock(&message.channel, provider_message_id);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(&key).execute(&mut *tx).await?;
+            }
             sqlx::query(
                 "UPDATE messages SET status = 'sent', provider_message_id = $1, cost_micros = $2, updated_at = $3 \
                  WHERE id = $4 AND status IN ('sending', 'unknown')",
@@ -322,12 +326,16 @@ impl Storage {
     /// when the send is recorded.
     pub async fn record_status(&self, new: &NewStatus<'_>) -> Result<bool, StorageError> {
         let _writing = self.writing().await;
+        let (lock, key) = self.status_lock(new.channel, new.provider_message_id);
         let now = new.received_at;
         let (channel, provider_message_id, status) =
             (new.channel, new.provider_message_id, new.status);
         let (error_code, number_status) = (new.error_code, new.number_status);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(&key).execute(&mut *tx).await?;
+            }
             let inserted = sqlx::query(
                 "INSERT INTO message_statuses (channel, provider_message_id, message_id, status, error_code, received_at) \
                  VALUES ($1, $2, (SELECT id FROM messages WHERE channel = $1 AND direction = 'outbound' AND provider_message_id = $2), \
@@ -386,6 +394,22 @@ impl Storage {
             tx.commit().await?;
             Ok(true)
         })
+    }
+
+    /// Recording a send and recording one of its statuses must not run side by side: each would
+    /// miss the other (the status finds no message with that provider id yet, the send finds no
+    /// status yet) and the status would never be applied. On PostgreSQL both take a transaction
+    /// lock on the provider message id; SQLite's writers already take turns.
+    fn status_lock(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+    ) -> (Option<&'static str>, String) {
+        let lock = match self.backend {
+            super::Backend::Sqlite(_) => None,
+            super::Backend::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+        };
+        (lock, format!("status:{channel}:{provider_message_id}"))
     }
 
     /// Takes or keeps the send lease of `channel` for `owner` until `until`; false when another

@@ -47,7 +47,8 @@ pub struct CreateInvitationRequest {
     #[serde(default)]
     #[schema(value_type = Object, example = json!({"first_name": "Ana", "store": "Lyon 2", "order_date": "12/11"}))]
     pub variables: BTreeMap<String, Value>,
-    /// The channel to send through; by default the first channel serving the number's country.
+    /// The channel to send through; by default the first channel, in name order, that serves the
+    /// number's country.
     pub channel: Option<String>,
 }
 
