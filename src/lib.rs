@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod lang;
 pub mod phone;
 pub mod providers;
+pub mod schedule;
 pub mod server;
 pub mod sms;
 pub mod storage;

@@ -1,0 +1,294 @@
+use super::*;
+use chrono_tz::{America, Europe, Pacific};
+use proptest::prelude::*;
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn time(h: u32, m: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, m, 0).unwrap()
+}
+
+#[test]
+fn easter_falls_on_the_published_dates() {
+    for (year, month, day) in [
+        (2000, 4, 23),
+        (2008, 3, 23),
+        (2019, 4, 21),
+        (2024, 3, 31),
+        (2025, 4, 20),
+        (2026, 4, 5),
+        (2027, 3, 28),
+        (2038, 4, 25),
+    ] {
+        assert_eq!(easter_sunday(year), Some(date(year, month, day)), "{year}");
+    }
+}
+
+#[test]
+fn french_public_holidays_include_the_moving_ones() {
+    let france = HolidayCalendar::france();
+    let holidays_2026 = [
+        date(2026, 1, 1),
+        date(2026, 4, 6), // Easter Monday
+        date(2026, 5, 1),
+        date(2026, 5, 8),
+        date(2026, 5, 14), // Ascension
+        date(2026, 5, 25), // Whit Monday
+        date(2026, 7, 14),
+        date(2026, 8, 15),
+        date(2026, 11, 1),
+        date(2026, 11, 11),
+        date(2026, 12, 25),
+    ];
+    for day in holidays_2026 {
+        assert!(france.is_holiday(day), "{day}");
+    }
+    let mut count = 0;
+    let mut day = date(2026, 1, 1);
+    while day.year() == 2026 {
+        count += usize::from(france.is_holiday(day));
+        day = day.succ_opt().unwrap();
+    }
+    assert_eq!(count, holidays_2026.len(), "no other day of 2026");
+    assert!(
+        !france.is_holiday(date(2026, 4, 5)),
+        "Easter Sunday is a Sunday, not a holiday of its own"
+    );
+    assert!(
+        HolidayCalendar::none()
+            .with_dates([date(2026, 5, 15)])
+            .is_holiday(date(2026, 5, 15))
+    );
+}
+
+#[test]
+fn the_next_send_time_follows_the_window_in_local_time() {
+    let window = SendingWindow::default();
+    let france = HolidayCalendar::france();
+    let paris = Europe::Paris;
+    for (earliest, expected, why) in [
+        (
+            "2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00Z",
+            "Monday 11:00 in Paris: at once",
+        ),
+        (
+            "2026-11-23T06:30:00Z",
+            "2026-11-23T07:00:00Z",
+            "Monday 07:30: at 08:00",
+        ),
+        (
+            "2026-11-23T19:30:00Z",
+            "2026-11-24T07:00:00Z",
+            "Monday 20:30: Tuesday 08:00",
+        ),
+        (
+            "2026-11-21T19:00:00Z",
+            "2026-11-23T07:00:00Z",
+            "Saturday 20:00: Sunday skipped",
+        ),
+        (
+            "2026-11-10T19:30:00Z",
+            "2026-11-12T07:00:00Z",
+            "Tuesday evening: 11 November skipped",
+        ),
+        (
+            "2026-05-13T19:30:00Z",
+            "2026-05-15T06:00:00Z",
+            "the eve of Ascension, in summer time",
+        ),
+        (
+            "2026-12-24T18:59:00Z",
+            "2026-12-24T18:59:00Z",
+            "Christmas Eve 19:59: still open",
+        ),
+        (
+            "2026-12-24T19:00:00Z",
+            "2026-12-26T07:00:00Z",
+            "Christmas Eve 20:00: the 26th",
+        ),
+    ] {
+        assert_eq!(
+            next_allowed(utc(earliest), paris, &window, &france),
+            Some(utc(expected)),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn daylight_saving_changes_move_the_window_with_local_time() {
+    let window =
+        SendingWindow::new(&[Weekday::Sun, Weekday::Mon], time(2, 30), time(4, 0)).unwrap();
+    let none = HolidayCalendar::none();
+    // 29 March 2026, Paris: 02:00 becomes 03:00, so 02:30 does not exist; the window opens at
+    // 03:00 local, 01:00 UTC.
+    assert_eq!(
+        next_allowed(utc("2026-03-28T23:00:00Z"), Europe::Paris, &window, &none),
+        Some(utc("2026-03-29T01:00:00Z"))
+    );
+    // 25 October 2026: 02:30 happens twice; the window opens at the first, 00:30 UTC.
+    assert_eq!(
+        next_allowed(utc("2026-10-24T22:00:00Z"), Europe::Paris, &window, &none),
+        Some(utc("2026-10-25T00:30:00Z"))
+    );
+    // The default window's 08:00 is 07:00 UTC in summer and 08:00 UTC in winter.
+    let default = SendingWindow::default();
+    assert_eq!(
+        next_allowed(utc("2026-03-30T00:00:00Z"), Europe::Paris, &default, &none),
+        Some(utc("2026-03-30T06:00:00Z"))
+    );
+    assert_eq!(
+        next_allowed(utc("2026-10-26T00:00:00Z"), Europe::Paris, &default, &none),
+        Some(utc("2026-10-26T07:00:00Z"))
+    );
+}
+
+#[test]
+fn several_zones_send_only_when_it_is_a_decent_hour_in_all_of_them() {
+    let window = SendingWindow::default();
+    let none = HolidayCalendar::none();
+    let us = zones_of_country("US");
+    // Monday 23 November 2026, 13:00 UTC: 08:00 in New York but 03:00 in Honolulu. Honolulu
+    // opens at 18:00 UTC; New York is still open then (13:00 local) and closes at 01:00 UTC.
+    assert_eq!(
+        next_allowed_everywhere(utc("2026-11-23T13:00:00Z"), us, &window, &none),
+        Some(utc("2026-11-23T18:00:00Z"))
+    );
+    // Paris and Nouméa are ten hours apart: a twelve-hour window meets in a two-hour slot.
+    let both = [Europe::Paris, Pacific::Noumea];
+    assert_eq!(
+        next_allowed_everywhere(utc("2026-11-23T00:00:00Z"), &both, &window, &none),
+        Some(utc("2026-11-23T07:00:00Z"))
+    );
+    // In the northern winter Paris (UTC+1) and Auckland (UTC+13, its summer) are twelve hours
+    // apart: one window closes as the other opens, so they never share an instant — until
+    // Paris's clocks go forward on 28 March 2027, a week before Auckland's go back, and the
+    // windows overlap from 06:00 to 07:00 UTC (08:00 in Paris, 19:00 in Auckland).
+    let opposite = [Europe::Paris, Pacific::Auckland];
+    assert_eq!(
+        next_allowed_everywhere(utc("2026-11-23T00:00:00Z"), &opposite, &window, &none),
+        Some(utc("2027-03-29T06:00:00Z"))
+    );
+    assert_eq!(
+        next_allowed_everywhere(utc("2026-11-23T00:00:00Z"), &[], &window, &none),
+        None
+    );
+}
+
+#[test]
+fn a_flow_narrows_the_window_and_never_widens_it() {
+    let window = SendingWindow::default();
+    let narrowing = WindowNarrowing {
+        days: Some(vec![Weekday::Sat, Weekday::Sun]),
+        from: Some(time(7, 0)),
+        to: Some(time(19, 0)),
+    };
+    let narrowed = window.narrowed(&narrowing).unwrap();
+    assert_eq!(
+        narrowed,
+        SendingWindow::new(&[Weekday::Sat], time(8, 0), time(19, 0)).unwrap(),
+        "Sunday stays closed and 07:00 stays 08:00"
+    );
+    let nothing = WindowNarrowing {
+        days: Some(vec![Weekday::Sun]),
+        from: None,
+        to: None,
+    };
+    assert_eq!(window.narrowed(&nothing), None);
+    assert_eq!(
+        SendingWindow::new(&[Weekday::Mon], time(9, 0), time(9, 0)),
+        None
+    );
+    // Fridays only, with the next fifty Fridays off: the first Friday after them.
+    let fridays = SendingWindow::new(&[Weekday::Fri], time(8, 0), time(20, 0)).unwrap();
+    let every_friday =
+        HolidayCalendar::none().with_dates((0..50).map(|w| date(2026, 11, 27) + Days::new(7 * w)));
+    assert_eq!(
+        next_allowed(
+            utc("2026-11-23T00:00:00Z"),
+            America::New_York,
+            &fridays,
+            &every_friday
+        ),
+        Some(utc("2027-11-12T13:00:00Z")),
+        "08:00 in New York on the first Friday after them"
+    );
+    let every_friday_for_years =
+        HolidayCalendar::none().with_dates((0..120).map(|w| date(2026, 11, 27) + Days::new(7 * w)));
+    assert_eq!(
+        next_allowed(
+            utc("2026-11-23T00:00:00Z"),
+            America::New_York,
+            &fridays,
+            &every_friday_for_years
+        ),
+        None,
+        "nothing allowed within the horizon"
+    );
+}
+
+#[test]
+fn every_country_listed_has_its_mainland_zone_first() {
+    assert_eq!(zones_of_country("FR"), &[Europe::Paris]);
+    assert_eq!(zones_of_country("US")[0], America::New_York);
+    assert!(zones_of_country("ZZ").is_empty());
+}
+
+const ZONES: [Tz; 6] = [
+    Europe::Paris,
+    America::New_York,
+    America::St_Johns,
+    Pacific::Noumea,
+    chrono_tz::Asia::Kolkata,
+    chrono_tz::Australia::Adelaide,
+];
+
+proptest! {
+    #[test]
+    fn the_next_send_time_is_allowed_and_nothing_earlier_is(
+        seconds in 1_767_225_600i64..1_830_297_600, // 2026 to 2027
+        zone in 0usize..ZONES.len(),
+    ) {
+        let zone = ZONES[zone];
+        let earliest = Utc.timestamp_opt(seconds, 0).unwrap();
+        let window = SendingWindow::default();
+        let france = HolidayCalendar::france();
+        let next = next_allowed(earliest, zone, &window, &france).expect("always a day within a year");
+        prop_assert!(next >= earliest);
+        prop_assert!(is_allowed(next, zone, &window, &france));
+        prop_assert!(next - earliest < chrono::Duration::days(4), "never more than a long weekend away");
+        // Every minute in between is closed.
+        let mut probe = earliest;
+        while probe < next {
+            prop_assert!(!is_allowed(probe, zone, &window, &france), "{probe} was open");
+            probe += chrono::Duration::minutes(29);
+        }
+    }
+
+    #[test]
+    fn an_instant_allowed_everywhere_is_allowed_in_each_zone(
+        seconds in 1_767_225_600i64..1_830_297_600,
+        first in 0usize..ZONES.len(),
+        second in 0usize..ZONES.len(),
+    ) {
+        let zones = [ZONES[first], ZONES[second]];
+        let earliest = Utc.timestamp_opt(seconds, 0).unwrap();
+        let window = SendingWindow::default();
+        let none = HolidayCalendar::none();
+        if let Some(at) = next_allowed_everywhere(earliest, &zones, &window, &none) {
+            prop_assert!(at >= earliest);
+            for zone in zones {
+                prop_assert!(is_allowed(at, zone, &window, &none));
+            }
+        }
+    }
+}
