@@ -170,8 +170,12 @@ pub struct NewStatus<'a> {
 /// Records one customer message and what it causes, through `$tx` (a write transaction of
 /// either backend); evaluates to the outcome. A duplicate returns early, having changed nothing
 /// but the contact's (idempotent) upsert. Shared by the single and the batched paths.
+/// Creates or finds a contact by phone and returns (id, opted_out_at, locale), locking its row.
+const CONTACT_UPSERT: &str = "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+     ON CONFLICT (phone) DO UPDATE SET phone = excluded.phone RETURNING id, opted_out_at, locale";
+
 macro_rules! apply_inbound {
-    ($tx:ident, $new:expr, $max:expr, $plan:expr, $lock:expr) => {
+    ($tx:ident, $new:expr, $max:expr, $plan:expr) => {
         async {
             let new: &NewInbound<'_> = $new;
             let message_id = uuid::Uuid::now_v7().to_string();
@@ -179,23 +183,16 @@ macro_rules! apply_inbound {
             let contact: Option<(String, Option<Timestamp>, Option<String>)> = match new.from {
                     None => None,
                     Some(phone) => {
-                        sqlx::query(
-                            "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-                             ON CONFLICT (phone) DO NOTHING",
-                        )
-                        .bind(uuid::Uuid::now_v7().to_string())
-                        .bind(phone.as_e164())
-                        .bind(now)
-                        .execute(&mut *$tx)
-                        .await?;
-                        // The contact's row lock orders one number's messages across instances.
+                        // One statement creates or finds the contact; on PostgreSQL its
+                        // `DO UPDATE` also locks the row, which orders one number's messages
+                        // across instances (SQLite's writers already take turns).
                         Some(
-                            sqlx::query_as(&format!(
-                                "SELECT id, opted_out_at, locale FROM contacts WHERE phone = $1{}"
-                            , $lock))
-                            .bind(phone.as_e164())
-                            .fetch_one(&mut *$tx)
-                            .await?,
+                            sqlx::query_as(CONTACT_UPSERT)
+                                .bind(uuid::Uuid::now_v7().to_string())
+                                .bind(phone.as_e164())
+                                .bind(now)
+                                .fetch_one(&mut *$tx)
+                                .await?,
                         )
                     }
                 };
@@ -339,10 +336,9 @@ impl Storage {
         P: FnOnce(&InboundContext) -> InboundPlan + Send,
     {
         let _writing = self.writing().await;
-        let lock = self.row_lock();
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let outcome = apply_inbound!(tx, new, send_max_attempts, plan, lock)?;
+            let outcome = apply_inbound!(tx, new, send_max_attempts, plan)?;
             match outcome {
                 InboundOutcome::Duplicate => tx.rollback().await?,
                 InboundOutcome::Stored { .. } => tx.commit().await?,
@@ -360,20 +356,13 @@ impl Storage {
         batch: &[&QueuedInbound],
     ) -> Result<Vec<InboundOutcome>, StorageError> {
         let _writing = self.writing().await;
-        let lock = self.row_lock();
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut outcomes = Vec::with_capacity(batch.len());
             for queued in batch {
                 let new = queued.new.borrowed();
                 let plan = &*queued.plan;
-                outcomes.push(apply_inbound!(
-                    tx,
-                    &new,
-                    queued.send_max_attempts,
-                    plan,
-                    lock
-                )?);
+                outcomes.push(apply_inbound!(tx, &new, queued.send_max_attempts, plan)?);
             }
             tx.commit().await?;
             Ok(outcomes)

@@ -45,6 +45,8 @@ pub struct OutgoingMessage {
     pub opted_out_at: Option<Timestamp>,
     pub conversation_id: Option<String>,
     pub invitation_id: Option<String>,
+    /// The invitation's status when the message was read: only a `scheduled` one becomes `sent`.
+    pub invitation_status: Option<String>,
     pub segments: Option<i32>,
 }
 
@@ -114,9 +116,10 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, m.purpose, ct.opted_out_at, \
-                 m.conversation_id, c.invitation_id, m.segments FROM messages m \
+                 m.conversation_id, c.invitation_id, i.status AS invitation_status, m.segments FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
+                 LEFT JOIN invitations i ON i.id = c.invitation_id \
                  WHERE m.id = $1 AND m.direction = 'outbound'",
             )
             .bind(id)
@@ -189,14 +192,21 @@ impl Storage {
                     .await?;
             }
             if let Some(invitation) = &message.invitation_id {
-                let first = sqlx::query(
+                // Only the invitation's first message finds it `scheduled`; the others skip the
+                // statement (the WHERE clause still decides between two first messages).
+                let scheduled = message.invitation_status.as_deref() == Some("scheduled");
+                let first = if !scheduled {
+                    0
+                } else {
+                    sqlx::query(
                     "UPDATE invitations SET status = 'sent', updated_at = $1 WHERE id = $2 AND status = 'scheduled'",
                 )
                 .bind(now)
                 .bind(invitation)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
+                .rows_affected()
+                };
                 if first == 1 {
                     let data = json!({
                         "invitation": { "id": invitation },
