@@ -29,6 +29,9 @@ pub enum JobFailure {
     Retry(String),
     /// Will fail the same way every time (a malformed payload, a 4xx): the job goes dead at once.
     Permanent(String),
+    /// Worth another attempt, not before this delay (a provider asked for it with `Retry-After`);
+    /// counted as an attempt like [`JobFailure::Retry`].
+    RetryAfter(Duration, String),
     /// Not this instance's turn (another holds the channel, the provider asked to wait): run
     /// again after the delay, without counting this run as an attempt.
     Later(Duration, String),
@@ -221,6 +224,32 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
     }
 }
 
+/// Puts a failed job back, to run after its backoff (or the delay asked for, when longer).
+async fn retry(
+    shared: &Shared,
+    job: &ClaimedJob,
+    reason: String,
+    asked: Option<Duration>,
+    now: Timestamp,
+) -> (&'static str, Result<bool, crate::storage::StorageError>) {
+    let s = &shared.settings;
+    let backoff = backoff::retry_delay(
+        job.attempt,
+        s.backoff_base,
+        s.backoff_max,
+        rand::random::<f64>(),
+    );
+    let delay = asked.map_or(backoff, |asked| asked.max(backoff));
+    warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+    (
+        "retried",
+        shared
+            .storage
+            .retry_job(job.id, &shared.worker_id, &reason, now + delay, now)
+            .await,
+    )
+}
+
 /// Records the outcome; returns its metric label.
 async fn settle(
     shared: &Shared,
@@ -243,25 +272,15 @@ async fn settle(
                 .defer_job(job.id, worker, &reason, now + delay, now)
                 .await,
         ),
-        Some(Err(JobFailure::Retry(reason))) if job.attempt >= job.max_attempts => {
+        Some(Err(JobFailure::Retry(reason) | JobFailure::RetryAfter(_, reason)))
+            if job.attempt >= job.max_attempts =>
+        {
             warn!(error = %reason, "job failed on its last attempt");
             ("dead", storage.bury_job(job.id, worker, &reason, now).await)
         }
-        Some(Err(JobFailure::Retry(reason))) => {
-            let s = &shared.settings;
-            let delay = backoff::retry_delay(
-                job.attempt,
-                s.backoff_base,
-                s.backoff_max,
-                rand::random::<f64>(),
-            );
-            warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-            (
-                "retried",
-                storage
-                    .retry_job(job.id, worker, &reason, now + delay, now)
-                    .await,
-            )
+        Some(Err(JobFailure::Retry(reason))) => retry(shared, job, reason, None, now).await,
+        Some(Err(JobFailure::RetryAfter(asked, reason))) => {
+            retry(shared, job, reason, Some(asked), now).await
         }
     };
     match recorded {

@@ -38,8 +38,8 @@ const CHANNEL_BUSY_DELAY: Duration = Duration::from_secs(1);
 /// A channel as the send job needs it.
 pub struct SendChannel {
     pub provider: Arc<dyn Provider>,
-    /// Its first sender (the channel's name when it has none, as for the console), for
-    /// failover to it.
+    /// Its first sender that can receive replies (the channel's name when it has no sender, as
+    /// for the console), for failover to it.
     pub default_sender: String,
     pub fallback: Option<String>,
     pub cost_per_segment: Option<f64>,
@@ -53,7 +53,9 @@ impl SendChannel {
             provider,
             default_sender: common
                 .senders
-                .first()
+                .iter()
+                .find(|s| s.receives_replies())
+                .or(common.senders.first())
                 .map_or(name, |s| s.as_str())
                 .to_string(),
             fallback: common.fallback.map(|f| f.as_str().to_string()),
@@ -172,14 +174,19 @@ impl Inner {
                 message.channel
             )));
         };
-        if !self.hold_channel(&message.channel, now).await? {
+        // The pace first, then the lease: a long wait for the rate limiter must not outlast the
+        // lease another instance could take meanwhile.
+        if let Some(limiter) = &channel.limiter {
+            limiter.until_ready().await;
+        }
+        if !self
+            .hold_channel(&message.channel, Timestamp::now())
+            .await?
+        {
             return Err(JobFailure::Later(
                 CHANNEL_BUSY_DELAY,
                 "another instance is sending through this channel".into(),
             ));
-        }
-        if let Some(limiter) = &channel.limiter {
-            limiter.until_ready().await;
         }
         if !self
             .storage
@@ -187,6 +194,25 @@ impl Inner {
             .await
             .map_err(storage_failure)?
         {
+            // Still queued means the number opted out since the message was read.
+            let now_queued = self
+                .storage
+                .outgoing_message(&message.id)
+                .await
+                .map_err(storage_failure)?
+                .filter(|m| m.status == "queued");
+            if let Some(message) = now_queued {
+                info!(message = %message.id, "not sent: the number has just opted out");
+                return self
+                    .fail(
+                        &message,
+                        "failed_permanent",
+                        Some("opted_out"),
+                        None,
+                        Timestamp::now(),
+                    )
+                    .await;
+            }
             return Ok(());
         }
         let (sender, callback) = self.addressing(&message, channel);
@@ -198,6 +224,7 @@ impl Inner {
             )
             .await;
         let now = Timestamp::now();
+        let last_attempt = job.attempt >= job.max_attempts;
         let label = match &outcome {
             Ok(_) => "sent",
             Err(SendError::Retryable { .. }) => "retried",
@@ -220,11 +247,31 @@ impl Inner {
                     .await
                     .map_err(storage_failure)
             }
+            Err(SendError::OutcomeUnknown { reason }) if last_attempt => {
+                warn!(message = %message.id, error = %reason, "send outcome unknown on the last attempt; reported, not sent again");
+                self.fail(&message, "unknown", Some("outcome_unknown"), None, now)
+                    .await?;
+                Err(JobFailure::Permanent(reason))
+            }
             Err(SendError::OutcomeUnknown { reason }) => {
                 // The message stays `sending`: the next attempt asks the provider before anything
                 // is sent again.
                 warn!(message = %message.id, error = %reason, "send outcome unknown; will reconcile with the provider");
                 Err(JobFailure::Retry(reason))
+            }
+            Err(SendError::Retryable { reason, .. }) if last_attempt => {
+                // Out of attempts: the message and its invitation get a final state, so that
+                // the failure is reported (`invitation.failed`) rather than left pending.
+                warn!(message = %message.id, error = %reason, "the last attempt to send failed; giving up");
+                self.fail(
+                    &message,
+                    "failed_permanent",
+                    Some("retries_exhausted"),
+                    None,
+                    now,
+                )
+                .await?;
+                Err(JobFailure::Permanent(reason))
             }
             Err(SendError::Retryable {
                 reason,
@@ -260,7 +307,7 @@ impl Inner {
                     }
                 }
                 Err(match retry_after {
-                    Some(delay) => JobFailure::Later(delay, reason),
+                    Some(delay) => JobFailure::RetryAfter(delay, reason),
                     None => JobFailure::Retry(reason),
                 })
             }

@@ -231,15 +231,14 @@ impl Outcome {
 }
 
 /// A 2xx answer the adapter cannot read: the provider probably accepted the message, so sending
-/// it again could send it twice. Refused, so that it is reported rather than retried blindly.
+/// it again could send it twice. Its outcome is unknown: the send job asks the provider before
+/// anything is sent again ([`super::Provider::find_sent`]).
 pub fn unreadable(provider: &str, what: &'static str) -> SendError {
-    SendError::Permanent {
+    SendError::OutcomeUnknown {
         reason: format!(
             "{provider} accepted the request but its answer is unreadable ({what}); the message \
              may have been sent"
         ),
-        code: Some("unreadable_answer".into()),
-        permanent: None,
     }
 }
 

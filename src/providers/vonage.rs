@@ -371,11 +371,16 @@ fn parse_sms_inbound(params: &Params) -> Result<InboundMessage, ParseError> {
                 reason: "not between 1 and concat-total",
             });
         }
-        Some(PartInfo {
-            reference: params.require_non_empty("concat-ref")?.to_string(),
-            index,
-            total,
-        })
+        // A "concatenated" message of one part is a whole message.
+        (total > 1)
+            .then(|| -> Result<PartInfo, ParseError> {
+                Ok(PartInfo {
+                    reference: params.require_non_empty("concat-ref")?.to_string(),
+                    index,
+                    total,
+                })
+            })
+            .transpose()?
     } else {
         None
     };

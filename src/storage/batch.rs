@@ -12,6 +12,8 @@
 //! transaction (see [`InboundWriter`]'s modes).
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -55,13 +57,14 @@ impl InboundWriter {
     pub async fn submit(&self, queued: QueuedInbound) -> Result<InboundOutcome, StorageError> {
         let queue = match &self.mode {
             Mode::Direct(storage) => {
-                return storage
-                    .receive_and_apply(
-                        &queued.new.borrowed(),
-                        queued.send_max_attempts,
-                        &*queued.plan,
-                    )
-                    .await;
+                return AssertUnwindSafe(storage.receive_and_apply(
+                    &queued.new.borrowed(),
+                    queued.send_max_attempts,
+                    &*queued.plan,
+                ))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(panicked()));
             }
             Mode::Batched(queue) => queue,
         };
@@ -76,6 +79,10 @@ impl InboundWriter {
     }
 }
 
+fn panicked() -> StorageError {
+    StorageError::Corrupt("applying this message panicked; see the logs".into())
+}
+
 async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbound, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -85,7 +92,13 @@ async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbo
         });
         metrics::histogram!("hearback_inbound_batch_size").record(batch.len() as f64);
         let items: Vec<&QueuedInbound> = batch.iter().map(|(queued, _)| queued).collect();
-        match storage.receive_batch(&items).await {
+        // A panic (a bug in the engine on one input) must not stop the writer: it fails that
+        // batch, and then only the message that causes it.
+        let attempt = AssertUnwindSafe(storage.receive_batch(&items))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(panicked()));
+        match attempt {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -96,13 +109,14 @@ async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbo
                     warn!(error = %e, messages = batch.len(), "an inbound batch failed; applying its messages one by one");
                 }
                 for (queued, reply) in batch.drain(..) {
-                    let outcome = storage
-                        .receive_and_apply(
-                            &queued.new.borrowed(),
-                            queued.send_max_attempts,
-                            &*queued.plan,
-                        )
-                        .await;
+                    let outcome = AssertUnwindSafe(storage.receive_and_apply(
+                        &queued.new.borrowed(),
+                        queued.send_max_attempts,
+                        &*queued.plan,
+                    ))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(panicked()));
                     let _ = reply.send(outcome);
                 }
             }

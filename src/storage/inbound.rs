@@ -475,8 +475,18 @@ impl Storage {
         now: Timestamp,
     ) -> Result<Vec<MessagePart>, StorageError> {
         let _writing = self.writing().await;
+        // Two parts arriving at once on PostgreSQL would each see only itself and neither would
+        // complete the message: the parts of one message take a transaction lock in turn.
+        let lock = match self.backend {
+            super::Backend::Sqlite(_) => None,
+            super::Backend::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+        };
+        let key = format!("parts:{channel}:{}:{}", part.sender, part.reference);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(&key).execute(&mut *tx).await?;
+            }
             sqlx::query(
                 "INSERT INTO message_parts (channel, sender, reference, part_index, part_total, provider_message_id, \
                  recipient, body, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

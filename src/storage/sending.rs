@@ -90,7 +90,7 @@ macro_rules! fail_invitation {
         .rows_affected();
         if failed == 1 {
             sqlx::query(
-                "UPDATE conversations SET status = 'expired', closed_at = $1, updated_at = $1 \
+                "UPDATE conversations SET status = 'expired', closed_at = $1, updated_at = $1, version = version + 1 \
                  WHERE invitation_id = $2 AND status = 'open'",
             )
             .bind($now)
@@ -129,12 +129,16 @@ impl Storage {
     }
 
     /// Claims a queued message for one send; false when it is not queued (sent already, being
-    /// sent, or given up).
+    /// sent, or given up) or when its number has opted out since it was read (only the opt-out
+    /// confirmation still goes to such a number). The opt-out is checked in this statement, so a
+    /// STOP committed before it always wins.
     pub async fn mark_sending(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
         let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE messages SET status = 'sending', updated_at = $1 WHERE id = $2 AND status = 'queued'",
+                "UPDATE messages SET status = 'sending', updated_at = $1 WHERE id = $2 AND status = 'queued' \
+                 AND (purpose = 'opt_out_confirmation' OR NOT EXISTS \
+                   (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL))",
             )
             .bind(now)
             .bind(id)
@@ -315,7 +319,7 @@ impl Storage {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if taken.is_none() {
-                    sqlx::query("UPDATE conversations SET channel = $1, sender = $2, updated_at = $3 WHERE id = $4")
+                    sqlx::query("UPDATE conversations SET channel = $1, sender = $2, updated_at = $3, version = version + 1 WHERE id = $4")
                         .bind(channel)
                         .bind(sender)
                         .bind(now)

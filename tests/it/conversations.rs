@@ -1214,6 +1214,19 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
             .all(|m| m.direction == "outbound"),
         "nothing of the broken message is kept"
     );
+    // A message whose processing panics fails alone, and the writer goes on.
+    let mut panicking = queued("panic", "+33612345603", false);
+    panicking.plan = Arc::new(|_: &hearback::storage::InboundContext| -> InboundPlan {
+        panic!("a bug in the engine")
+    });
+    assert!(writer.submit(panicking).await.is_err());
+    assert!(matches!(
+        writer
+            .submit(queued("ok-3", "+33612345604", false))
+            .await
+            .unwrap(),
+        InboundOutcome::Stored { .. }
+    ));
     for phone in ["+33612345601", "+33612345602"] {
         let contact = db
             .storage

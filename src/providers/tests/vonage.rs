@@ -438,6 +438,13 @@ fn a_concatenated_vonage_part_parses_with_its_position() {
         .parse_inbound(&request.request())
         .unwrap();
     assert_eq!(messages, vec![part("0A1", "42", 2, 3, "Bonjour")]);
+    let single = "msisdn=33612345678&to=33757000000&messageId=0A2&text=Bonjour&type=text\
+                  &concat=true&concat-ref=43&concat-total=1&concat-part=1";
+    let request = Owned::post("https://example.com/in", headers(&[]), single);
+    let whole = vonage_sms("s", "md5hash")
+        .parse_inbound(&request.request())
+        .unwrap();
+    assert_eq!(whole[0].part, None, "one part of one is the whole message");
     for (bad, field) in [
         ("concat-part=0&concat-total=3", "concat-part"),
         ("concat-part=4&concat-total=3", "concat-part"),
