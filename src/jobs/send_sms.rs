@@ -30,8 +30,8 @@ use tracing::{info, warn};
 
 /// How long a channel stays with the instance that last sent through it.
 const CHANNEL_LEASE: Duration = Duration::from_secs(10);
-/// How far back the provider is asked for a message whose send outcome is unknown.
-const RECONCILE_LOOKBACK_MS: i64 = 2 * 86_400_000;
+/// How far the provider's clock may be behind ours when comparing creation dates.
+const CLOCK_SKEW_MS: i64 = 5_000;
 /// How soon a job waiting for another instance's channel looks again.
 const CHANNEL_BUSY_DELAY: Duration = Duration::from_secs(1);
 
@@ -367,7 +367,10 @@ impl Inner {
     ) -> Result<bool, JobFailure> {
         let (sender, callback) = self.addressing(message, channel);
         let now = Timestamp::now();
-        let since = Timestamp::from_millis(now.as_millis() - RECONCILE_LOOKBACK_MS).unwrap_or(now);
+        // The provider may have it only if it was created after the message was queued (less a
+        // little clock difference between the provider and us).
+        let since = Timestamp::from_millis(message.created_at.as_millis() - CLOCK_SKEW_MS)
+            .unwrap_or(message.created_at);
         let lookup = channel
             .provider
             .find_sent(

@@ -81,7 +81,7 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Sent, SendError>>;
 
     /// After a send whose outcome is unknown: asks the provider whether it has this message
-    /// (same sender, recipient and text, sent on or after `since`). Only providers whose API can
+    /// (same sender, recipient and text, created at or after `since`). Only providers whose API can
     /// list sent messages answer; the others say [`Lookup::Unsupported`].
     fn find_sent<'a>(
         &'a self,

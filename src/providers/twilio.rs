@@ -97,8 +97,9 @@ impl Twilio {
 }
 
 impl Twilio {
-    /// Lists the messages from `sms.from` to `sms.to` sent since the day of `since` (Twilio
-    /// filters by day) and looks for one with the same text.
+    /// Lists the latest messages from `sms.from` to `sms.to` (newest first, queued ones
+    /// included) and looks for one with the same text created at or after `since`. A match whose
+    /// creation date cannot be read makes the answer "cannot tell".
     async fn find(
         &self,
         client: &reqwest::Client,
@@ -113,16 +114,10 @@ impl Twilio {
                 send::path_segment(&self.account_sid)
             ),
         );
-        let day = since.as_datetime().format("%Y-%m-%d").to_string();
         let request = client
             .get(url)
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
-            .query(&[
-                ("To", sms.to),
-                ("From", sms.from),
-                ("DateSent>", day.as_str()),
-                ("PageSize", "100"),
-            ]);
+            .query(&[("To", sms.to), ("From", sms.from), ("PageSize", "50")]);
         let answer = send::call("twilio", request).await?;
         let body = answer.json();
         if !answer.status.is_success() {
@@ -130,21 +125,32 @@ impl Twilio {
             return Err(send::unsuccessful("twilio", &answer, code, None));
         }
         let body = body.ok_or_else(|| send::unreadable("twilio", "not JSON"))?;
-        let found = body
+        let same_text = body
             .get("messages")
             .and_then(serde_json::Value::as_array)
             .into_iter()
             .flatten()
-            .find(|m| m.get("body").and_then(serde_json::Value::as_str) == Some(sms.text));
-        Ok(match found {
-            None => Lookup::NotFound,
-            Some(message) => Lookup::Found(Sent {
-                provider_message_id: send::message_id(message.get("sid"))
-                    .ok_or_else(|| send::unreadable("twilio", "no sid"))?,
-                segments: send::count(message.get("num_segments")),
-                cost: None,
-            }),
-        })
+            .filter(|m| m.get("body").and_then(serde_json::Value::as_str) == Some(sms.text));
+        for message in same_text {
+            // An earlier message with the same text (a survey sent before) is not this one.
+            let created = message
+                .get("date_created")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+            match created {
+                None => return Ok(Lookup::Unsupported),
+                Some(created) if created.timestamp_millis() < since.as_millis() => continue,
+                Some(_) => {
+                    return Ok(Lookup::Found(Sent {
+                        provider_message_id: send::message_id(message.get("sid"))
+                            .ok_or_else(|| send::unreadable("twilio", "no sid"))?,
+                        segments: send::count(message.get("num_segments")),
+                        cost: None,
+                    }));
+                }
+            }
+        }
+        Ok(Lookup::NotFound)
     }
 }
 

@@ -288,18 +288,9 @@ impl Storage {
             .bind(new.event_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((hash,)) = existing {
+            if existing.is_some() {
                 tx.rollback().await?;
-                if hash.as_slice() != new.payload_hash.as_slice() {
-                    return Err(StorageError::Conflict(
-                        "an invitation with this event_id and a different payload exists",
-                    ));
-                }
-                let record = self
-                    .invitation_by_event(new.source, new.event_id)
-                    .await?
-                    .ok_or(StorageError::NotFound("invitation"))?;
-                return Ok(InvitationOutcome::Existing(record));
+                return self.existing_invitation(new).await;
             }
             sqlx::query(
                 "INSERT INTO contacts (id, phone, locale, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
@@ -337,10 +328,11 @@ impl Storage {
                 Some(_) => ("declined", None),
                 None => ("scheduled", Some(now)),
             };
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, channel, locale, \
                  variables, status, status_reason, send_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+                 ON CONFLICT (source, event_id) DO NOTHING",
             )
             .bind(&invitation_id)
             .bind(new.source)
@@ -356,7 +348,13 @@ impl Storage {
             .bind(send_at)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                // The same event, sent twice at once: the other request committed first.
+                tx.rollback().await?;
+                return self.existing_invitation(new).await;
+            }
             let mut conversation_id = None;
             if declined.is_none() {
                 let id = uuid::Uuid::now_v7().to_string();
@@ -401,6 +399,32 @@ impl Storage {
                 conversation_id,
             }))
         })
+    }
+
+    /// The invitation an event already made, or a conflict when its payload differs.
+    async fn existing_invitation(
+        &self,
+        new: &NewInvitation<'_>,
+    ) -> Result<InvitationOutcome, StorageError> {
+        let hash: Vec<u8> = on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT payload_hash FROM invitations WHERE source = $1 AND event_id = $2",
+            )
+            .bind(new.source)
+            .bind(new.event_id)
+            .fetch_one(pool)
+            .await
+        })?;
+        if hash.as_slice() != new.payload_hash.as_slice() {
+            return Err(StorageError::Conflict(
+                "an invitation with this event_id and a different payload exists",
+            ));
+        }
+        let record = self
+            .invitation_by_event(new.source, new.event_id)
+            .await?
+            .ok_or(StorageError::NotFound("invitation"))?;
+        Ok(InvitationOutcome::Existing(record))
     }
 
     pub async fn invitation_by_event(

@@ -48,6 +48,7 @@ pub struct OutgoingMessage {
     /// The invitation's status when the message was read: only a `scheduled` one becomes `sent`.
     pub invitation_status: Option<String>,
     pub segments: Option<i32>,
+    pub created_at: Timestamp,
 }
 
 /// What became of a send that did not succeed.
@@ -116,7 +117,7 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, m.purpose, ct.opted_out_at, \
-                 m.conversation_id, c.invitation_id, i.status AS invitation_status, m.segments FROM messages m \
+                 m.conversation_id, c.invitation_id, i.status AS invitation_status, m.segments, m.created_at FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
                  LEFT JOIN invitations i ON i.id = c.invitation_id \

@@ -228,7 +228,14 @@ async fn a_survey_runs_from_invitation_to_completion(db: &TestDb) {
 async fn the_same_event_twice_is_one_invitation_and_one_sms(db: &TestDb) {
     let (server, client, key) = console_server(db).await;
     let body = delivery_invitation("order-7");
-    let (_, first) = invite(&client, &server, &key, &body).await;
+    // The same event five times at once (a client retrying on a timeout): one invitation.
+    let at_once =
+        futures::future::join_all((0..5).map(|_| invite(&client, &server, &key, &body))).await;
+    let first = at_once[0].1.clone();
+    for (status, again) in &at_once {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{again}");
+        assert_eq!(again["id"], first["id"]);
+    }
     let (status, again) = invite(&client, &server, &key, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(again["id"], first["id"]);
@@ -470,7 +477,8 @@ async fn twilio_list(
         })
         .map(|(n, form)| {
             json!({ "sid": format!("SM{:032x}", n + 1), "to": field(form, "To"),
-                    "from": field(form, "From"), "body": field(form, "Body"), "num_segments": "1" })
+                    "from": field(form, "From"), "body": field(form, "Body"), "num_segments": "1",
+                    "date_created": chrono::Utc::now().to_rfc2822() })
         })
         .collect();
     axum::Json(json!({ "messages": messages, "page": 0 }))

@@ -193,11 +193,16 @@ async fn twilio_gets_a_form_with_basic_auth_and_gives_the_message_sid() {
 #[tokio::test]
 async fn twilio_is_asked_for_a_message_whose_send_outcome_is_unknown() {
     let listed = format!(
-        r#"{{"messages": [{{"sid": "SMother", "body": "another text", "to": "{TO}", "from": "{FROM}"}},
-                          {{"sid": "SMfound", "body": "{TEXT}", "to": "{TO}", "from": "{FROM}", "num_segments": "1"}}]}}"#
+        r#"{{"messages": [{{"sid": "SMother", "body": "another text", "to": "{TO}", "from": "{FROM}",
+                            "date_created": "Mon, 23 Nov 2026 10:00:05 +0000"}},
+                          {{"sid": "SMfound", "body": "{TEXT}", "to": "{TO}", "from": "{FROM}", "num_segments": "1",
+                            "date_created": "Mon, 23 Nov 2026 10:00:02 +0000"}},
+                          {{"sid": "SMolder", "body": "{TEXT}", "to": "{TO}", "from": "{FROM}",
+                            "date_created": "Fri, 20 Nov 2026 10:00:00 +0000"}}]}}"#
     );
     let api = StandIn::answering(200, &[], &listed).await;
-    let since = Timestamp::from_millis(1_795_000_000_000).unwrap();
+    // 2026-11-23T10:00:00Z: the message was queued then.
+    let since = Timestamp::from_millis(1_795_428_000_000).unwrap();
     let found = provider(twilio(&api.url))
         .find_sent(&client(), sms(), since)
         .await
@@ -222,14 +227,25 @@ async fn twilio_is_asked_for_a_message_whose_send_outcome_is_unknown() {
             .collect();
     assert_eq!(query["To"], TO);
     assert_eq!(query["From"], FROM);
-    assert_eq!(query["DateSent>"], "2026-11-18");
 
-    let empty = StandIn::answering(200, &[], r#"{"messages": []}"#).await;
-    let missing = provider(twilio(&empty.url))
+    // Only an older message with the same text (an earlier survey): not this one.
+    let older = format!(
+        r#"{{"messages": [{{"sid": "SMolder", "body": "{TEXT}", "date_created": "Fri, 20 Nov 2026 10:00:00 +0000"}}]}}"#
+    );
+    let api = StandIn::answering(200, &[], &older).await;
+    let missing = provider(twilio(&api.url))
         .find_sent(&client(), sms(), since)
         .await
         .unwrap();
     assert_eq!(missing, crate::providers::Lookup::NotFound);
+    // A match whose date cannot be read: cannot tell, so nothing is sent again.
+    let undated = format!(r#"{{"messages": [{{"sid": "SMx", "body": "{TEXT}"}}]}}"#);
+    let api = StandIn::answering(200, &[], &undated).await;
+    let unknown = provider(twilio(&api.url))
+        .find_sent(&client(), sms(), since)
+        .await
+        .unwrap();
+    assert_eq!(unknown, crate::providers::Lookup::Unsupported);
 }
 
 #[tokio::test]
