@@ -10,6 +10,10 @@ ALTER TABLE messages ADD COLUMN sender TEXT;
 ALTER TABLE messages ADD COLUMN purpose TEXT
     CHECK (purpose IN ('survey', 'opt_out_confirmation', 'opt_in_confirmation', 'help'));
 
+-- What a permanent failure said about the number (invalid, landline, unreachable), kept with a
+-- status that may arrive before its send is recorded, to flag the contact when it is.
+ALTER TABLE message_statuses ADD COLUMN number_status TEXT;
+
 -- One instance at a time sends through a channel, so its rate limit holds across instances.
 CREATE TABLE channel_leases (
     channel     TEXT PRIMARY KEY,

@@ -176,19 +176,31 @@ impl Storage {
             .bind(&message.id)
             .execute(&mut *tx)
             .await?;
-            let early: Vec<(String, Option<String>)> = sqlx::query_as(
+            let early: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
                 "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
-                 RETURNING status, error_code",
+                 RETURNING status, error_code, number_status",
             )
             .bind(&message.id)
             .bind(&message.channel)
             .bind(provider_message_id)
             .fetch_all(&mut *tx)
             .await?;
-            let latest = early.iter().max_by_key(|(status, _)| status_rank(status));
-            if let Some((status, error_code)) =
-                latest.filter(|(s, _)| status_rank(s) > status_rank("sent"))
+            let latest = early
+                .iter()
+                .max_by_key(|(status, _, _)| status_rank(status));
+            if let Some((status, error_code, number_status)) =
+                latest.filter(|(s, _, _)| status_rank(s) > status_rank("sent"))
             {
+                if let Some(number_status) = number_status {
+                    sqlx::query(
+                        "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(number_status)
+                    .bind(now)
+                    .bind(&message.contact_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
                     .bind(status)
                     .bind(error_code)
@@ -221,9 +233,13 @@ impl Storage {
                     });
                     insert_event!(tx, "invitation.sent", &message.contact_id, &data, now);
                 }
-                if let Some((status, error_code)) = latest.filter(|(s, _)| s == "failed_permanent")
+                if let Some((status, error_code, number_status)) =
+                    latest.filter(|(s, _, _)| s == "failed_permanent")
                 {
-                    let reason = error_code.clone().unwrap_or_else(|| status.clone());
+                    let reason = number_status
+                        .clone()
+                        .or_else(|| error_code.clone())
+                        .unwrap_or_else(|| status.clone());
                     fail_invitation!(
                         tx,
                         invitation,
@@ -352,15 +368,16 @@ impl Storage {
                 sqlx::query(lock).bind(&key).execute(&mut *tx).await?;
             }
             let inserted = sqlx::query(
-                "INSERT INTO message_statuses (channel, provider_message_id, message_id, status, error_code, received_at) \
+                "INSERT INTO message_statuses (channel, provider_message_id, message_id, status, error_code, received_at, number_status) \
                  VALUES ($1, $2, (SELECT id FROM messages WHERE channel = $1 AND direction = 'outbound' AND provider_message_id = $2), \
-                 $3, $4, $5) ON CONFLICT (channel, provider_message_id, status) DO NOTHING",
+                 $3, $4, $5, $6) ON CONFLICT (channel, provider_message_id, status) DO NOTHING",
             )
             .bind(channel)
             .bind(provider_message_id)
             .bind(status)
             .bind(error_code)
             .bind(now)
+            .bind(number_status)
             .execute(&mut *tx)
             .await?
             .rows_affected();

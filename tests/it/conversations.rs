@@ -946,6 +946,47 @@ async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
     assert!(db.storage.record_status(&late).await.unwrap());
     assert!(!db.storage.record_status(&delivered).await.unwrap());
     assert_eq!(customer_messages(db).await[0].status, "delivered");
+
+    // A refusal that says the number is a landline, before the send: the contact is flagged and
+    // the invitation fails when the send is recorded.
+    let landline = "+33612345699";
+    let id = stored_invitation_for(db, landline, "order-18", "twilio", TWILIO_NUMBER).await;
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(landline, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = db.storage.contact_messages(&contact.id).await.unwrap();
+    let refused = hearback::storage::NewStatus {
+        provider_message_id: "SMlandline",
+        status: "failed_permanent",
+        error_code: Some("30006"),
+        number_status: Some("landline"),
+        ..delivered.clone()
+    };
+    assert!(db.storage.record_status(&refused).await.unwrap());
+    assert!(db.storage.mark_sending(&queued[0].id, now).await.unwrap());
+    let message = db
+        .storage
+        .outgoing_message(&queued[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    db.storage
+        .record_sent(&message, "SMlandline", None, now)
+        .await
+        .unwrap();
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(landline, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(contact.number_status, "landline");
+    let invitation = db.storage.invitation(&id).await.unwrap().unwrap();
+    assert_eq!(invitation.status, "failed");
+    assert_eq!(invitation.status_reason.as_deref(), Some("landline"));
 }
 
 async fn one_instance_at_a_time_holds_a_channel(db: &TestDb) {
