@@ -106,6 +106,17 @@ pub fn plan_inbound(
     plan
 }
 
+/// What a conversation still open at its expiry becomes: closed, its answers kept, with
+/// `response.expired`. `None` when its state or flow can no longer be read.
+pub fn expiry(
+    flows: &BTreeMap<String, Flow>,
+    view: &ConversationView,
+    now: Timestamp,
+) -> Option<Advance> {
+    let state = serde_json::from_value::<State>(view.state.0.clone()).ok()?;
+    run(flows, view, &state, Input::ExpiryDue, now)
+}
+
 fn run(
     flows: &BTreeMap<String, Flow>,
     view: &ConversationView,

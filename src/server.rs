@@ -2,6 +2,7 @@
 
 use crate::config::{Config, DatabaseKind};
 use crate::http::{self, AppState};
+use crate::jobs::expire::ExpireConversation;
 use crate::jobs::maintenance::PurgeFinishedJobs;
 use crate::jobs::send_sms::{SendChannel, SendSms};
 use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
@@ -127,6 +128,11 @@ pub async fn run(
         .with(PurgeFinishedJobs {
             storage: storage.clone(),
             retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
+        })
+        .with(ExpireConversation {
+            storage: storage.clone(),
+            flows: Arc::clone(&state.flows),
+            send_max_attempts: config.jobs.max_attempts,
         })
         .with(SendSms::new(
             storage.clone(),

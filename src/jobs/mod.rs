@@ -7,6 +7,7 @@
 //! handlers are written to be idempotent.
 
 pub mod backoff;
+pub mod expire;
 pub mod maintenance;
 pub mod send_sms;
 

@@ -15,6 +15,8 @@ use sqlx::types::Json;
 
 /// The job kind that sends one outgoing message.
 pub const SEND_JOB: &str = "sms.send";
+/// The job kind that closes a conversation still open when its flow's `expire_after` is up.
+pub const EXPIRE_JOB: &str = "conversation.expire";
 
 /// Why an outgoing message exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,8 @@ pub struct NewInvitation<'a> {
     pub sender: &'a str,
     pub opening: Advance,
     pub send_max_attempts: u32,
+    /// When the conversation closes if it is still open (the flow's `expire_after`).
+    pub expires_at: Timestamp,
     pub now: Timestamp,
 }
 
@@ -384,6 +388,18 @@ impl Storage {
                     version: 0,
                 };
                 apply_advance!(tx, &view, &new.opening, None, new.send_max_attempts, now);
+                sqlx::query(
+                    "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6)",
+                )
+                .bind(EXPIRE_JOB)
+                .bind(sqlx::types::Json(serde_json::json!({ "conversation_id": id })))
+                .bind(format!("{EXPIRE_JOB}:{id}"))
+                .bind(new.expires_at)
+                .bind(i32::try_from(new.send_max_attempts).unwrap_or(i32::MAX).max(1))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 conversation_id = Some(id);
             }
             tx.commit().await?;
@@ -468,6 +484,50 @@ impl Storage {
             .fetch_all(pool)
             .await
         })?)
+    }
+
+    /// Closes an open conversation with what the engine decides (its expiry), in one
+    /// transaction with the contact's row locked, like a customer message; nothing happens when
+    /// it is closed already. Returns whether it changed.
+    pub async fn expire_conversation<P>(
+        &self,
+        conversation_id: &str,
+        send_max_attempts: u32,
+        now: Timestamp,
+        plan: P,
+    ) -> Result<bool, StorageError>
+    where
+        P: FnOnce(&ConversationView) -> Option<Advance> + Send,
+    {
+        let _writing = self.writing().await;
+        let lock = self.row_lock();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let contact: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT id FROM contacts WHERE id = (SELECT contact_id FROM conversations WHERE id = $1){lock}"
+            ))
+            .bind(conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if contact.is_none() {
+                return Ok(false);
+            }
+            let view: Option<ConversationView> = sqlx::query_as(
+                "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
+                 FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                 WHERE c.id = $1 AND c.status = 'open'",
+            )
+            .bind(conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(advance) = view.as_ref().and_then(|view| plan(view).map(|a| (view, a))) else {
+                return Ok(false);
+            };
+            let (view, advance) = advance;
+            apply_advance!(tx, view, &advance, None, send_max_attempts, now);
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// A conversation's status and version.

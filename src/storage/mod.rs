@@ -20,7 +20,7 @@ pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
 pub use batch::InboundWriter;
 pub use conversations::{
-    Advance, AnswerRecord, ConversationStatus, ConversationView, InvitationOutcome,
+    Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
 };
 pub(crate) use conversations::{apply_advance, insert_event, queue_outgoing};

@@ -387,6 +387,7 @@ crate::both_backends!(
     two_messages_from_one_number_on_two_instances_are_applied_one_after_the_other,
     a_message_that_fails_does_not_fail_the_others_committed_with_it,
     a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
+    an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
 );
 
 /// One form as posted to the stand-in.
@@ -759,6 +760,18 @@ async fn stored_invitation_for(
     channel: &str,
     sender: &str,
 ) -> String {
+    let in_three_days = hearback::time::Timestamp::now() + Duration::from_secs(3 * 86_400);
+    stored_invitation_expiring(db, phone, event_id, channel, sender, in_three_days).await
+}
+
+async fn stored_invitation_expiring(
+    db: &TestDb,
+    phone: &str,
+    event_id: &str,
+    channel: &str,
+    sender: &str,
+    expires_at: hearback::time::Timestamp,
+) -> String {
     let flows = hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]);
     let flow = &flows.flows["delivery"];
     let now = hearback::time::Timestamp::now();
@@ -796,6 +809,7 @@ async fn stored_invitation_for(
             sender,
             opening,
             send_max_attempts: 3,
+            expires_at,
             now,
         })
         .await
@@ -1338,4 +1352,43 @@ async fn a_long_sms_whose_parts_stop_coming_is_kept_as_it_is(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(waiting.len(), 2, "a message still arriving is left alone");
+}
+
+async fn an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again(db: &TestDb) {
+    let now = hearback::time::Timestamp::now();
+    let id = stored_invitation_expiring(db, CUSTOMER, "order-19", "console", "console", now).await;
+    let conversation = db
+        .storage
+        .invitation(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .conversation_id
+        .unwrap();
+    let (server, client, key) = console_server(db).await;
+    wait_until("the conversation expires", || async {
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            == "expired"
+    })
+    .await;
+    let types = event_types(db).await;
+    assert!(types.contains(&"response.expired".to_string()), "{types:?}");
+    // A reply after the expiry is kept and moves nothing.
+    reply(&client, &server, "late-1", "9").await;
+    assert!(
+        db.storage
+            .conversation_answers(&conversation)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (status, next) = invite(&client, &server, &key, &delivery_invitation("order-20")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(next["status"], "scheduled", "{next}");
+    server.stop().await;
 }

@@ -279,6 +279,7 @@ pub async fn create_invitation(
             sender: &checked.sender,
             opening,
             send_max_attempts: state.send_max_attempts,
+            expires_at: now + checked.flow.dispatch.expire_after,
             now,
         })
         .await?;
