@@ -37,33 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Drive {
-        /// The server's base URL, as the webhooks are signed for it.
-        #[arg(long)]
-        url: String,
-        /// The Twilio channel's auth token.
-        #[arg(long, default_value = "load-test-token")]
-        token: String,
-        /// An API key, to create the invitations first (hearback only).
-        #[arg(long)]
-        api_key: Option<String>,
-        #[arg(long, default_value_t = 2000)]
-        customers: u32,
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// Replies per customer: a score, why, and the yes/no of the delivery flow.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// The server's process id, for its CPU time.
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// A label for the report line.
-        #[arg(long, default_value = "hearback")]
-        label: String,
-        /// Distinguishes runs against the same database (customers' numbers and message ids).
-        #[arg(long, default_value_t = 0)]
-        run: u32,
-    },
+    Drive(Drive),
     Bare {
         #[arg(long)]
         listen: String,
@@ -92,30 +66,7 @@ enum Command {
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
-        Command::Drive {
-            url,
-            token,
-            api_key,
-            customers,
-            connections,
-            rounds,
-            server_pid,
-            label,
-            run,
-        } => {
-            drive(Drive {
-                url,
-                token,
-                api_key,
-                customers,
-                connections,
-                rounds,
-                server_pid,
-                label,
-                run,
-            })
-            .await
-        }
+        Command::Drive(d) => drive(d).await,
         Command::Bare { listen } => {
             let app = Router::new().fallback(|| async { StatusCode::OK });
             serve(&listen, app).await;
@@ -148,15 +99,32 @@ async fn serve(listen: &str, app: Router) {
     axum::serve(listener, app).await.expect("serve");
 }
 
+#[derive(clap::Args)]
 struct Drive {
+    /// The server's base URL, as the webhooks are signed for it.
+    #[arg(long)]
     url: String,
+    /// The Twilio channel's auth token.
+    #[arg(long, default_value = "load-test-token")]
     token: String,
+    /// An API key, to create the invitations first (hearback only).
+    #[arg(long)]
     api_key: Option<String>,
+    #[arg(long, default_value_t = 2000)]
     customers: u32,
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Replies per customer: a score, why, and the yes/no of the delivery flow.
+    #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// The server's process id, for its CPU time.
+    #[arg(long)]
     server_pid: Option<u32>,
+    /// A label for the report line.
+    #[arg(long, default_value = "hearback")]
     label: String,
+    /// Distinguishes runs against the same database (customers' numbers and message ids).
+    #[arg(long, default_value_t = 0)]
     run: u32,
 }
 

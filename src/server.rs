@@ -78,10 +78,7 @@ fn check_channels(
 pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
     // A channel that cannot be built (a malformed key) stops start-up, before anything else.
     http::build_channels(&config).map_err(|(name, source)| ServeError::Channel { name, source })?;
-    check_channels(
-        &config,
-        &crate::flow::load_paths(std::slice::from_ref(&config.flows.dir)).flows,
-    )?;
+    let flows = load_flows(&config)?;
     let storage = open_storage(&config, migrate).await?;
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -89,7 +86,18 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    run(&config, storage, listener, shutdown).await
+    run_with_flows(&config, flows, storage, listener, shutdown).await
+}
+
+/// Loads the flows (logging each one refused) and checks that every channel can carry them.
+fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {
+    let flows = crate::flow::load_paths(std::slice::from_ref(&config.flows.dir));
+    for problem in &flows.errors {
+        error!(%problem, "flow refused");
+    }
+    info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
+    check_channels(config, &flows.flows)?;
+    Ok(flows)
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -100,13 +108,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let flows = load_flows(config)?;
+    run_with_flows(config, flows, storage, listener, shutdown).await
+}
+
+/// [`run`] with the flows already loaded and checked.
+async fn run_with_flows(
+    config: &Config,
+    flows: crate::flow::FlowSet,
+    storage: Storage,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Http)?;
-    let flows = crate::flow::load_paths(std::slice::from_ref(&config.flows.dir));
-    for problem in &flows.errors {
-        error!(%problem, "flow refused");
-    }
-    info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
-    check_channels(config, &flows.flows)?;
     for (name, channel) in config.effective_channels() {
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }

@@ -20,7 +20,7 @@
 use super::{JobFailure, JobFuture, JobHandler};
 use crate::config::ChannelConfig;
 use crate::providers::{Lookup, OutboundSms, PermanentReason, Provider, SendError};
-use crate::storage::{ClaimedJob, OutgoingMessage, Purpose, SEND_JOB, SendFailure, Storage};
+use crate::storage::{ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, Storage};
 use crate::time::Timestamp;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::BTreeMap;
@@ -144,7 +144,6 @@ impl Inner {
             .await
             .map_err(storage_failure)?
             .ok_or_else(|| JobFailure::Permanent("no such outgoing message".into()))?;
-        let now = Timestamp::now();
         let channel = self.channels.get(&message.channel);
         let due = match (message.status.as_str(), channel) {
             ("queued", _) => true,
@@ -160,13 +159,6 @@ impl Inner {
         };
         if !due {
             return Ok(());
-        }
-        let purpose = message.purpose.as_deref().and_then(Purpose::parse);
-        if message.opted_out_at.is_some() && purpose != Some(Purpose::OptOutConfirmation) {
-            info!(message = %message.id, "not sent: the number has opted out");
-            return self
-                .fail(&message, "failed_permanent", Some("opted_out"), None, now)
-                .await;
         }
         let Some(channel) = channel else {
             return Err(JobFailure::Retry(format!(
@@ -194,7 +186,7 @@ impl Inner {
             .await
             .map_err(storage_failure)?
         {
-            // Still queued means the number opted out since the message was read.
+            // Still queued means the number has opted out (mark_sending checks it).
             let now_queued = self
                 .storage
                 .outgoing_message(&message.id)
@@ -202,7 +194,7 @@ impl Inner {
                 .map_err(storage_failure)?
                 .filter(|m| m.status == "queued");
             if let Some(message) = now_queued {
-                info!(message = %message.id, "not sent: the number has just opted out");
+                info!(message = %message.id, "not sent: the number has opted out");
                 return self
                     .fail(
                         &message,

@@ -57,14 +57,7 @@ impl Twilio {
         client: &reqwest::Client,
         sms: OutboundSms<'_>,
     ) -> Result<Sent, SendError> {
-        let url = send::endpoint(
-            self.api_base_url.as_ref(),
-            API_BASE_URL,
-            &format!(
-                "/2010-04-01/Accounts/{}/Messages.json",
-                send::path_segment(&self.account_sid)
-            ),
-        );
+        let url = self.messages_url();
         let mut form = vec![("To", sms.to), ("From", sms.from), ("Body", sms.text)];
         if let Some(callback) = sms.status_callback {
             form.push(("StatusCallback", callback));
@@ -97,6 +90,18 @@ impl Twilio {
 }
 
 impl Twilio {
+    /// The account's Messages resource: POST sends, GET lists.
+    fn messages_url(&self) -> String {
+        send::endpoint(
+            self.api_base_url.as_ref(),
+            API_BASE_URL,
+            &format!(
+                "/2010-04-01/Accounts/{}/Messages.json",
+                send::path_segment(&self.account_sid)
+            ),
+        )
+    }
+
     /// Lists the latest messages from `sms.from` to `sms.to` (newest first, queued ones
     /// included) and looks for one with the same text created at or after `since`. A match whose
     /// creation date cannot be read makes the answer "cannot tell".
@@ -106,14 +111,7 @@ impl Twilio {
         sms: OutboundSms<'_>,
         since: Timestamp,
     ) -> Result<Lookup, SendError> {
-        let url = send::endpoint(
-            self.api_base_url.as_ref(),
-            API_BASE_URL,
-            &format!(
-                "/2010-04-01/Accounts/{}/Messages.json",
-                send::path_segment(&self.account_sid)
-            ),
-        );
+        let url = self.messages_url();
         let request = client
             .get(url)
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))

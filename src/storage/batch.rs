@@ -6,9 +6,9 @@
 //! batch forms while the previous one commits, so one commit (one sync to disk) serves many
 //! webhooks; when idle a message is its own batch and waits for nobody.
 //!
-//! Order: messages keep their arrival order per number (a stable sort by number, which would also
-//! give concurrent batches one lock order). If a batch fails as a whole, its messages are applied
-//! one by one, so one bad message cannot fail the others. On PostgreSQL each message is its own
+//! Order: a batch is applied in arrival order, so one number's messages apply one after the
+//! other. If a batch fails as a whole, its messages are applied one by one, so one bad message
+//! cannot fail the others. On PostgreSQL each message is its own
 //! transaction (see [`InboundWriter`]'s modes).
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
@@ -86,10 +86,6 @@ fn panicked() -> StorageError {
 async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbound, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        batch.sort_by(|(a, _), (b, _)| {
-            let number = |q: &QueuedInbound| q.new.from.as_ref().map(|p| p.as_e164().to_string());
-            number(a).cmp(&number(b))
-        });
         metrics::histogram!("hearback_inbound_batch_size").record(batch.len() as f64);
         let items: Vec<&QueuedInbound> = batch.iter().map(|(queued, _)| queued).collect();
         // A panic (a bug in the engine on one input) must not stop the writer: it fails that

@@ -37,17 +37,6 @@ impl Purpose {
             Purpose::Help => "help",
         }
     }
-
-    pub fn parse(raw: &str) -> Option<Purpose> {
-        [
-            Purpose::Survey,
-            Purpose::OptOutConfirmation,
-            Purpose::OptInConfirmation,
-            Purpose::Help,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == raw)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,21 +171,32 @@ macro_rules! queue_outgoing {
         .bind($now)
         .execute(&mut *$tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, 0, $5, $4, $4)",
-        )
-        .bind($crate::storage::SEND_JOB)
-        .bind(sqlx::types::Json(serde_json::json!({ "message_id": message_id })))
-        .bind(format!("{}:{message_id}", $crate::storage::SEND_JOB))
-        .bind($now)
-        .bind(i32::try_from($max).unwrap_or(i32::MAX).max(1))
-        .execute(&mut *$tx)
-        .await?;
+        $crate::storage::insert_job!($tx, $crate::storage::SEND_JOB, &message_id,
+            serde_json::json!({ "message_id": message_id }), $now, $max, $now);
         message_id
     }};
 }
 pub(crate) use queue_outgoing;
+
+/// Queues a job of `$kind` about `$subject` (its unique key is `<kind>:<subject>`), through `$tx`.
+macro_rules! insert_job {
+    ($tx:expr, $kind:expr, $subject:expr, $payload:expr, $run_at:expr, $max:expr, $now:expr) => {{
+        let kind: &str = $kind;
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6)",
+        )
+        .bind(kind)
+        .bind(sqlx::types::Json($payload))
+        .bind(format!("{kind}:{}", $subject))
+        .bind($run_at)
+        .bind(i32::try_from($max).unwrap_or(i32::MAX).max(1))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use insert_job;
 
 /// Appends an event of the public contract to the outbox, through `$tx`.
 macro_rules! insert_event {
@@ -388,18 +388,15 @@ impl Storage {
                     version: 0,
                 };
                 apply_advance!(tx, &view, &new.opening, None, new.send_max_attempts, now);
-                sqlx::query(
-                    "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6)",
-                )
-                .bind(EXPIRE_JOB)
-                .bind(sqlx::types::Json(serde_json::json!({ "conversation_id": id })))
-                .bind(format!("{EXPIRE_JOB}:{id}"))
-                .bind(new.expires_at)
-                .bind(i32::try_from(new.send_max_attempts).unwrap_or(i32::MAX).max(1))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                insert_job!(
+                    tx,
+                    EXPIRE_JOB,
+                    &id,
+                    serde_json::json!({ "conversation_id": id }),
+                    new.expires_at,
+                    new.send_max_attempts,
+                    now
+                );
                 conversation_id = Some(id);
             }
             tx.commit().await?;
@@ -541,6 +538,16 @@ impl Storage {
                 .fetch_optional(pool)
                 .await
         })?)
+    }
+
+    /// A statement that takes a transaction lock on a text key (bound as `$1`), for writers that
+    /// must not run side by side but share no row to lock; `None` on SQLite, whose writers
+    /// already take turns.
+    pub(crate) fn key_lock(&self) -> Option<&'static str> {
+        match self.backend {
+            super::Backend::Sqlite(_) => None,
+            super::Backend::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+        }
     }
 
     /// ` FOR UPDATE` where the database takes row locks; SQLite's write transaction already

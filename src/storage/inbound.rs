@@ -477,10 +477,7 @@ impl Storage {
         let _writing = self.writing().await;
         // Two parts arriving at once on PostgreSQL would each see only itself and neither would
         // complete the message: the parts of one message take a transaction lock in turn.
-        let lock = match self.backend {
-            super::Backend::Sqlite(_) => None,
-            super::Backend::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
-        };
+        let lock = self.key_lock();
         let key = format!("parts:{channel}:{}:{}", part.sender, part.reference);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;

@@ -23,7 +23,7 @@ pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
 };
-pub(crate) use conversations::{apply_advance, insert_event, queue_outgoing};
+pub(crate) use conversations::{apply_advance, insert_event, insert_job, queue_outgoing};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,

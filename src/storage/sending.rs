@@ -14,21 +14,34 @@ use super::{BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool}
 use crate::time::Timestamp;
 use serde_json::json;
 
+/// How far along each status is; a status applies only over a lower rank. Any other status
+/// (delivered, failed_permanent) is final.
+const STATUS_RANKS: [(&str, u8); 6] = [
+    ("received", 0),
+    ("queued", 0),
+    ("sending", 1),
+    ("unknown", 1),
+    ("sent", 2),
+    ("failed_temporary", 3),
+];
+const FINAL_RANK: u8 = 4;
+
 /// How far along a message's status is; a status applies only over a lower rank.
 pub fn status_rank(status: &str) -> u8 {
-    match status {
-        "received" | "queued" => 0,
-        "sending" | "unknown" => 1,
-        "sent" => 2,
-        "failed_temporary" => 3,
-        // Final: delivered, failed_permanent.
-        _ => 4,
-    }
+    STATUS_RANKS
+        .iter()
+        .find(|(name, _)| *name == status)
+        .map_or(FINAL_RANK, |(_, rank)| *rank)
 }
 
-/// SQL for [`status_rank`] of the `status` column.
-const STATUS_RANK_SQL: &str = "(CASE status WHEN 'received' THEN 0 WHEN 'queued' THEN 0 WHEN 'sending' THEN 1 \
-     WHEN 'unknown' THEN 1 WHEN 'sent' THEN 2 WHEN 'failed_temporary' THEN 3 ELSE 4 END)";
+/// [`status_rank`] of the `status` column, in SQL, from the same table.
+static STATUS_RANK_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let cases: String = STATUS_RANKS
+        .iter()
+        .map(|(name, rank)| format!(" WHEN '{name}' THEN {rank}"))
+        .collect();
+    format!("(CASE status{cases} ELSE {FINAL_RANK} END)")
+});
 
 /// An outgoing message as a send job needs it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -41,8 +54,6 @@ pub struct OutgoingMessage {
     pub phone: String,
     pub body: String,
     pub status: String,
-    pub purpose: Option<String>,
-    pub opted_out_at: Option<Timestamp>,
     pub conversation_id: Option<String>,
     pub invitation_id: Option<String>,
     /// The invitation's status when the message was read: only a `scheduled` one becomes `sent`.
@@ -74,6 +85,20 @@ pub struct ConsoleMessage {
     pub purpose: Option<String>,
     pub segments: Option<i32>,
     pub created_at: Timestamp,
+}
+
+/// Records on the contact what a permanent failure said about its number, through `$tx`.
+macro_rules! flag_number {
+    ($tx:expr, $contact:expr, $number_status:expr, $now:expr) => {{
+        if let Some(number_status) = $number_status {
+            sqlx::query("UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3")
+                .bind(number_status)
+                .bind($now)
+                .bind($contact)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
 }
 
 /// Marks the invitation of `$invitation` failed (once) and records `invitation.failed`.
@@ -116,7 +141,7 @@ impl Storage {
     ) -> Result<Option<OutgoingMessage>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, m.purpose, ct.opted_out_at, \
+                "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
                  m.conversation_id, c.invitation_id, i.status AS invitation_status, m.segments, m.created_at FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
@@ -191,16 +216,7 @@ impl Storage {
             if let Some((status, error_code, number_status)) =
                 latest.filter(|(s, _, _)| status_rank(s) > status_rank("sent"))
             {
-                if let Some(number_status) = number_status {
-                    sqlx::query(
-                        "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(number_status)
-                    .bind(now)
-                    .bind(&message.contact_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                flag_number!(tx, &message.contact_id, number_status, now);
                 sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
                     .bind(status)
                     .bind(error_code)
@@ -275,16 +291,7 @@ impl Storage {
             .bind(&message.id)
             .execute(&mut *tx)
             .await?;
-            if let Some(number_status) = failure.number_status {
-                sqlx::query(
-                    "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
-                )
-                .bind(number_status)
-                .bind(now)
-                .bind(&message.contact_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            flag_number!(tx, &message.contact_id, failure.number_status, now);
             if let (Some(invitation), "failed_permanent") = (&message.invitation_id, failure.status)
             {
                 let reason = failure
@@ -387,8 +394,9 @@ impl Storage {
             }
             let applied: Option<(String, String, Option<String>)> = sqlx::query_as(&format!(
                 "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), updated_at = $3 \
-                 WHERE channel = $4 AND direction = 'outbound' AND provider_message_id = $5 AND {STATUS_RANK_SQL} < $6 \
-                 RETURNING id, contact_id, conversation_id"
+                 WHERE channel = $4 AND direction = 'outbound' AND provider_message_id = $5 AND {} < $6 \
+                 RETURNING id, contact_id, conversation_id",
+                *STATUS_RANK_SQL
             ))
             .bind(status)
             .bind(error_code)
@@ -401,16 +409,7 @@ impl Storage {
             if let (Some((message_id, contact_id, conversation)), "failed_permanent") =
                 (&applied, status)
             {
-                if let Some(number_status) = number_status {
-                    sqlx::query(
-                        "UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(number_status)
-                    .bind(now)
-                    .bind(contact_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                flag_number!(tx, contact_id, number_status, now);
                 if let Some(conversation) = conversation {
                     let invitation: Option<String> =
                         sqlx::query_scalar("SELECT invitation_id FROM conversations WHERE id = $1")
@@ -430,18 +429,16 @@ impl Storage {
 
     /// Recording a send and recording one of its statuses must not run side by side: each would
     /// miss the other (the status finds no message with that provider id yet, the send finds no
-    /// status yet) and the status would never be applied. On PostgreSQL both take a transaction
-    /// lock on the provider message id; SQLite's writers already take turns.
+    /// status yet) and the status would never be applied. Both lock the provider message id.
     fn status_lock(
         &self,
         channel: &str,
         provider_message_id: &str,
     ) -> (Option<&'static str>, String) {
-        let lock = match self.backend {
-            super::Backend::Sqlite(_) => None,
-            super::Backend::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
-        };
-        (lock, format!("status:{channel}:{provider_message_id}"))
+        (
+            self.key_lock(),
+            format!("status:{channel}:{provider_message_id}"),
+        )
     }
 
     /// Takes or keeps the send lease of `channel` for `owner` until `until`; false when another
