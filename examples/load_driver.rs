@@ -126,6 +126,10 @@ struct Drive {
     /// Distinguishes runs against the same database (customers' numbers and message ids).
     #[arg(long, default_value_t = 0)]
     run: u32,
+    /// The server's database (hearback only): after the run, checks there that every reply was
+    /// stored and applied exactly once, and exits non-zero if not.
+    #[arg(long)]
+    verify_database: Option<String>,
 }
 
 fn customer(run: u32, n: u32) -> String {
@@ -230,6 +234,58 @@ async fn drive(d: Drive) {
         p50 = pct(0.50).as_secs_f64() * 1e3,
         p99 = pct(0.99).as_secs_f64() * 1e3,
     );
+    if let Some(database) = &d.verify_database {
+        let replies = i64::from(d.customers * d.rounds);
+        let expected = [
+            (
+                "inbound messages",
+                "SELECT COUNT(*) FROM messages WHERE direction = 'inbound'",
+                replies,
+            ),
+            ("answers", "SELECT COUNT(*) FROM answers", replies),
+            (
+                "completed conversations",
+                "SELECT COUNT(*) FROM conversations WHERE status = 'completed'",
+                i64::from(d.customers),
+            ),
+        ];
+        let mut wrong = false;
+        for (what, sql, want) in expected {
+            let found = count_rows(database, sql).await;
+            if found != want {
+                eprintln!("verification failed: {found} {what}, expected {want}");
+                wrong = true;
+            }
+        }
+        if wrong {
+            std::process::exit(1);
+        }
+        println!(
+            "{label}: verified in the database: every reply stored and applied once",
+            label = d.label
+        );
+    }
+}
+
+/// One `SELECT COUNT(*)` against a SQLite file or a PostgreSQL database.
+async fn count_rows(database: &str, sql: &str) -> i64 {
+    if database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database)
+            .await
+            .expect("open the SQLite database");
+        sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    } else {
+        let pool = sqlx::PgPool::connect(database)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    }
 }
 
 /// utime + stime of a process, in seconds.

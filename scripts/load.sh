@@ -84,7 +84,8 @@ run_hearback() {
     pids+=("$pid")
     wait_for "http://127.0.0.1:$PORT/healthz"
     taskset -c 1 "$DRIVER" drive --url "http://127.0.0.1:$PORT" --api-key "$key" \
-        --customers "$CUSTOMERS" --connections "$CONNECTIONS" --server-pid "$pid" --label "$label"
+        --customers "$CUSTOMERS" --connections "$CONNECTIONS" --server-pid "$pid" --label "$label" \
+        --verify-database "$url"
     stop "$pid"
     unset HEARBACK_DATABASE_URL
 }

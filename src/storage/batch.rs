@@ -1,15 +1,16 @@
 //! The inbound writer: customer messages committed in batches.
 //!
-//! On SQLite every webhook hands its message to one writer task and waits for its outcome; the
-//! writer takes every message waiting, commits them in one transaction
-//! ([`Storage::receive_batch`]) and answers each only once the batch is durable. Under load a
-//! batch forms while the previous one commits, so one commit (one sync to disk) serves many
-//! webhooks; when idle a message is its own batch and waits for nobody.
+//! Every webhook hands its message to one writer task and waits for its outcome; the writer
+//! takes every message waiting, applies them in one transaction ([`Storage::receive_batch`]: a
+//! fixed number of set-based statements, however many messages) and answers each only once the
+//! batch is durable. Under load a batch forms while the previous one commits, so one commit (one
+//! sync to disk) and a handful of statements serve many webhooks; when idle a message is its own
+//! batch and waits for nobody.
 //!
 //! Order: a batch is applied in arrival order, so one number's messages apply one after the
-//! other. If a batch fails as a whole, its messages are applied one by one, so one bad message
-//! cannot fail the others. On PostgreSQL each message is its own
-//! transaction (see [`InboundWriter`]'s modes).
+//! other; across instances (PostgreSQL) the contact rows the batch locks keep them in turn. If a
+//! batch fails as a whole, its messages are applied one by one, so one bad message cannot fail
+//! the others.
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
 use futures::FutureExt;
@@ -25,51 +26,21 @@ type Reply = oneshot::Sender<Result<InboundOutcome, StorageError>>;
 /// A handle on the writer; cloning it is cheap. The writer task ends when every handle is dropped.
 #[derive(Clone)]
 pub struct InboundWriter {
-    mode: Mode,
-}
-
-#[derive(Clone)]
-enum Mode {
-    /// SQLite writes one transaction at a time: one writer task batches every message.
-    Batched(mpsc::Sender<(QueuedInbound, Reply)>),
-    /// PostgreSQL already commits concurrent transactions together (its WAL writer flushes them
-    /// at once), and runs them in parallel on the pool's connections; batching there only made
-    /// the work wait in line (measured in docs/PERFORMANCE.md). Each message is its own
-    /// transaction, the contact's row lock keeping one number's messages in order.
-    Direct(Storage),
+    queue: mpsc::Sender<(QueuedInbound, Reply)>,
 }
 
 impl InboundWriter {
-    /// Starts the writer task where there is one (on the current Tokio runtime).
+    /// Starts the writer task (on the current Tokio runtime).
     pub fn start(storage: Storage) -> InboundWriter {
-        let mode = match storage.kind() {
-            crate::config::DatabaseKind::Sqlite => {
-                let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
-                tokio::spawn(write_batches(storage, waiting));
-                Mode::Batched(queue)
-            }
-            crate::config::DatabaseKind::Postgres => Mode::Direct(storage),
-        };
-        InboundWriter { mode }
+        let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
+        tokio::spawn(write_batches(storage, waiting));
+        InboundWriter { queue }
     }
 
     /// Records the message and what it causes; answers once it is durable.
     pub async fn submit(&self, queued: QueuedInbound) -> Result<InboundOutcome, StorageError> {
-        let queue = match &self.mode {
-            Mode::Direct(storage) => {
-                return AssertUnwindSafe(storage.receive_and_apply(
-                    &queued.new.borrowed(),
-                    queued.send_max_attempts,
-                    &*queued.plan,
-                ))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(panicked()));
-            }
-            Mode::Batched(queue) => queue,
-        };
         let (reply, outcome) = oneshot::channel();
-        queue
+        self.queue
             .send((queued, reply))
             .await
             .map_err(|_| StorageError::Corrupt("the inbound writer has stopped".into()))?;

@@ -7,7 +7,7 @@
 //! one number are applied one after the other on one instance or several; the conversation's
 //! `version` is checked on update all the same.
 
-use super::{BeginWrite, Storage, StorageError, on_pool};
+use super::{BeginWrite, Storage, StorageError, WriteSet, flush_writes, on_pool};
 use crate::phone::Phone;
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -145,132 +145,21 @@ pub enum InvitationOutcome {
 const INVITATION_COLUMNS: &str = "i.id, i.event_id, i.flow_id, i.channel, i.status, i.status_reason, i.send_at, i.created_at, \
      (SELECT c.id FROM conversations c WHERE c.invitation_id = i.id) AS conversation_id";
 
-/// Queues one outgoing message and the job that sends it, through `$tx`.
-macro_rules! queue_outgoing {
-    ($tx:expr, conversation: $conversation:expr, contact: $contact:expr, channel: $channel:expr,
-     sender: $sender:expr, purpose: $purpose:expr, body: $body:expr, max_attempts: $max:expr,
-     now: $now:expr) => {{
-        let message_id = uuid::Uuid::now_v7().to_string();
-        let body: &str = $body;
-        let counted = $crate::sms::segments(body);
-        let encoding = counted.encoding.as_str();
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
-             encoding, segments, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, 'queued', $10, $10)",
-        )
-        .bind(&message_id)
-        .bind($conversation)
-        .bind($contact)
-        .bind($channel)
-        .bind($sender)
-        .bind($purpose.as_str())
-        .bind(body)
-        .bind(encoding)
-        .bind(i32::try_from(counted.segments).unwrap_or(i32::MAX))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        $crate::storage::insert_job!($tx, $crate::storage::SEND_JOB, &message_id,
-            serde_json::json!({ "message_id": message_id }), $now, $max, $now);
-        message_id
-    }};
-}
-pub(crate) use queue_outgoing;
-
-/// Queues a job of `$kind` about `$subject` (its unique key is `<kind>:<subject>`), through `$tx`.
-macro_rules! insert_job {
-    ($tx:expr, $kind:expr, $subject:expr, $payload:expr, $run_at:expr, $max:expr, $now:expr) => {{
-        let kind: &str = $kind;
-        sqlx::query(
-            "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6)",
-        )
-        .bind(kind)
-        .bind(sqlx::types::Json($payload))
-        .bind(format!("{kind}:{}", $subject))
-        .bind($run_at)
-        .bind(i32::try_from($max).unwrap_or(i32::MAX).max(1))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-    }};
-}
-pub(crate) use insert_job;
-
-/// Appends an event of the public contract to the outbox, through `$tx`.
+/// Appends one event of the public contract to the outbox, through `$tx`.
 macro_rules! insert_event {
     ($tx:expr, $event_type:expr, $contact:expr, $data:expr, $now:expr) => {{
-        sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, version, contact_id, occurred_at, payload) \
-             VALUES ($1, $2, 1, $3, $4, $5)",
-        )
-        .bind(format!("evt_{}", uuid::Uuid::now_v7().simple()))
-        .bind($event_type)
-        .bind($contact)
-        .bind($now)
-        .bind(sqlx::types::Json($data))
-        .execute(&mut *$tx)
-        .await?;
+        let mut writes = $crate::storage::WriteSet::default();
+        let contact: &str = $contact;
+        writes.event(
+            $event_type,
+            Some(contact),
+            serde_json::Value::clone($data),
+            $now,
+        );
+        $crate::storage::flush_writes!($tx, &writes);
     }};
 }
 pub(crate) use insert_event;
-
-/// Writes what the engine decided: the conversation's new state (fenced on its version), its
-/// answers, its events and its outgoing messages. `$message` is the inbound message that caused
-/// it, if any.
-macro_rules! apply_advance {
-    ($tx:expr, $view:expr, $advance:expr, $message:expr, $max:expr, $now:expr) => {{
-        let view: &$crate::storage::ConversationView = $view;
-        let advance: &$crate::storage::Advance = $advance;
-        let message: Option<&str> = $message;
-        let closed_at = (advance.status != $crate::storage::ConversationStatus::Open).then_some($now);
-        let updated = sqlx::query(
-            "UPDATE conversations SET state = $1, status = $2, version = version + 1, updated_at = $3, closed_at = $4 \
-             WHERE id = $5 AND version = $6",
-        )
-        .bind(sqlx::types::Json(&advance.state))
-        .bind(advance.status.as_str())
-        .bind($now)
-        .bind(closed_at)
-        .bind(&view.id)
-        .bind(view.version)
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected();
-        if updated != 1 {
-            return Err($crate::storage::StorageError::Conflict(
-                "the conversation changed while this message was applied; the provider's retry will apply it",
-            ));
-        }
-        for answer in &advance.answers {
-            sqlx::query(
-                "INSERT INTO answers (id, conversation_id, question_id, kind, score, choice, text, message_id, answered_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (conversation_id, question_id) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&view.id)
-            .bind(&answer.question_id)
-            .bind(answer.kind)
-            .bind(answer.score)
-            .bind(&answer.choice)
-            .bind(&answer.text)
-            .bind(message)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?;
-        }
-        for event in &advance.events {
-            $crate::storage::insert_event!($tx, event.event_type, &view.contact_id, &event.data, $now);
-        }
-        for text in &advance.messages {
-            $crate::storage::queue_outgoing!($tx, conversation: Some(&view.id), contact: &view.contact_id,
-                channel: &view.channel, sender: &view.sender, purpose: $crate::storage::Purpose::Survey,
-                body: text, max_attempts: $max, now: $now);
-        }
-    }};
-}
-pub(crate) use apply_advance;
 
 impl Storage {
     /// Records an invitation and starts its conversation: the first question is queued at once.
@@ -387,16 +276,17 @@ impl Storage {
                     state: Json(new.opening.state.clone()),
                     version: 0,
                 };
-                apply_advance!(tx, &view, &new.opening, None, new.send_max_attempts, now);
-                insert_job!(
-                    tx,
+                let mut writes = WriteSet::default();
+                writes.advance(&view, &new.opening, None, new.send_max_attempts, now);
+                writes.job(
                     EXPIRE_JOB,
                     &id,
                     serde_json::json!({ "conversation_id": id }),
                     new.expires_at,
                     new.send_max_attempts,
-                    now
+                    now,
                 );
+                flush_writes!(tx, &writes);
                 conversation_id = Some(id);
             }
             tx.commit().await?;
@@ -521,7 +411,9 @@ impl Storage {
                 return Ok(false);
             };
             let (view, advance) = advance;
-            apply_advance!(tx, view, &advance, None, send_max_attempts, now);
+            let mut writes = WriteSet::default();
+            writes.advance(view, &advance, None, send_max_attempts, now);
+            flush_writes!(tx, &writes);
             tx.commit().await?;
             Ok(true)
         })

@@ -7,13 +7,14 @@
 //! history row and its outbox event.
 
 use super::{
-    Advance, BeginWrite, ConversationView, Purpose, Storage, StorageError, apply_advance,
-    insert_event, on_pool, queue_outgoing,
+    Advance, BeginWrite, ConversationStatus, ConversationView, Purpose, Storage, StorageError,
+    WriteSet, flush_writes, on_pool,
 };
 use crate::phone::Phone;
 use crate::time::Timestamp;
 use serde_json::{Value, json};
 use sqlx::types::Json;
+use std::collections::{HashMap, HashSet};
 
 /// A consent change asked for by a keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,148 +168,35 @@ pub struct NewStatus<'a> {
     pub received_at: Timestamp,
 }
 
-/// Records one customer message and what it causes, through `$tx` (a write transaction of
-/// either backend); evaluates to the outcome. A duplicate returns early, having changed nothing
-/// but the contact's (idempotent) upsert. Shared by the single and the batched paths.
-/// Creates or finds a contact by phone and returns (id, opted_out_at, locale), locking its row.
-const CONTACT_UPSERT: &str = "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-     ON CONFLICT (phone) DO UPDATE SET phone = excluded.phone RETURNING id, opted_out_at, locale";
+/// A customer message to apply, and what decides its effects.
+struct Applying<'a> {
+    new: NewInbound<'a>,
+    send_max_attempts: u32,
+    plan: &'a (dyn Fn(&InboundContext) -> InboundPlan + Send + Sync),
+}
 
-macro_rules! apply_inbound {
-    ($tx:ident, $new:expr, $max:expr, $plan:expr) => {
-        async {
-            let new: &NewInbound<'_> = $new;
-            let message_id = uuid::Uuid::now_v7().to_string();
-            let now = new.received_at;
-            let contact: Option<(String, Option<Timestamp>, Option<String>)> = match new.from {
-                    None => None,
-                    Some(phone) => {
-                        // One statement creates or finds the contact; on PostgreSQL its
-                        // `DO UPDATE` also locks the row, which orders one number's messages
-                        // across instances (SQLite's writers already take turns).
-                        Some(
-                            sqlx::query_as(CONTACT_UPSERT)
-                                .bind(uuid::Uuid::now_v7().to_string())
-                                .bind(phone.as_e164())
-                                .bind(now)
-                                .fetch_one(&mut *$tx)
-                                .await?,
-                        )
-                    }
-                };
-                let contact_id = contact.as_ref().map(|(id, _, _)| id.clone());
-                let conversation: Option<ConversationView> = match &contact_id {
-                    None => None,
-                    Some(contact_id) => {
-                        sqlx::query_as(
-                            "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
-                             FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                             WHERE c.contact_id = $1 AND c.channel = $2 AND c.sender = $3 AND c.status = 'open'",
-                        )
-                        .bind(contact_id)
-                        .bind(new.channel)
-                        .bind(new.to)
-                        .fetch_optional(&mut *$tx)
-                        .await?
-                    }
-                };
-                let inserted: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, body, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, 'received', $8, $8) \
-                     ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING \
-                     RETURNING id",
-                )
-                .bind(&message_id)
-                .bind(conversation.as_ref().map(|c| &c.id))
-                .bind(&contact_id)
-                .bind(new.channel)
-                .bind(new.to)
-                .bind(new.provider_message_id)
-                .bind(new.body)
-                .bind(now)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                if inserted.is_none() {
-                    return Ok(InboundOutcome::Duplicate);
-                }
-                let mut consent_changed = None;
-                let mut opted_out = contact.as_ref().is_some_and(|(_, at, _)| at.is_some());
-                if let (Some(change), Some((contact_id, opted_out_at, _)), Some(phone)) =
-                    (new.consent, &contact, new.from)
-                {
-                    let applies = match change {
-                        ConsentChange::OptedOut => opted_out_at.is_none(),
-                        ConsentChange::OptedIn => opted_out_at.is_some(),
-                    };
-                    if applies {
-                        let opted_out_at = (change == ConsentChange::OptedOut).then_some(now);
-                        opted_out = opted_out_at.is_some();
-                        sqlx::query(
-                            "UPDATE contacts SET opted_out_at = $1, updated_at = $2 WHERE id = $3",
-                        )
-                        .bind(opted_out_at)
-                        .bind(now)
-                        .bind(contact_id)
-                        .execute(&mut *$tx)
-                        .await?;
-                        let source = format!("sms:{}", new.channel);
-                        sqlx::query("INSERT INTO contact_consents (contact_id, change, source, at) VALUES ($1, $2, $3, $4)")
-                            .bind(contact_id)
-                            .bind(change.as_str())
-                            .bind(&source)
-                            .bind(now)
-                            .execute(&mut *$tx)
-                            .await?;
-                        let data = json!({
-                            "contact": { "id": contact_id, "phone": phone.as_e164() },
-                            "channel": new.channel,
-                            "source": source,
-                            "message_id": message_id,
-                        });
-                        insert_event!(
-                            $tx,
-                            format!("contact.{}", change.as_str()),
-                            contact_id,
-                            &data,
-                            now
-                        );
-                        consent_changed = Some(change);
-                    }
-                }
-                let context = InboundContext {
-                    message_id: message_id.clone(),
-                    contact_id: contact_id.clone(),
-                    contact_locale: contact.as_ref().and_then(|(_, _, locale)| locale.clone()),
-                    opted_out,
-                    consent_changed,
-                    conversation,
-                };
-                let plan = ($plan)(&context);
-                if let (Some(advance), Some(view)) = (&plan.advance, &context.conversation) {
-                    apply_advance!(
-                        $tx,
-                        view,
-                        advance,
-                        Some(message_id.as_str()),
-                        $max,
-                        now
-                    );
-                }
-                if let Some(contact_id) = &contact_id {
-                    for (purpose, body) in &plan.replies {
-                        queue_outgoing!($tx, conversation: None::<&str>, contact: contact_id,
-                            channel: new.channel, sender: new.to, purpose: *purpose,
-                            body: body, max_attempts: $max, now: now);
-                    }
-                }
-            Ok::<InboundOutcome, StorageError>(InboundOutcome::Stored {
-                message_id,
-                contact_id,
-                consent_changed,
-            })
-        }
-        .await
-    };
+/// A contact as a batch sees it, its consent changes applied as they happen.
+struct ContactState {
+    id: String,
+    opted_out_at: Option<Timestamp>,
+    locale: Option<String>,
+}
+
+/// A customer message to insert.
+struct ReceivedRow<'a> {
+    id: String,
+    conversation_id: Option<String>,
+    contact_id: Option<String>,
+    new: &'a NewInbound<'a>,
+}
+
+/// A consent change to record: the contact's new state and its history row.
+struct ConsentRow {
+    contact_id: String,
+    change: ConsentChange,
+    opted_out_at: Option<Timestamp>,
+    source: String,
+    at: Timestamp,
 }
 
 impl Storage {
@@ -333,18 +221,17 @@ impl Storage {
         plan: P,
     ) -> Result<InboundOutcome, StorageError>
     where
-        P: FnOnce(&InboundContext) -> InboundPlan + Send,
+        P: Fn(&InboundContext) -> InboundPlan + Send + Sync,
     {
-        let _writing = self.writing().await;
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let outcome = apply_inbound!(tx, new, send_max_attempts, plan)?;
-            match outcome {
-                InboundOutcome::Duplicate => tx.rollback().await?,
-                InboundOutcome::Stored { .. } => tx.commit().await?,
-            }
-            Ok(outcome)
-        })
+        let applying = [Applying {
+            new: new.clone(),
+            send_max_attempts,
+            plan: &plan,
+        }];
+        let mut outcomes = self.apply_inbound(&applying).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StorageError::Corrupt("a message had no outcome".into()))
     }
 
     /// Records several customer messages, each as [`Storage::receive_and_apply`] would, in one
@@ -355,15 +242,286 @@ impl Storage {
         &self,
         batch: &[&QueuedInbound],
     ) -> Result<Vec<InboundOutcome>, StorageError> {
+        let applying: Vec<Applying<'_>> = batch
+            .iter()
+            .map(|queued| Applying {
+                new: queued.new.borrowed(),
+                send_max_attempts: queued.send_max_attempts,
+                plan: &*queued.plan,
+            })
+            .collect();
+        self.apply_inbound(&applying).await
+    }
+
+    /// Applies customer messages in one transaction with a fixed number of statements, however
+    /// many messages: the contacts are created or found (and, on PostgreSQL, locked) together,
+    /// what is already stored and which conversations are open is read together, each message is
+    /// then planned in memory in the order given — a message sees what the ones before it changed
+    /// (a STOP, a conversation's new state or its end) — and what they all change is written with
+    /// one statement per table ([`WriteSet`]).
+    async fn apply_inbound(
+        &self,
+        applying: &[Applying<'_>],
+    ) -> Result<Vec<InboundOutcome>, StorageError> {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for queued in batch {
-                let new = queued.new.borrowed();
-                let plan = &*queued.plan;
-                outcomes.push(apply_inbound!(tx, &new, queued.send_max_attempts, plan)?);
+
+            // Each number once, in phone order: the upsert locks the rows on PostgreSQL (one
+            // number's messages then apply one after the other across instances), and two
+            // batches that lock in the same order cannot deadlock.
+            let mut numbers: Vec<(&str, Timestamp)> = applying
+                .iter()
+                .filter_map(|a| a.new.from.map(|phone| (phone.as_e164(), a.new.received_at)))
+                .collect();
+            numbers.sort_by_key(|(phone, _)| *phone);
+            numbers.dedup_by_key(|(phone, _)| *phone);
+            let mut contacts: HashMap<String, ContactState> = HashMap::with_capacity(numbers.len());
+            if !numbers.is_empty() {
+                let mut upsert = sqlx::QueryBuilder::new(
+                    "INSERT INTO contacts (id, phone, created_at, updated_at) ",
+                );
+                upsert.push_values(&numbers, |mut row, (phone, at)| {
+                    row.push_bind(uuid::Uuid::now_v7().to_string())
+                        .push_bind(*phone)
+                        .push_bind(*at)
+                        .push_bind(*at);
+                });
+                upsert.push(
+                    " ON CONFLICT (phone) DO UPDATE SET phone = excluded.phone \
+                     RETURNING id, phone, opted_out_at, locale",
+                );
+                let rows: Vec<(String, String, Option<Timestamp>, Option<String>)> =
+                    upsert.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, phone, opted_out_at, locale) in rows {
+                    contacts.insert(
+                        phone,
+                        ContactState {
+                            id,
+                            opted_out_at,
+                            locale,
+                        },
+                    );
+                }
             }
+
+            // What providers sent before: a retry is recognised by its channel and message id.
+            let mut stored: HashSet<(String, String)> = {
+                let mut channels: Vec<&str> = applying.iter().map(|a| a.new.channel).collect();
+                channels.sort_unstable();
+                channels.dedup();
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT channel, provider_message_id FROM messages WHERE direction = 'inbound' AND channel IN (",
+                );
+                let mut list = select.separated(", ");
+                for channel in channels {
+                    list.push_bind(channel);
+                }
+                select.push(") AND provider_message_id IN (");
+                let mut list = select.separated(", ");
+                for a in applying {
+                    list.push_bind(a.new.provider_message_id);
+                }
+                select.push(")");
+                select
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+
+            // The open conversations of these contacts, by (contact, channel, our number).
+            let mut open: HashMap<(String, String, String), ConversationView> = HashMap::new();
+            if !contacts.is_empty() {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
+                     FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                     WHERE c.status = 'open' AND c.contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for contact in contacts.values() {
+                    list.push_bind(contact.id.clone());
+                }
+                select.push(")");
+                let views: Vec<ConversationView> =
+                    select.build_query_as().fetch_all(&mut *tx).await?;
+                for view in views {
+                    open.insert(
+                        (
+                            view.contact_id.clone(),
+                            view.channel.clone(),
+                            view.sender.clone(),
+                        ),
+                        view,
+                    );
+                }
+            }
+
+            let mut received: Vec<ReceivedRow<'_>> = Vec::with_capacity(applying.len());
+            let mut consents: Vec<ConsentRow> = Vec::new();
+            let mut writes = WriteSet::default();
+            let mut outcomes = Vec::with_capacity(applying.len());
+            for a in applying {
+                let new = &a.new;
+                let now = new.received_at;
+                if !stored.insert((new.channel.to_string(), new.provider_message_id.to_string())) {
+                    outcomes.push(InboundOutcome::Duplicate);
+                    continue;
+                }
+                let mut contact = match new.from {
+                    None => None,
+                    Some(phone) => Some(contacts.get_mut(phone.as_e164()).ok_or_else(|| {
+                        StorageError::Corrupt(
+                            "the contact upsert returned no row for a number".into(),
+                        )
+                    })?),
+                };
+                let conversation_key = contact
+                    .as_ref()
+                    .map(|c| (c.id.clone(), new.channel.to_string(), new.to.to_string()));
+                let conversation = conversation_key
+                    .as_ref()
+                    .and_then(|key| open.get(key).cloned());
+                let message_id = uuid::Uuid::now_v7().to_string();
+                received.push(ReceivedRow {
+                    id: message_id.clone(),
+                    conversation_id: conversation.as_ref().map(|c| c.id.clone()),
+                    contact_id: contact.as_ref().map(|c| c.id.clone()),
+                    new,
+                });
+                let mut consent_changed = None;
+                if let (Some(change), Some(contact), Some(phone)) =
+                    (new.consent, contact.as_deref_mut(), new.from)
+                {
+                    let applies = match change {
+                        ConsentChange::OptedOut => contact.opted_out_at.is_none(),
+                        ConsentChange::OptedIn => contact.opted_out_at.is_some(),
+                    };
+                    if applies {
+                        contact.opted_out_at = (change == ConsentChange::OptedOut).then_some(now);
+                        let source = format!("sms:{}", new.channel);
+                        let data = json!({
+                            "contact": { "id": contact.id, "phone": phone.as_e164() },
+                            "channel": new.channel,
+                            "source": source,
+                            "message_id": message_id,
+                        });
+                        writes.event(
+                            format!("contact.{}", change.as_str()),
+                            Some(&contact.id),
+                            data,
+                            now,
+                        );
+                        consents.push(ConsentRow {
+                            contact_id: contact.id.clone(),
+                            change,
+                            opted_out_at: contact.opted_out_at,
+                            source,
+                            at: now,
+                        });
+                        consent_changed = Some(change);
+                    }
+                }
+                let context = InboundContext {
+                    message_id,
+                    contact_id: contact.as_ref().map(|c| c.id.clone()),
+                    contact_locale: contact.as_ref().and_then(|c| c.locale.clone()),
+                    opted_out: contact.as_ref().is_some_and(|c| c.opted_out_at.is_some()),
+                    consent_changed,
+                    conversation,
+                };
+                let plan = (a.plan)(&context);
+                if let (Some(advance), Some(view), Some(key)) =
+                    (&plan.advance, &context.conversation, &conversation_key)
+                {
+                    writes.advance(
+                        view,
+                        advance,
+                        Some(&context.message_id),
+                        a.send_max_attempts,
+                        now,
+                    );
+                    // The next message of this number sees the conversation as this one left it.
+                    if advance.status == ConversationStatus::Open {
+                        if let Some(open_view) = open.get_mut(key) {
+                            open_view.state = Json(advance.state.clone());
+                            open_view.version += 1;
+                        }
+                    } else {
+                        open.remove(key);
+                    }
+                }
+                if let Some(contact_id) = &context.contact_id {
+                    for (purpose, body) in &plan.replies {
+                        writes.outgoing(
+                            None,
+                            contact_id,
+                            (new.channel, new.to),
+                            *purpose,
+                            body,
+                            a.send_max_attempts,
+                            now,
+                        );
+                    }
+                }
+                outcomes.push(InboundOutcome::Stored {
+                    message_id: context.message_id,
+                    contact_id: context.contact_id,
+                    consent_changed,
+                });
+            }
+            if received.is_empty() {
+                // Only provider retries: nothing to keep.
+                tx.rollback().await?;
+                return Ok(outcomes);
+            }
+
+            // Consent changes are rare (STOP, START): a statement each, in order.
+            for consent in &consents {
+                sqlx::query("UPDATE contacts SET opted_out_at = $1, updated_at = $2 WHERE id = $3")
+                    .bind(consent.opted_out_at)
+                    .bind(consent.at)
+                    .bind(&consent.contact_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO contact_consents (contact_id, change, source, at) VALUES ($1, $2, $3, $4)")
+                    .bind(&consent.contact_id)
+                    .bind(consent.change.as_str())
+                    .bind(&consent.source)
+                    .bind(consent.at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, \
+                 body, status, created_at, updated_at) ",
+            );
+            insert.push_values(&received, |mut row, m| {
+                row.push_bind(&m.id)
+                    .push_bind(&m.conversation_id)
+                    .push_bind(&m.contact_id)
+                    .push_bind("inbound")
+                    .push_bind(m.new.channel)
+                    .push_bind(m.new.to)
+                    .push_bind(m.new.provider_message_id)
+                    .push_bind(m.new.body)
+                    .push_bind("received")
+                    .push_bind(m.new.received_at)
+                    .push_bind(m.new.received_at);
+            });
+            insert.push(
+                " ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING",
+            );
+            let inserted = insert.build().execute(&mut *tx).await?.rows_affected();
+            if inserted != received.len() as u64 {
+                // Only a message from no valid number escapes the contact lock: another instance
+                // stored the same one meanwhile. The provider's retry finds it.
+                return Err(StorageError::Conflict(
+                    "a message of this batch was stored by another writer at the same time",
+                ));
+            }
+            flush_writes!(tx, &writes);
             tx.commit().await?;
             Ok(outcomes)
         })

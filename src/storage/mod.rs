@@ -15,15 +15,16 @@ mod jobs;
 mod schema;
 mod sending;
 mod units;
+mod write_set;
 
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
 pub use batch::InboundWriter;
+pub(crate) use conversations::insert_event;
 pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
 };
-pub(crate) use conversations::{apply_advance, insert_event, insert_job, queue_outgoing};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
@@ -33,6 +34,7 @@ pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};
 pub use units::{NewUnit, Unit};
+pub(crate) use write_set::{WriteSet, flush_writes};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

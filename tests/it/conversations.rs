@@ -388,6 +388,7 @@ crate::both_backends!(
     a_message_that_fails_does_not_fail_the_others_committed_with_it,
     a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
     an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
+    a_batch_applies_its_messages_exactly_as_one_by_one,
 );
 
 /// One form as posted to the stand-in.
@@ -1391,4 +1392,176 @@ async fn an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(next["status"], "scheduled", "{next}");
     server.stop().await;
+}
+
+/// Everything stored about one customer, without ids, for comparing two customers.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    outcomes: Vec<String>,
+    conversation: Option<(String, i64)>,
+    answers: Vec<(String, Option<i32>, Option<String>, Option<String>)>,
+    messages: Vec<(String, String, String)>,
+    consents: Vec<String>,
+    events: Vec<String>,
+}
+
+async fn footprint(
+    db: &TestDb,
+    phone: &str,
+    invitation: &str,
+    outcomes: &[hearback::storage::InboundOutcome],
+) -> Footprint {
+    use hearback::storage::InboundOutcome;
+    let storage = &db.storage;
+    let contact = storage
+        .contact_by_phone(&Phone::parse(phone, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let conversation = storage
+        .invitation(invitation)
+        .await
+        .unwrap()
+        .unwrap()
+        .conversation_id
+        .unwrap();
+    Footprint {
+        outcomes: outcomes
+            .iter()
+            .map(|o| match o {
+                InboundOutcome::Duplicate => "duplicate".to_string(),
+                InboundOutcome::Stored {
+                    consent_changed, ..
+                } => format!("stored {consent_changed:?}"),
+            })
+            .collect(),
+        conversation: storage.conversation_status(&conversation).await.unwrap(),
+        answers: storage
+            .conversation_answers(&conversation)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.question_id, a.score, a.choice, a.text))
+            .collect(),
+        messages: storage
+            .contact_messages(&contact.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.direction, m.body, m.status))
+            .collect(),
+        consents: storage
+            .contact_consents(&contact.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.change)
+            .collect(),
+        events: storage
+            .outbox_after(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.contact_id.as_deref() == Some(contact.id.as_str()))
+            .map(|e| e.event_type)
+            .collect(),
+    }
+}
+
+/// The batched writer plans a batch in memory and writes it with one statement per table; what
+/// it stores must be exactly what the messages stored one by one would: a provider retry inside
+/// the batch, a conversation advanced several times, a STOP that ends it, a reply after the STOP,
+/// a START, and a message from no valid number.
+async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
+    use hearback::storage::{InboundContext, OwnedInbound, QueuedInbound};
+    let flows = Arc::new(
+        hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]).flows,
+    );
+    let script = [
+        ("1", "8"),
+        ("1", "8"),
+        ("2", "Livreur tres aimable"),
+        ("3", "STOP"),
+        ("4", "oui"),
+        ("5", "START"),
+        ("6", "aide"),
+    ];
+    let messages = |phone: &str, prefix: &str| -> Vec<QueuedInbound> {
+        let now = hearback::time::Timestamp::now();
+        let mut queued: Vec<QueuedInbound> = script
+            .iter()
+            .map(|(id, text)| {
+                let keyword = hearback::understand::keyword(text);
+                let consent = match keyword {
+                    Some(hearback::understand::Keyword::OptOut) => {
+                        Some(hearback::storage::ConsentChange::OptedOut)
+                    }
+                    Some(hearback::understand::Keyword::OptIn) => {
+                        Some(hearback::storage::ConsentChange::OptedIn)
+                    }
+                    _ => None,
+                };
+                let flows = Arc::clone(&flows);
+                let text = text.to_string();
+                QueuedInbound {
+                    new: OwnedInbound {
+                        channel: "console".into(),
+                        provider_message_id: format!("{prefix}-{id}"),
+                        to: "console".into(),
+                        from: Some(Phone::parse(phone, None).unwrap()),
+                        body: text.clone(),
+                        consent,
+                        received_at: now,
+                    },
+                    send_max_attempts: 3,
+                    plan: Arc::new(move |context: &InboundContext| {
+                        hearback::conversation::plan_inbound(&flows, context, keyword, &text, now)
+                    }),
+                }
+            })
+            .collect();
+        let mut anonymous = queued[0].new.clone();
+        anonymous.provider_message_id = format!("{prefix}-anonymous");
+        anonymous.from = None;
+        queued.push(QueuedInbound {
+            new: anonymous,
+            send_max_attempts: 3,
+            plan: Arc::new(|_: &InboundContext| hearback::storage::InboundPlan::default()),
+        });
+        queued
+    };
+    let (batched, one_by_one) = ("+33612345611", "+33612345622");
+    let batched_invitation = stored_invitation_for(db, batched, "order-b", "console", "console").await;
+    let single_invitation =
+        stored_invitation_for(db, one_by_one, "order-s", "console", "console").await;
+
+    let batch = messages(batched, "b");
+    let refs: Vec<&QueuedInbound> = batch.iter().collect();
+    let batch_outcomes = db.storage.receive_batch(&refs).await.unwrap();
+    let mut single_outcomes = Vec::new();
+    for queued in messages(one_by_one, "s") {
+        single_outcomes.push(
+            db.storage
+                .receive_and_apply(&queued.new.borrowed(), 3, &*queued.plan)
+                .await
+                .unwrap(),
+        );
+    }
+
+    let from_batch = footprint(db, batched, &batched_invitation, &batch_outcomes).await;
+    let from_singles = footprint(db, one_by_one, &single_invitation, &single_outcomes).await;
+    assert_eq!(from_batch, from_singles);
+    // And the scenario did what it says: the retry changed nothing, the survey took two answers
+    // and ended with the STOP, the START and the help request were answered.
+    assert_eq!(from_batch.outcomes[1], "duplicate");
+    assert_eq!(from_batch.answers.len(), 2, "{from_batch:?}");
+    assert_ne!(from_batch.conversation.as_ref().unwrap().0, "open");
+    assert_eq!(from_batch.consents, ["opted_out", "opted_in"]);
+    assert!(
+        from_batch
+            .events
+            .iter()
+            .any(|e| e == "contact.opted_out"),
+        "{from_batch:?}"
+    );
 }

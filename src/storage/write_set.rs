@@ -1,0 +1,431 @@
+//! Changes gathered in memory, then written with one statement per table.
+//!
+//! A busy instance applies many customer messages in one transaction. Written one row at a time,
+//! each message costs about eight statements, and a statement costs far more than its rows (on
+//! SQLite a hop to the connection's thread and back, on PostgreSQL a round trip and an executor
+//! start): the statements, not the commits, bounded throughput (docs/PERFORMANCE.md). A
+//! [`WriteSet`] collects what the messages of a transaction change — conversation states, answers,
+//! outbox events, outgoing messages and their send jobs — and [`flush_writes!`] writes each table
+//! with one multi-row statement, in an order that satisfies the foreign keys.
+//!
+//! Collecting is pure (no I/O), so the rules of what a change writes are in one place whatever
+//! the transaction around it.
+
+use super::{Advance, ConversationStatus, ConversationView, Purpose, SEND_JOB};
+use crate::time::Timestamp;
+use serde_json::{Value, json};
+
+/// What one transaction writes besides what it reads and locks.
+#[derive(Debug, Default)]
+pub(crate) struct WriteSet {
+    pub(crate) conversations: Vec<ConversationUpdate>,
+    pub(crate) answers: Vec<AnswerRow>,
+    pub(crate) events: Vec<EventRow>,
+    pub(crate) outgoing: Vec<OutgoingRow>,
+    pub(crate) jobs: Vec<JobRow>,
+}
+
+/// A conversation's new state, fenced on the version it had when the transaction read it.
+#[derive(Debug)]
+pub(crate) struct ConversationUpdate {
+    pub(crate) id: String,
+    /// The version read: the update applies only if nobody changed it since.
+    pub(crate) read_version: i64,
+    pub(crate) new_version: i64,
+    pub(crate) state: Value,
+    pub(crate) status: ConversationStatus,
+    pub(crate) closed_at: Option<Timestamp>,
+    pub(crate) updated_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct AnswerRow {
+    pub(crate) id: String,
+    pub(crate) conversation_id: String,
+    pub(crate) question_id: String,
+    pub(crate) kind: &'static str,
+    pub(crate) score: Option<i32>,
+    pub(crate) choice: Option<String>,
+    pub(crate) text: Option<String>,
+    pub(crate) message_id: Option<String>,
+    pub(crate) answered_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct EventRow {
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) contact_id: Option<String>,
+    pub(crate) occurred_at: Timestamp,
+    pub(crate) payload: Value,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutgoingRow {
+    pub(crate) id: String,
+    pub(crate) conversation_id: Option<String>,
+    pub(crate) contact_id: String,
+    pub(crate) channel: String,
+    pub(crate) sender: String,
+    pub(crate) purpose: Purpose,
+    pub(crate) body: String,
+    pub(crate) encoding: &'static str,
+    pub(crate) segments: i32,
+    pub(crate) created_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct JobRow {
+    pub(crate) kind: &'static str,
+    pub(crate) payload: Value,
+    /// `<kind>:<subject>`: the same job is never queued twice.
+    pub(crate) unique_key: String,
+    pub(crate) run_at: Timestamp,
+    pub(crate) max_attempts: i32,
+    pub(crate) created_at: Timestamp,
+}
+
+impl WriteSet {
+    /// What the engine decided for `view` after one input: its new state, answers, events and
+    /// messages to send. `message` is the inbound message that caused it, if any. A conversation
+    /// advanced twice in one transaction is written once, with its last state.
+    pub(crate) fn advance(
+        &mut self,
+        view: &ConversationView,
+        advance: &Advance,
+        message: Option<&str>,
+        send_max_attempts: u32,
+        now: Timestamp,
+    ) {
+        let closed_at = (advance.status != ConversationStatus::Open).then_some(now);
+        match self.conversations.iter_mut().find(|c| c.id == view.id) {
+            Some(update) => {
+                update.new_version = view.version + 1;
+                update.state = advance.state.clone();
+                update.status = advance.status;
+                update.closed_at = closed_at;
+                update.updated_at = now;
+            }
+            None => self.conversations.push(ConversationUpdate {
+                id: view.id.clone(),
+                read_version: view.version,
+                new_version: view.version + 1,
+                state: advance.state.clone(),
+                status: advance.status,
+                closed_at,
+                updated_at: now,
+            }),
+        }
+        self.answers
+            .extend(advance.answers.iter().map(|answer| AnswerRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                conversation_id: view.id.clone(),
+                question_id: answer.question_id.clone(),
+                kind: answer.kind,
+                score: answer.score,
+                choice: answer.choice.clone(),
+                text: answer.text.clone(),
+                message_id: message.map(str::to_string),
+                answered_at: now,
+            }));
+        for event in &advance.events {
+            self.event(
+                event.event_type,
+                Some(&view.contact_id),
+                event.data.clone(),
+                now,
+            );
+        }
+        for text in &advance.messages {
+            self.outgoing(
+                Some(&view.id),
+                &view.contact_id,
+                (&view.channel, &view.sender),
+                Purpose::Survey,
+                text,
+                send_max_attempts,
+                now,
+            );
+        }
+    }
+
+    /// An event of the public contract, for the outbox; events keep the order they are added in.
+    pub(crate) fn event(
+        &mut self,
+        event_type: impl Into<String>,
+        contact_id: Option<&str>,
+        payload: Value,
+        now: Timestamp,
+    ) {
+        self.events.push(EventRow {
+            event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            event_type: event_type.into(),
+            contact_id: contact_id.map(str::to_string),
+            occurred_at: now,
+            payload,
+        });
+    }
+
+    /// An outgoing message sent from `(channel, sender)` and the job that sends it; returns the
+    /// message's id.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn outgoing(
+        &mut self,
+        conversation_id: Option<&str>,
+        contact_id: &str,
+        (channel, sender): (&str, &str),
+        purpose: Purpose,
+        body: &str,
+        send_max_attempts: u32,
+        now: Timestamp,
+    ) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        let counted = crate::sms::segments(body);
+        self.job(
+            SEND_JOB,
+            &id,
+            json!({ "message_id": id }),
+            now,
+            send_max_attempts,
+            now,
+        );
+        self.outgoing.push(OutgoingRow {
+            id: id.clone(),
+            conversation_id: conversation_id.map(str::to_string),
+            contact_id: contact_id.to_string(),
+            channel: channel.to_string(),
+            sender: sender.to_string(),
+            purpose,
+            body: body.to_string(),
+            encoding: counted.encoding.as_str(),
+            segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            created_at: now,
+        });
+        id
+    }
+
+    /// A job of `kind` about `subject`, due at `run_at`.
+    pub(crate) fn job(
+        &mut self,
+        kind: &'static str,
+        subject: &str,
+        payload: Value,
+        run_at: Timestamp,
+        max_attempts: u32,
+        now: Timestamp,
+    ) {
+        self.jobs.push(JobRow {
+            kind,
+            payload,
+            unique_key: format!("{kind}:{subject}"),
+            run_at,
+            max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX).max(1),
+            created_at: now,
+        });
+    }
+}
+
+/// Writes a [`WriteSet`] through `$tx` (a write transaction of either backend): one statement
+/// per table that has rows. Conversations first (a conversation changed by someone else since it
+/// was read fails the whole transaction with a conflict), then answers, events, outgoing
+/// messages and their jobs. Inbound messages that answers refer to must be written before.
+macro_rules! flush_writes {
+    ($tx:expr, $writes:expr) => {{
+        let writes: &$crate::storage::WriteSet = $writes;
+        if !writes.conversations.is_empty() {
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE conversations SET state = v.column3, status = v.column4, version = v.column5, \
+                 updated_at = v.column6, closed_at = v.column7 FROM (",
+            );
+            update.push_values(&writes.conversations, |mut row, c| {
+                row.push_bind(&c.id)
+                    .push_bind(c.read_version)
+                    .push_bind(sqlx::types::Json(&c.state))
+                    .push_bind(c.status.as_str())
+                    .push_bind(c.new_version)
+                    .push_bind(c.updated_at)
+                    .push_bind(c.closed_at);
+            });
+            update.push(
+                ") AS v WHERE conversations.id = v.column1 AND conversations.version = v.column2",
+            );
+            let updated = update.build().execute(&mut *$tx).await?.rows_affected();
+            if updated != writes.conversations.len() as u64 {
+                return Err($crate::storage::StorageError::Conflict(
+                    "a conversation changed while this message was applied; the provider's retry will apply it",
+                ));
+            }
+        }
+        if !writes.answers.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO answers (id, conversation_id, question_id, kind, score, choice, text, message_id, answered_at) ",
+            );
+            insert.push_values(&writes.answers, |mut row, a| {
+                row.push_bind(&a.id)
+                    .push_bind(&a.conversation_id)
+                    .push_bind(&a.question_id)
+                    .push_bind(a.kind)
+                    .push_bind(a.score)
+                    .push_bind(&a.choice)
+                    .push_bind(&a.text)
+                    .push_bind(&a.message_id)
+                    .push_bind(a.answered_at);
+            });
+            insert.push(" ON CONFLICT (conversation_id, question_id) DO NOTHING");
+            insert.build().execute(&mut *$tx).await?;
+        }
+        if !writes.events.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox (event_id, event_type, version, contact_id, occurred_at, payload) ",
+            );
+            insert.push_values(&writes.events, |mut row, e| {
+                row.push_bind(&e.event_id)
+                    .push_bind(&e.event_type)
+                    .push_bind(1_i32)
+                    .push_bind(&e.contact_id)
+                    .push_bind(e.occurred_at)
+                    .push_bind(sqlx::types::Json(&e.payload));
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+        if !writes.outgoing.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
+                 encoding, segments, status, created_at, updated_at) ",
+            );
+            insert.push_values(&writes.outgoing, |mut row, m| {
+                row.push_bind(&m.id)
+                    .push_bind(&m.conversation_id)
+                    .push_bind(&m.contact_id)
+                    .push_bind("outbound")
+                    .push_bind(&m.channel)
+                    .push_bind(&m.sender)
+                    .push_bind(m.purpose.as_str())
+                    .push_bind(&m.body)
+                    .push_bind(m.encoding)
+                    .push_bind(m.segments)
+                    .push_bind("queued")
+                    .push_bind(m.created_at)
+                    .push_bind(m.created_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+        if !writes.jobs.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) ",
+            );
+            insert.push_values(&writes.jobs, |mut row, j| {
+                row.push_bind(j.kind)
+                    .push_bind(sqlx::types::Json(&j.payload))
+                    .push_bind(&j.unique_key)
+                    .push_bind("pending")
+                    .push_bind(j.run_at)
+                    .push_bind(0_i32)
+                    .push_bind(j.max_attempts)
+                    .push_bind(j.created_at)
+                    .push_bind(j.created_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use flush_writes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{NewAnswer, NewEvent};
+    use sqlx::types::Json;
+
+    fn view(version: i64) -> ConversationView {
+        ConversationView {
+            id: "c1".into(),
+            invitation_id: "i1".into(),
+            event_id: "e1".into(),
+            flow_id: "delivery".into(),
+            contact_id: "k1".into(),
+            channel: "twilio".into(),
+            sender: "+33757000000".into(),
+            state: Json(json!({"step": 0})),
+            version,
+        }
+    }
+
+    fn advance(step: i64, status: ConversationStatus) -> Advance {
+        Advance {
+            state: json!({ "step": step }),
+            status,
+            answers: vec![NewAnswer {
+                question_id: format!("q{step}"),
+                kind: "nps",
+                score: Some(9),
+                choice: None,
+                text: None,
+            }],
+            events: vec![NewEvent {
+                event_type: "response.answered",
+                data: json!({ "step": step }),
+            }],
+            messages: vec![format!("Question {}", step + 1)],
+        }
+    }
+
+    #[test]
+    fn a_conversation_advanced_twice_is_written_once_with_its_last_state_fenced_on_the_first_read()
+    {
+        let now = Timestamp::from_millis(1_700_000_000_000).unwrap();
+        let mut writes = WriteSet::default();
+        writes.advance(
+            &view(3),
+            &advance(1, ConversationStatus::Open),
+            Some("m1"),
+            5,
+            now,
+        );
+        writes.advance(
+            &view(4),
+            &advance(2, ConversationStatus::Completed),
+            Some("m2"),
+            5,
+            now,
+        );
+        assert_eq!(writes.conversations.len(), 1);
+        let update = &writes.conversations[0];
+        assert_eq!((update.read_version, update.new_version), (3, 5));
+        assert_eq!(update.state, json!({"step": 2}));
+        assert_eq!(update.status, ConversationStatus::Completed);
+        assert_eq!(update.closed_at, Some(now));
+        // Everything else is kept per advance, in order.
+        let answered: Vec<_> = writes
+            .answers
+            .iter()
+            .map(|a| (a.question_id.as_str(), a.message_id.as_deref()))
+            .collect();
+        assert_eq!(answered, [("q1", Some("m1")), ("q2", Some("m2"))]);
+        assert_eq!(writes.events.len(), 2);
+        assert_eq!(writes.outgoing.len(), 2);
+        assert_eq!(writes.outgoing[1].body, "Question 3");
+    }
+
+    #[test]
+    fn every_outgoing_message_has_one_send_job_keyed_on_its_id() {
+        let now = Timestamp::from_millis(1_700_000_000_000).unwrap();
+        let mut writes = WriteSet::default();
+        let id = writes.outgoing(
+            None,
+            "k1",
+            ("twilio", "+33757000000"),
+            Purpose::Help,
+            "Répondez STOP pour ne plus recevoir de SMS.",
+            0,
+            now,
+        );
+        assert_eq!(writes.jobs.len(), 1);
+        let job = &writes.jobs[0];
+        assert_eq!(job.unique_key, format!("sms.send:{id}"));
+        assert_eq!(job.payload, json!({ "message_id": id }));
+        // At least one attempt, whatever the configuration says.
+        assert_eq!(job.max_attempts, 1);
+        assert_eq!(writes.outgoing[0].encoding, "GSM-7");
+    }
+}
