@@ -167,6 +167,22 @@ async fn drive(d: Drive) {
             .count()
             .await;
         eprintln!("{invited} invitations created");
+        // A running PostgreSQL has statistics about its tables (autovacuum analyses them every
+        // minute); this database was created seconds ago, and without them the planner takes
+        // tables of thousands of rows for empty ones.
+        if let Some(database) = d
+            .verify_database
+            .as_deref()
+            .filter(|u| u.starts_with("postgres"))
+        {
+            let pool = sqlx::PgPool::connect(database)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query("ANALYZE")
+                .execute(&pool)
+                .await
+                .expect("analyze");
+        }
     }
     let webhook = format!("{}/webhooks/twilio/inbound", d.url);
     let cpu_before = d.server_pid.map(cpu_seconds);

@@ -7,40 +7,71 @@
 //! sync to disk) and a handful of statements serve many webhooks; when idle a message is its own
 //! batch and waits for nobody.
 //!
+//! PostgreSQL runs several writers: each batch still waits for its round trips and its commit,
+//! and other writers' batches overlap that wait. A number always goes to the same writer (they
+//! are chosen by a hash of the number), so one number's messages stay in arrival order. SQLite
+//! writes one transaction at a time and has one writer.
+//!
 //! Order: a batch is applied in arrival order, so one number's messages apply one after the
 //! other; across instances (PostgreSQL) the contact rows the batch locks keep them in turn. If a
 //! batch fails as a whole, its messages are applied one by one, so one bad message cannot fail
 //! the others.
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
+use crate::config::DatabaseKind;
 use futures::FutureExt;
+use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 /// The most messages committed together.
 const MAX_BATCH: usize = 128;
+/// Writers on PostgreSQL (measured in docs/PERFORMANCE.md).
+const POSTGRES_WRITERS: usize = 4;
 
 type Reply = oneshot::Sender<Result<InboundOutcome, StorageError>>;
 
-/// A handle on the writer; cloning it is cheap. The writer task ends when every handle is dropped.
+/// A handle on the writers; cloning it is cheap. The writer tasks end when every handle is
+/// dropped.
 #[derive(Clone)]
 pub struct InboundWriter {
-    queue: mpsc::Sender<(QueuedInbound, Reply)>,
+    queues: Arc<[mpsc::Sender<(QueuedInbound, Reply)>]>,
+    shards: std::collections::hash_map::RandomState,
 }
 
 impl InboundWriter {
-    /// Starts the writer task (on the current Tokio runtime).
+    /// Starts the writer tasks (on the current Tokio runtime).
     pub fn start(storage: Storage) -> InboundWriter {
-        let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write_batches(storage, waiting));
-        InboundWriter { queue }
+        let writers = match storage.kind() {
+            DatabaseKind::Sqlite => 1,
+            DatabaseKind::Postgres => POSTGRES_WRITERS,
+        };
+        let queues = (0..writers)
+            .map(|_| {
+                let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
+                tokio::spawn(write_batches(storage.clone(), waiting));
+                queue
+            })
+            .collect();
+        InboundWriter {
+            queues,
+            shards: Default::default(),
+        }
     }
 
     /// Records the message and what it causes; answers once it is durable.
     pub async fn submit(&self, queued: QueuedInbound) -> Result<InboundOutcome, StorageError> {
+        // One number, one writer: its messages stay in order. A message from no valid number
+        // has no order to keep.
+        let key = match &queued.new.from {
+            Some(phone) => phone.as_e164(),
+            None => &queued.new.provider_message_id,
+        };
+        let shard = self.shards.hash_one(key) as usize % self.queues.len();
         let (reply, outcome) = oneshot::channel();
-        self.queue
+        self.queues[shard]
             .send((queued, reply))
             .await
             .map_err(|_| StorageError::Corrupt("the inbound writer has stopped".into()))?;

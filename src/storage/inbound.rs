@@ -306,23 +306,17 @@ impl Storage {
             }
 
             // What providers sent before: a retry is recognised by its channel and message id.
+            // (The provider's id leads the unique index: an `IN` list on it is an index
+            // condition; the channel is matched here.)
             let mut stored: HashSet<(String, String)> = {
-                let mut channels: Vec<&str> = applying.iter().map(|a| a.new.channel).collect();
-                channels.sort_unstable();
-                channels.dedup();
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT channel, provider_message_id FROM messages WHERE direction = 'inbound' AND channel IN (",
+                    "SELECT channel, provider_message_id FROM messages WHERE provider_message_id IN (",
                 );
-                let mut list = select.separated(", ");
-                for channel in channels {
-                    list.push_bind(channel);
-                }
-                select.push(") AND provider_message_id IN (");
                 let mut list = select.separated(", ");
                 for a in applying {
                     list.push_bind(a.new.provider_message_id);
                 }
-                select.push(")");
+                select.push(") AND direction = 'inbound'");
                 select
                     .build_query_as()
                     .fetch_all(&mut *tx)

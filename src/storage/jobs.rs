@@ -116,8 +116,16 @@ struct JobRow {
 }
 
 /// Jobs that are due, or running on a lease that expired.
-const CLAIMABLE: &str =
-    "((state = 'pending' AND run_at <= $3) OR (state = 'running' AND lease_expires_at <= $3))";
+/// The due jobs a claim takes, as two CTEs (`pending`, `expired`) over `$3` (now), `$5` (how
+/// many) and `{kinds}` (the kinds this instance runs); `{lock}` is ` FOR UPDATE SKIP LOCKED` on
+/// PostgreSQL. Each walks its own partial index in order and stops after `$5` rows.
+const DUE_JOBS: &str = "WITH pending AS (SELECT id, run_at FROM jobs WHERE state = 'pending' AND run_at <= $3 \
+     AND {kinds} ORDER BY run_at, id LIMIT $5{lock}), \
+     expired AS (SELECT id, run_at FROM jobs WHERE state = 'running' AND lease_expires_at <= $3 \
+     AND {kinds} ORDER BY lease_expires_at LIMIT $5{lock}) ";
+/// The first `$5` of them, in the order they fell due.
+const FIRST_DUE: &str = "(SELECT id FROM (SELECT id, run_at FROM pending UNION ALL SELECT id, run_at FROM expired) AS due \
+     ORDER BY run_at, id LIMIT $5)";
 
 /// Longest error text kept on a job; the rest goes to the logs.
 const MAX_ERROR_CHARS: usize = 2_000;
@@ -181,10 +189,10 @@ impl Storage {
         let mut rows: Vec<ClaimedRow> = match &self.backend {
             Backend::Postgres(pool) => {
                 let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
-                let sql = format!(
-                    "UPDATE jobs {set} WHERE id IN (SELECT id FROM jobs WHERE kind = ANY($4) AND {CLAIMABLE} \
-                     ORDER BY run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) {returning}"
-                );
+                let due = DUE_JOBS
+                    .replace("{kinds}", "kind = ANY($4)")
+                    .replace("{lock}", " FOR UPDATE SKIP LOCKED");
+                let sql = format!("{due}UPDATE jobs {set} WHERE id IN {FIRST_DUE} {returning}");
                 sqlx::query_as(&sql)
                     .bind(worker)
                     .bind(lease_expires_at)
@@ -196,10 +204,10 @@ impl Storage {
             }
             Backend::Sqlite(pool) => {
                 let kinds = serde_json::to_string(kinds).expect("a list of strings serialises");
-                let sql = format!(
-                    "UPDATE jobs {set} WHERE id IN (SELECT id FROM jobs WHERE kind IN (SELECT value FROM json_each($4)) \
-                     AND {CLAIMABLE} ORDER BY run_at, id LIMIT $5) {returning}"
-                );
+                let due = DUE_JOBS
+                    .replace("{kinds}", "kind IN (SELECT value FROM json_each($4))")
+                    .replace("{lock}", "");
+                let sql = format!("{due}UPDATE jobs {set} WHERE id IN {FIRST_DUE} {returning}");
                 sqlx::query_as(&sql)
                     .bind(worker)
                     .bind(lease_expires_at)

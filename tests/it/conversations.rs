@@ -1394,12 +1394,15 @@ async fn an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again
     server.stop().await;
 }
 
+/// An answer without its ids: question, score, choice, text.
+type AnswerFields = (String, Option<i32>, Option<String>, Option<String>);
+
 /// Everything stored about one customer, without ids, for comparing two customers.
 #[derive(Debug, PartialEq)]
 struct Footprint {
     outcomes: Vec<String>,
     conversation: Option<(String, i64)>,
-    answers: Vec<(String, Option<i32>, Option<String>, Option<String>)>,
+    answers: Vec<AnswerFields>,
     messages: Vec<(String, String, String)>,
     consents: Vec<String>,
     events: Vec<String>,
@@ -1531,7 +1534,8 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
         queued
     };
     let (batched, one_by_one) = ("+33612345611", "+33612345622");
-    let batched_invitation = stored_invitation_for(db, batched, "order-b", "console", "console").await;
+    let batched_invitation =
+        stored_invitation_for(db, batched, "order-b", "console", "console").await;
     let single_invitation =
         stored_invitation_for(db, one_by_one, "order-s", "console", "console").await;
 
@@ -1558,10 +1562,7 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
     assert_ne!(from_batch.conversation.as_ref().unwrap().0, "open");
     assert_eq!(from_batch.consents, ["opted_out", "opted_in"]);
     assert!(
-        from_batch
-            .events
-            .iter()
-            .any(|e| e == "contact.opted_out"),
+        from_batch.events.iter().any(|e| e == "contact.opted_out"),
         "{from_batch:?}"
     );
 }
