@@ -65,6 +65,10 @@ level = "warn"
 [flows]
 dir = "flows"
 
+# The reply path is measured, not the scheduling: every first question goes out at once.
+[dispatch]
+immediate = true
+
 [channels.twilio]
 provider = "twilio"
 account_sid = "AC00000000000000000000000000000000"

@@ -97,6 +97,11 @@ fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {
     }
     info!(dir = %config.flows.dir.display(), flows = ?flows.flows.keys().collect::<Vec<_>>(), "flows loaded");
     check_channels(config, &flows.flows)?;
+    if config.dispatch.immediate {
+        warn!(
+            "dispatch.immediate is set: surveys go out at once, whatever their delay, the sending window and holidays (development only)"
+        );
+    }
     Ok(flows)
 }
 
@@ -151,6 +156,7 @@ async fn run_with_flows(
         .with(SendSms::new(
             storage.clone(),
             send_channels,
+            (state.scheduling.clone(), Arc::clone(&state.flows)),
             crate::providers::http_client(),
             config.server.public_url.clone(),
         ));

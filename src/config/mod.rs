@@ -5,6 +5,7 @@
 
 mod channels;
 mod database;
+mod dispatch;
 mod secret;
 
 pub use channels::{
@@ -13,6 +14,7 @@ pub use channels::{
     SinchChannel, TelnyxChannel, TwilioChannel, VonageApi, VonageChannel, VonageSignatureMethod,
 };
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError, SqliteSync};
+pub use dispatch::DispatchConfig;
 pub use secret::Secret;
 
 use figment::Figment;
@@ -35,6 +37,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub log: LogConfig,
     pub flows: FlowsConfig,
+    pub dispatch: DispatchConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -224,6 +227,9 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter ({e})"));
+        }
+        if let Err((key, reason)) = self.dispatch.rules() {
+            return invalid(&format!("dispatch.{key}"), &reason);
         }
         for (name, channel) in &self.channels {
             self.validate_channel(name, channel)?;

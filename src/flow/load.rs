@@ -869,7 +869,7 @@ impl Checker<'_> {
     }
 }
 
-fn weekday(raw: &str) -> Option<Weekday> {
+pub(crate) fn weekday(raw: &str) -> Option<Weekday> {
     Some(match raw {
         "mon" => Weekday::Mon,
         "tue" => Weekday::Tue,

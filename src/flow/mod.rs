@@ -9,6 +9,7 @@ mod load;
 mod schema;
 mod template;
 
+pub(crate) use load::weekday;
 pub use load::{FlowError, FlowSet, is_transcript, load_paths, parse_flow};
 pub use template::Template;
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub send_max_attempts: u32,
     /// Commits customer messages in batches (see [`crate::storage::InboundWriter`]).
     pub inbound: crate::storage::InboundWriter,
+    /// When surveys may be texted (`[dispatch]`); `None` with `dispatch.immediate`: at once.
+    pub scheduling: Option<Arc<crate::schedule::SchedulingRules>>,
 }
 
 /// The flows that loaded, by id.
@@ -91,8 +93,24 @@ impl AppState {
             public_url: config.server.public_url.clone(),
             flows,
             send_max_attempts: config.jobs.max_attempts,
+            scheduling: scheduling_rules(config),
         })
     }
+}
+
+/// The scheduling rules of `[dispatch]`; `None` when `dispatch.immediate` sends everything at
+/// once.
+pub fn scheduling_rules(
+    config: &crate::config::Config,
+) -> Option<Arc<crate::schedule::SchedulingRules>> {
+    (!config.dispatch.immediate).then(|| {
+        Arc::new(
+            config
+                .dispatch
+                .rules()
+                .expect("the configuration was validated when it loaded"),
+        )
+    })
 }
 
 /// The whole application: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/api/v1`.

@@ -19,7 +19,9 @@
 
 use super::{JobFailure, JobFuture, JobHandler};
 use crate::config::ChannelConfig;
+use crate::http::Flows;
 use crate::providers::{Lookup, OutboundSms, PermanentReason, Provider, SendError};
+use crate::schedule::SchedulingRules;
 use crate::storage::{ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, Storage};
 use crate::time::Timestamp;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -74,6 +76,9 @@ pub struct SendSms {
 struct Inner {
     storage: Storage,
     channels: BTreeMap<String, SendChannel>,
+    /// When invitations may be texted; `None`: at once (`dispatch.immediate`).
+    scheduling: Option<Arc<SchedulingRules>>,
+    flows: Arc<Flows>,
     client: reqwest::Client,
     public_url: Option<url::Url>,
     /// Who holds channel leases for this instance.
@@ -87,6 +92,7 @@ impl SendSms {
     pub fn new(
         storage: Storage,
         channels: BTreeMap<String, SendChannel>,
+        (scheduling, flows): (Option<Arc<SchedulingRules>>, Arc<Flows>),
         client: reqwest::Client,
         public_url: Option<url::Url>,
     ) -> SendSms {
@@ -94,6 +100,8 @@ impl SendSms {
             inner: Arc::new(Inner {
                 storage,
                 channels,
+                scheduling,
+                flows,
                 client,
                 public_url,
                 owner: format!("instance-{:016x}", rand::random::<u64>()),
@@ -166,6 +174,12 @@ impl Inner {
                 message.channel
             )));
         };
+        if let Some(opens) = self.held_by_window(&message, Timestamp::now()) {
+            return Err(JobFailure::Later(
+                opens,
+                "outside the sending window in the customer's local time".into(),
+            ));
+        }
         // The pace first, then the lease: a long wait for the rate limiter must not outlast the
         // lease another instance could take meanwhile.
         if let Some(limiter) = &channel.limiter {
@@ -326,6 +340,27 @@ impl Inner {
                 .await
             }
         }
+    }
+
+    /// How long an invitation's first message waits for the sending window, checked again at
+    /// the moment of sending so that a backlog never spills into the night; `None` when it may
+    /// go now. Messages answering a customer who just wrote (the next question, a STOP
+    /// confirmation) go at once.
+    fn held_by_window(&self, message: &OutgoingMessage, now: Timestamp) -> Option<Duration> {
+        let scheduling = self.scheduling.as_ref()?;
+        if message.invitation_status.as_deref() != Some("scheduled") {
+            return None;
+        }
+        let narrowing = message
+            .flow_id
+            .as_ref()
+            .and_then(|id| self.flows.get(id))
+            .and_then(|flow| flow.dispatch.window.as_ref());
+        let country = crate::phone::Phone::parse(&message.phone, None)
+            .ok()
+            .and_then(|phone| phone.country());
+        let opens = scheduling.hold_until(now.as_datetime(), country.as_deref(), narrowing)?;
+        (opens - now.as_datetime()).to_std().ok()
     }
 
     /// The sender and the status callback URL of a message.

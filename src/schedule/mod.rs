@@ -164,5 +164,109 @@ pub fn next_allowed_everywhere(
     None
 }
 
+/// Countries whose public holidays are France's: the mainland, Monaco aside, and the overseas
+/// departments and collectivities that have their own country codes in the numbering plan.
+const FRENCH_CALENDAR: &[&str] = &["FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF"];
+
+/// What schedules a survey: the sending window, the public holidays of each country, and the
+/// zone of a number whose country tells none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulingRules {
+    window: SendingWindow,
+    default_zone: Tz,
+    calendars: std::collections::BTreeMap<String, HolidayCalendar>,
+    no_holidays: HolidayCalendar,
+}
+
+impl SchedulingRules {
+    /// `window` everywhere, France's holidays where they apply, none elsewhere.
+    pub fn new(window: SendingWindow, default_zone: Tz) -> SchedulingRules {
+        SchedulingRules {
+            window,
+            default_zone,
+            calendars: FRENCH_CALENDAR
+                .iter()
+                .map(|country| (country.to_string(), HolidayCalendar::france()))
+                .collect(),
+            no_holidays: HolidayCalendar::none(),
+        }
+    }
+
+    pub fn window(&self) -> &SendingWindow {
+        &self.window
+    }
+
+    pub fn default_zone(&self) -> Tz {
+        self.default_zone
+    }
+
+    /// The public holidays of `country` (ISO 3166 alpha-2).
+    pub fn calendar(&self, country: &str) -> &HolidayCalendar {
+        self.calendars.get(country).unwrap_or(&self.no_holidays)
+    }
+
+    pub fn set_calendar(&mut self, country: &str, calendar: HolidayCalendar) {
+        self.calendars.insert(country.to_string(), calendar);
+    }
+
+    /// The zones a number of `country` may be in; the default zone when none is known.
+    pub fn zones(&self, country: Option<&str>) -> Vec<Tz> {
+        match country.map(zones_of_country) {
+            Some(zones) if !zones.is_empty() => zones.to_vec(),
+            _ => vec![self.default_zone],
+        }
+    }
+
+    /// The window for a flow: the configured one, narrowed by the flow. `None` when the
+    /// narrowing leaves nothing.
+    fn window_for(&self, narrowing: Option<&WindowNarrowing>) -> Option<SendingWindow> {
+        match narrowing {
+            Some(narrowing) => self.window.narrowed(narrowing),
+            None => Some(self.window.clone()),
+        }
+    }
+
+    /// When a survey about an event at `event_at` goes out to a number of `country`: after the
+    /// flow's `delay`, not before `now`, at the first instant inside the (flow-narrowed) window
+    /// in every zone the number may be in, holidays excluded. `None` when that never happens.
+    pub fn planned_send(
+        &self,
+        event_at: DateTime<Utc>,
+        delay: std::time::Duration,
+        now: DateTime<Utc>,
+        country: Option<&str>,
+        narrowing: Option<&WindowNarrowing>,
+    ) -> Option<DateTime<Utc>> {
+        let delay = chrono::Duration::from_std(delay).ok()?;
+        let earliest = event_at.checked_add_signed(delay)?.max(now);
+        let window = self.window_for(narrowing)?;
+        let holidays = self.calendar(country.unwrap_or_default());
+        next_allowed_everywhere(earliest, &self.zones(country), &window, holidays)
+    }
+
+    /// At the moment of sending: `None` when `now` is inside the window for this number, else
+    /// the instant it opens again (a backlog never spills into the night). A window that never
+    /// opens holds the message for a day, to be looked at again.
+    pub fn hold_until(
+        &self,
+        now: DateTime<Utc>,
+        country: Option<&str>,
+        narrowing: Option<&WindowNarrowing>,
+    ) -> Option<DateTime<Utc>> {
+        let next = self
+            .window_for(narrowing)
+            .and_then(|window| {
+                next_allowed_everywhere(
+                    now,
+                    &self.zones(country),
+                    &window,
+                    self.calendar(country.unwrap_or_default()),
+                )
+            })
+            .unwrap_or(now + chrono::Duration::days(1));
+        (next > now).then_some(next)
+    }
+}
+
 #[cfg(test)]
 mod tests;

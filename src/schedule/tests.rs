@@ -292,3 +292,155 @@ proptest! {
         }
     }
 }
+
+fn french_rules() -> SchedulingRules {
+    SchedulingRules::new(SendingWindow::default(), Europe::Paris)
+}
+
+#[test]
+fn a_survey_is_planned_after_its_delay_at_the_next_decent_hour_for_the_number() {
+    let rules = french_rules();
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    // A Monday, 10:00 in Paris.
+    let now = utc("2026-11-02T09:00:00Z");
+    // (event, delay, country, planned)
+    let cases = [
+        // Saturday 21:30 in Paris: not Sunday, Monday 08:00.
+        (
+            "2026-11-28T20:30:00Z",
+            hours(0),
+            Some("FR"),
+            "2026-11-30T07:00:00Z",
+        ),
+        // A weekday afternoon, two hours later: still inside the window.
+        (
+            "2026-11-24T13:00:00Z",
+            hours(2),
+            Some("FR"),
+            "2026-11-24T15:00:00Z",
+        ),
+        // The delay carries it past 20:00: the next morning.
+        (
+            "2026-11-24T17:30:00Z",
+            hours(2),
+            Some("FR"),
+            "2026-11-25T07:00:00Z",
+        ),
+        // The eve of a holiday: 11 November 2026 is a Wednesday, nothing goes out that day.
+        (
+            "2026-11-10T19:30:00Z",
+            hours(0),
+            Some("FR"),
+            "2026-11-12T07:00:00Z",
+        ),
+        // An event in the past is sent now when now is a decent hour.
+        (
+            "2026-10-25T10:00:00Z",
+            hours(2),
+            Some("FR"),
+            "2026-11-02T09:00:00Z",
+        ),
+        // Réunion is UTC+4: 08:00 there is 04:00 UTC, and France's holidays apply.
+        (
+            "2026-11-23T17:00:00Z",
+            hours(0),
+            Some("RE"),
+            "2026-11-24T04:00:00Z",
+        ),
+        // Belgium has no built-in holidays: 11 November is a working day there.
+        (
+            "2026-11-10T19:30:00Z",
+            hours(0),
+            Some("BE"),
+            "2026-11-11T07:00:00Z",
+        ),
+        // A country with no known zone (or no country) uses the default zone.
+        (
+            "2026-11-28T20:30:00Z",
+            hours(0),
+            None,
+            "2026-11-30T07:00:00Z",
+        ),
+    ];
+    for (event, delay, country, planned) in cases {
+        assert_eq!(
+            rules.planned_send(utc(event), delay, now, country, None),
+            Some(utc(planned)),
+            "{event} + {delay:?} for {country:?}"
+        );
+    }
+}
+
+#[test]
+fn a_flow_narrowing_applies_to_the_planned_send() {
+    let rules = french_rules();
+    let narrowing = WindowNarrowing {
+        days: None,
+        from: Some(time(9, 0)),
+        to: Some(time(19, 0)),
+    };
+    let planned = rules.planned_send(
+        utc("2026-11-28T20:30:00Z"),
+        std::time::Duration::ZERO,
+        utc("2026-11-20T09:00:00Z"),
+        Some("FR"),
+        Some(&narrowing),
+    );
+    assert_eq!(planned, Some(utc("2026-11-30T08:00:00Z")));
+    let impossible = WindowNarrowing {
+        days: Some(vec![chrono::Weekday::Sun]),
+        from: None,
+        to: None,
+    };
+    assert_eq!(
+        rules.planned_send(
+            utc("2026-11-28T20:30:00Z"),
+            std::time::Duration::ZERO,
+            utc("2026-11-20T09:00:00Z"),
+            Some("FR"),
+            Some(&impossible),
+        ),
+        None,
+        "a flow that only sends on Sundays never sends"
+    );
+}
+
+#[test]
+fn at_the_moment_of_sending_a_message_outside_the_window_is_held_until_it_opens() {
+    let rules = french_rules();
+    // Inside the window: sent now.
+    assert_eq!(
+        rules.hold_until(utc("2026-11-24T10:00:00Z"), Some("FR"), None),
+        None
+    );
+    // A backlog still draining at 20:00 in Paris waits for the morning.
+    assert_eq!(
+        rules.hold_until(utc("2026-11-24T19:00:00Z"), Some("FR"), None),
+        Some(utc("2026-11-25T07:00:00Z"))
+    );
+    // On a Sunday: Monday morning.
+    assert_eq!(
+        rules.hold_until(utc("2026-11-29T10:00:00Z"), Some("FR"), None),
+        Some(utc("2026-11-30T07:00:00Z"))
+    );
+}
+
+proptest! {
+    /// Whatever the event and the delay, the planned send is never before the event plus its
+    /// delay, never before now, and inside the window where it is looked at again.
+    #[test]
+    fn a_planned_send_is_never_early_and_never_held_again(
+        event_offset in 0i64..(60 * 24 * 60),
+        delay_minutes in 0u64..(3 * 24 * 60),
+        country in prop::sample::select(vec!["FR", "BE", "US", "RE", "PF"]),
+    ) {
+        let rules = french_rules();
+        let now = utc("2026-11-20T09:00:00Z");
+        let event = now + chrono::Duration::minutes(event_offset);
+        let delay = std::time::Duration::from_secs(delay_minutes * 60);
+        let planned = rules.planned_send(event, delay, now, Some(country), None).unwrap();
+        prop_assert!(planned >= now);
+        prop_assert!(planned >= event + chrono::Duration::from_std(delay).unwrap());
+        prop_assert_eq!(rules.hold_until(planned, Some(country), None), None);
+    }
+}

@@ -117,6 +117,8 @@ pub struct NewInvitation<'a> {
     pub sender: &'a str,
     pub opening: Advance,
     pub send_max_attempts: u32,
+    /// When the first question goes out (its send job is due then).
+    pub send_at: Timestamp,
     /// When the conversation closes if it is still open (the flow's `expire_after`).
     pub expires_at: Timestamp,
     pub now: Timestamp,
@@ -219,7 +221,7 @@ impl Storage {
             let invitation_id = uuid::Uuid::now_v7().to_string();
             let (status, send_at) = match declined {
                 Some(_) => ("declined", None),
-                None => ("scheduled", Some(now)),
+                None => ("scheduled", Some(new.send_at)),
             };
             let inserted = sqlx::query(
                 "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, channel, locale, \
@@ -277,7 +279,14 @@ impl Storage {
                     version: 0,
                 };
                 let mut writes = WriteSet::default();
-                writes.advance(&view, &new.opening, None, new.send_max_attempts, now);
+                writes.advance(
+                    &view,
+                    &new.opening,
+                    None,
+                    new.send_max_attempts,
+                    now,
+                    new.send_at,
+                );
                 writes.job(
                     EXPIRE_JOB,
                     &id,
@@ -412,7 +421,7 @@ impl Storage {
             };
             let (view, advance) = advance;
             let mut writes = WriteSet::default();
-            writes.advance(view, &advance, None, send_max_attempts, now);
+            writes.advance(view, &advance, None, send_max_attempts, now, now);
             flush_writes!(tx, &writes);
             tx.commit().await?;
             Ok(true)

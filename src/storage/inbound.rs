@@ -435,6 +435,7 @@ impl Storage {
                         Some(&context.message_id),
                         a.send_max_attempts,
                         now,
+                        now,
                     );
                     // The next message of this number sees the conversation as this one left it.
                     if advance.status == ConversationStatus::Open {
@@ -455,7 +456,7 @@ impl Storage {
                             *purpose,
                             body,
                             a.send_max_attempts,
-                            now,
+                            (now, now),
                         );
                     }
                 }

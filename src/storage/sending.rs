@@ -58,6 +58,8 @@ pub struct OutgoingMessage {
     pub invitation_id: Option<String>,
     /// The invitation's status when the message was read: only a `scheduled` one becomes `sent`.
     pub invitation_status: Option<String>,
+    /// The conversation's flow, for its sending window.
+    pub flow_id: Option<String>,
     pub segments: Option<i32>,
     pub created_at: Timestamp,
 }
@@ -142,7 +144,7 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
-                 m.conversation_id, c.invitation_id, i.status AS invitation_status, m.segments, m.created_at FROM messages m \
+                 m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, m.segments, m.created_at FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
                  LEFT JOIN invitations i ON i.id = c.invitation_id \

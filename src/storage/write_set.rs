@@ -87,8 +87,9 @@ pub(crate) struct JobRow {
 
 impl WriteSet {
     /// What the engine decided for `view` after one input: its new state, answers, events and
-    /// messages to send. `message` is the inbound message that caused it, if any. A conversation
-    /// advanced twice in one transaction is written once, with its last state.
+    /// messages to send (due at `send_at`). `message` is the inbound message that caused it, if
+    /// any. A conversation advanced twice in one transaction is written once, with its last
+    /// state.
     pub(crate) fn advance(
         &mut self,
         view: &ConversationView,
@@ -96,6 +97,7 @@ impl WriteSet {
         message: Option<&str>,
         send_max_attempts: u32,
         now: Timestamp,
+        send_at: Timestamp,
     ) {
         let closed_at = (advance.status != ConversationStatus::Open).then_some(now);
         match self.conversations.iter_mut().find(|c| c.id == view.id) {
@@ -144,7 +146,7 @@ impl WriteSet {
                 Purpose::Survey,
                 text,
                 send_max_attempts,
-                now,
+                (now, send_at),
             );
         }
     }
@@ -166,8 +168,8 @@ impl WriteSet {
         });
     }
 
-    /// An outgoing message sent from `(channel, sender)` and the job that sends it; returns the
-    /// message's id.
+    /// An outgoing message sent from `(channel, sender)`, written at `now`, and the job that
+    /// sends it at `send_at`; returns the message's id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outgoing(
         &mut self,
@@ -177,7 +179,7 @@ impl WriteSet {
         purpose: Purpose,
         body: &str,
         send_max_attempts: u32,
-        now: Timestamp,
+        (now, send_at): (Timestamp, Timestamp),
     ) -> String {
         let id = uuid::Uuid::now_v7().to_string();
         let counted = crate::sms::segments(body);
@@ -185,7 +187,7 @@ impl WriteSet {
             SEND_JOB,
             &id,
             json!({ "message_id": id }),
-            now,
+            send_at,
             send_max_attempts,
             now,
         );
@@ -381,12 +383,14 @@ mod tests {
             Some("m1"),
             5,
             now,
+            now,
         );
         writes.advance(
             &view(4),
             &advance(2, ConversationStatus::Completed),
             Some("m2"),
             5,
+            now,
             now,
         );
         assert_eq!(writes.conversations.len(), 1);
@@ -418,7 +422,7 @@ mod tests {
             Purpose::Help,
             "Répondez STOP pour ne plus recevoir de SMS.",
             0,
-            now,
+            (now, now),
         );
         assert_eq!(writes.jobs.len(), 1);
         let job = &writes.jobs[0];

@@ -5,7 +5,7 @@ use crate::support::{TestDb, TestServer, api_key, twilio_signature};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use base64::Engine;
-use hearback::config::{Config, ConfigSource};
+use hearback::config::Config;
 use hearback::phone::Phone;
 use hmac::{Hmac, Mac};
 use reqwest::{Client, StatusCode};
@@ -18,23 +18,14 @@ const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "12345";
 const TWILIO_NUMBER: &str = "+33757000000";
 
-/// A configuration on the test database with the shipped flows, quick job polling, and
-/// `channels` (TOML) as its channels.
+/// A configuration on the test database with the shipped flows, quick job polling, surveys
+/// sent at once whatever the hour (`dispatch.immediate`), and `channels` (TOML) as its channels.
 fn config(db: &TestDb, channels: &str) -> Config {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hearback.toml");
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
-    let toml = format!(
-        "[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n{channels}"
-    );
-    std::fs::write(&path, toml).unwrap();
-    let mut config = Config::load(&ConfigSource {
-        path,
-        required: true,
-    })
-    .unwrap();
-    config.database = db.config().database;
-    config
+    db.config_from_toml(&format!(
+        "[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n\
+         [dispatch]\nimmediate = true\n\n{channels}"
+    ))
 }
 
 fn delivery_invitation(event_id: &str) -> Value {
@@ -389,6 +380,8 @@ crate::both_backends!(
     a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
     an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
     a_batch_applies_its_messages_exactly_as_one_by_one,
+    an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
+    a_first_message_due_outside_the_window_waits_for_it,
 );
 
 /// One form as posted to the stand-in.
@@ -810,6 +803,7 @@ async fn stored_invitation_expiring(
             sender,
             opening,
             send_max_attempts: 3,
+            send_at: now,
             expires_at,
             now,
         })
@@ -1565,4 +1559,112 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
         from_batch.events.iter().any(|e| e == "contact.opted_out"),
         "{from_batch:?}"
     );
+}
+
+/// A configuration with the default sending window (no `dispatch.immediate`), a console
+/// channel, and `flow` (YAML) as the only flow.
+fn scheduled_config(db: &TestDb, dispatch: &str, flow: &str) -> (Config, tempfile::TempDir) {
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("quick.yaml"), flow).unwrap();
+    let config = db.config_from_toml(&format!(
+        "[flows]\ndir = \"{}\"\n\n[jobs]\npoll_interval_ms = 20\n\n[dispatch]\n{dispatch}\n\n\
+         [channels.console]\nprovider = \"console\"\n",
+        flows.path().display()
+    ));
+    (config, flows)
+}
+
+/// The delivery flow without its dispatch settings: no delay, the default window.
+fn quick_flow() -> String {
+    let delivery =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/delivery.yaml"))
+            .unwrap();
+    let (head, rest) = delivery.split_once("dispatch:").unwrap();
+    let (_, tail) = rest.split_once("\nstart:").unwrap();
+    format!("{head}\nstart:{tail}").replace("id: delivery", "id: quick")
+}
+
+async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &TestDb) {
+    use chrono::{Datelike, Duration as Days, TimeZone, Weekday};
+    use chrono_tz::Europe::Paris;
+    let (config, _flows) = scheduled_config(db, "", &quick_flow());
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    // A coming Saturday whose Monday is a working day (not Easter or Whit Monday).
+    let mut saturday = chrono::Utc::now().with_timezone(&Paris).date_naive() + Days::days(2);
+    while saturday.weekday() != Weekday::Sat
+        || hearback::schedule::HolidayCalendar::france().is_holiday(saturday + Days::days(2))
+    {
+        saturday += Days::days(1);
+    }
+    let event = Paris
+        .from_local_datetime(&saturday.and_hms_opt(21, 30, 0).unwrap())
+        .unwrap();
+    let monday_eight = Paris
+        .from_local_datetime(&(saturday + Days::days(2)).and_hms_opt(8, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut body = json!({
+        "event_id": "order-sat",
+        "flow": "quick",
+        "phone": CUSTOMER,
+        "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
+        "event_time": event.to_rfc3339(),
+    });
+    let (status, invitation) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    assert_eq!(invitation["status"], "scheduled");
+    let send_at: chrono::DateTime<chrono::Utc> =
+        invitation["send_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(send_at, monday_eight, "{invitation}");
+    // The same event again: the same invitation, the same time, one message.
+    let (status, again) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["id"], invitation["id"]);
+    assert_eq!(again["send_at"], invitation["send_at"]);
+    // Nothing goes out before Monday: the question waits, queued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = console_messages(&client, &server, &key).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["status"], "queued");
+    // An event time out of range is refused, naming the field.
+    body["event_id"] = json!("order-far");
+    body["event_time"] = json!("2001-01-01T00:00:00Z");
+    let (status, refused) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused["error"]["details"]["fields"]["event_time"].is_string(),
+        "{refused}"
+    );
+    server.stop().await;
+}
+
+async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
+    use chrono::{Datelike, Duration as Days};
+    use chrono_tz::Europe::Paris;
+    // A window open only on a day three days from now: whenever the test runs, not now.
+    let today = chrono::Utc::now().with_timezone(&Paris).date_naive();
+    let open_day = (today + Days::days(3)).weekday();
+    let day =
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][open_day.num_days_from_monday() as usize];
+    let (config, _flows) = scheduled_config(db, &format!("days = [\"{day}\"]"), &quick_flow());
+    // Stored as due now (as a backlog would be), then the server starts.
+    stored_invitation(db, "order-backlog", "console", "console").await;
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let messages = console_messages(&client, &server, &key).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["status"], "queued",
+        "held until the window opens"
+    );
+    let counts = db.storage.job_counts().await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .all(|c| c.state != hearback::storage::JobState::Dead || c.count == 0),
+        "held, not failed: {counts:?}"
+    );
+    server.stop().await;
 }

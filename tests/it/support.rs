@@ -117,6 +117,21 @@ impl TestDb {
         }
     }
 
+    /// A configuration read from `toml` as a file would be (validated the same way), on this
+    /// database.
+    pub fn config_from_toml(&self, toml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearback.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut config = hearback::config::Config::load(&hearback::config::ConfigSource {
+            path,
+            required: true,
+        })
+        .unwrap();
+        config.database = self.config().database;
+        config
+    }
+
     /// Drops the PostgreSQL schema (a failed test leaves its schema behind for inspection).
     pub async fn cleanup(self) {
         self.storage.close().await;

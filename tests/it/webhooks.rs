@@ -1,7 +1,7 @@
 //! Provider webhooks through the real server: verified, recorded exactly once, opt-outs honoured.
 
 use crate::support::{TestDb, TestServer, twilio_signature};
-use hearback::config::{Config, ConfigSource};
+use hearback::config::Config;
 use hearback::phone::Phone;
 use hearback::storage::{ConsentChange, InboundOutcome, NewInbound, NewStatus};
 use hearback::time::Timestamp;
@@ -12,19 +12,9 @@ const TWILIO_TOKEN: &str = "12345";
 
 /// A console channel and a Twilio channel, on the test database.
 fn config(db: &TestDb) -> Config {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hearback.toml");
-    let toml = format!(
+    db.config_from_toml(&format!(
         "[channels.console]\nprovider = \"console\"\n\n[channels.twilio]\nprovider = \"twilio\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"{TWILIO_TOKEN}\"\nsenders = [\"+33757000000\"]\n"
-    );
-    std::fs::write(&path, toml).unwrap();
-    let mut config = Config::load(&ConfigSource {
-        path,
-        required: true,
-    })
-    .unwrap();
-    config.database = db.config().database;
-    config
+    ))
 }
 
 fn console_sms(id: &str, from: &str, text: &str) -> Value {

@@ -50,6 +50,11 @@ pub struct CreateInvitationRequest {
     /// The channel to send through; by default the first channel, in name order, that serves the
     /// number's country.
     pub channel: Option<String>,
+    /// When the event happened (RFC 3339, with its offset); now by default. The survey goes out
+    /// the flow's delay after it, at the first moment inside the sending window in the
+    /// customer's local time. At most a year from now either way.
+    #[schema(example = "2026-11-28T21:30:00+01:00")]
+    pub event_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,7 +67,8 @@ pub struct InvitationBody {
     /// `open_conversation`).
     pub status: String,
     pub status_reason: Option<String>,
-    /// When the first message is due.
+    /// When the first message goes out: the flow's delay after the event, inside the sending
+    /// window in the customer's local time.
     pub send_at: Option<DateTime<Utc>>,
     pub conversation_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -181,6 +187,55 @@ fn check<'a>(
 
 /// The channel and the sender number a conversation uses: the one asked for, or the first
 /// channel that serves the number's country; its first sender that can receive replies.
+/// How far from now an event time may be.
+const EVENT_TIME_RANGE_DAYS: i64 = 366;
+
+/// When the invitation's first message goes out; a 422 when the event time is out of range or
+/// the flow's window never opens for this number.
+fn plan_send(
+    request: &CreateInvitationRequest,
+    checked: &Checked<'_>,
+    state: &AppState,
+    now: Timestamp,
+) -> Result<Timestamp, ApiError> {
+    let field = |field: &str, reason: String| {
+        let mut problems = Map::new();
+        problems.insert(field.to_string(), Value::from(reason));
+        ApiError::invalid_fields(problems)
+    };
+    let now = now.as_datetime();
+    let event_at = request.event_time.unwrap_or(now);
+    if (event_at - now).num_days().abs() >= EVENT_TIME_RANGE_DAYS {
+        return Err(field(
+            "event_time",
+            format!("must be within {EVENT_TIME_RANGE_DAYS} days of now"),
+        ));
+    }
+    let Some(scheduling) = &state.scheduling else {
+        // `dispatch.immediate`: development and tests.
+        return Ok(Timestamp::from_datetime(now));
+    };
+    let dispatch = &checked.flow.dispatch;
+    scheduling
+        .planned_send(
+            event_at,
+            dispatch.delay,
+            now,
+            checked.phone.country().as_deref(),
+            dispatch.window.as_ref(),
+        )
+        .map(Timestamp::from_datetime)
+        .ok_or_else(|| {
+            field(
+                "flow",
+                format!(
+                    "the sending window of flow '{}' never opens for this number",
+                    checked.flow.id
+                ),
+            )
+        })
+}
+
 fn route(asked: Option<&str>, phone: &Phone, state: &AppState) -> Result<(String, String), String> {
     let country = phone.country();
     let serves = |config: &ChannelConfig| {
@@ -250,6 +305,7 @@ pub async fn create_invitation(
     let payload_hash: [u8; 32] =
         Sha256::digest(serde_json::to_vec(&request).expect("a request serialises")).into();
     let now = Timestamp::now();
+    let send_at = plan_send(&request, &checked, &state, now)?;
     let lang = conversation::language(checked.flow, request.locale.as_deref());
     // The ids in the opening's events are settled by storage; the opening raises none.
     let opening = conversation::opening(
@@ -279,7 +335,8 @@ pub async fn create_invitation(
             sender: &checked.sender,
             opening,
             send_max_attempts: state.send_max_attempts,
-            expires_at: now + checked.flow.dispatch.expire_after,
+            send_at,
+            expires_at: send_at + checked.flow.dispatch.expire_after,
             now,
         })
         .await?;
