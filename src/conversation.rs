@@ -117,6 +117,17 @@ pub fn expiry(
     run(flows, view, &state, Input::ExpiryDue, now)
 }
 
+/// What reminding an open conversation does: the reminder text, once, to a customer who has not
+/// written at all; `None` when there is nothing to send.
+pub fn reminder(
+    flows: &BTreeMap<String, Flow>,
+    view: &ConversationView,
+    now: Timestamp,
+) -> Option<Advance> {
+    let state = serde_json::from_value::<State>(view.state.0.clone()).ok()?;
+    run(flows, view, &state, Input::ReminderDue, now).filter(|advance| !advance.messages.is_empty())
+}
+
 fn run(
     flows: &BTreeMap<String, Flow>,
     view: &ConversationView,

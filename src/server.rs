@@ -4,6 +4,7 @@ use crate::config::{Config, DatabaseKind};
 use crate::http::{self, AppState};
 use crate::jobs::expire::ExpireConversation;
 use crate::jobs::maintenance::PurgeFinishedJobs;
+use crate::jobs::remind::RemindConversation;
 use crate::jobs::send_sms::{SendChannel, SendSms};
 use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
 use crate::storage::{Storage, StorageError};
@@ -151,6 +152,12 @@ async fn run_with_flows(
         .with(ExpireConversation {
             storage: storage.clone(),
             flows: Arc::clone(&state.flows),
+            send_max_attempts: config.jobs.max_attempts,
+        })
+        .with(RemindConversation {
+            storage: storage.clone(),
+            flows: Arc::clone(&state.flows),
+            scheduling: state.scheduling.clone(),
             send_max_attempts: config.jobs.max_attempts,
         })
         .with(SendSms::new(

@@ -212,3 +212,39 @@ fn keyword_replies_are_one_gsm7_segment_in_every_language() {
         }
     }
 }
+
+#[test]
+fn only_a_customer_who_has_not_written_is_reminded_and_only_once() {
+    let flows = flows();
+    let context = context_with_open_delivery(&flows);
+    let mut view = context.conversation.clone().unwrap();
+    let reminded = reminder(&flows, &view, now()).expect("a silent customer is reminded");
+    assert_eq!(reminded.messages.len(), 1);
+    assert!(
+        reminded.messages[0].contains("votre avis"),
+        "{:?}",
+        reminded.messages
+    );
+    assert_eq!(reminded.status, ConversationStatus::Open);
+    // Reminded already: nothing more.
+    view.state = Json(reminded.state);
+    assert_eq!(reminder(&flows, &view, now()), None);
+    // A customer who wrote (even something not understood) is not reminded.
+    let replied = plan_inbound(&flows, &context, None, "euh", now())
+        .advance
+        .unwrap();
+    let mut view = context.conversation.unwrap();
+    view.state = Json(replied.state);
+    assert_eq!(reminder(&flows, &view, now()), None);
+    // A flow without a reminder reminds nobody.
+    let mut without = flows.clone();
+    without.get_mut("delivery").unwrap().dispatch.reminder = None;
+    assert_eq!(
+        reminder(
+            &without,
+            &context_with_open_delivery(&without).conversation.unwrap(),
+            now()
+        ),
+        None
+    );
+}

@@ -34,7 +34,7 @@ impl JobHandler for ExpireConversation {
                 .to_string();
             let now = Timestamp::now();
             let expired = storage
-                .expire_conversation(&conversation, max, now, |view| {
+                .advance_open_conversation(&conversation, max, now, |view| {
                     crate::conversation::expiry(&flows, view, now)
                 })
                 .await

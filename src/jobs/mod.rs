@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod expire;
 pub mod maintenance;
+pub mod remind;
 pub mod send_sms;
 
 use crate::config::JobsConfig;

@@ -17,6 +17,8 @@ use sqlx::types::Json;
 pub const SEND_JOB: &str = "sms.send";
 /// The job kind that closes a conversation still open when its flow's `expire_after` is up.
 pub const EXPIRE_JOB: &str = "conversation.expire";
+/// The job kind that reminds a customer who has not answered (the flow's `reminder`).
+pub const REMIND_JOB: &str = "conversation.remind";
 
 /// Why an outgoing message exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,8 @@ pub struct NewInvitation<'a> {
     pub send_at: Timestamp,
     /// When the conversation closes if it is still open (the flow's `expire_after`).
     pub expires_at: Timestamp,
+    /// When a customer who has not answered is reminded (the flow's `reminder`), if ever.
+    pub remind_at: Option<Timestamp>,
     pub now: Timestamp,
 }
 
@@ -295,6 +299,21 @@ impl Storage {
                     new.send_max_attempts,
                     now,
                 );
+                if let Some(remind_at) = new.remind_at {
+                    // The flow and the number's country, for the window when it runs late.
+                    writes.job(
+                        REMIND_JOB,
+                        &id,
+                        serde_json::json!({
+                            "conversation_id": id,
+                            "flow": new.flow_id,
+                            "country": new.phone.country(),
+                        }),
+                        remind_at,
+                        new.send_max_attempts,
+                        now,
+                    );
+                }
                 flush_writes!(tx, &writes);
                 conversation_id = Some(id);
             }
@@ -382,10 +401,11 @@ impl Storage {
         })?)
     }
 
-    /// Closes an open conversation with what the engine decides (its expiry), in one
-    /// transaction with the contact's row locked, like a customer message; nothing happens when
-    /// it is closed already. Returns whether it changed.
-    pub async fn expire_conversation<P>(
+    /// Applies what the engine decides for an open conversation when no customer message caused
+    /// it (its reminder, its expiry), in one transaction with the contact's row locked, like a
+    /// customer message; nothing happens when it is closed already or the engine decides
+    /// nothing. Returns whether it changed.
+    pub async fn advance_open_conversation<P>(
         &self,
         conversation_id: &str,
         send_max_attempts: u32,

@@ -23,7 +23,7 @@ pub use batch::InboundWriter;
 pub(crate) use conversations::insert_event;
 pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
-    InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, SEND_JOB,
+    InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, REMIND_JOB, SEND_JOB,
 };
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,

@@ -382,6 +382,7 @@ crate::both_backends!(
     a_batch_applies_its_messages_exactly_as_one_by_one,
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
     a_first_message_due_outside_the_window_waits_for_it,
+    a_silent_customer_is_reminded_once_then_the_conversation_expires,
 );
 
 /// One form as posted to the stand-in.
@@ -805,6 +806,7 @@ async fn stored_invitation_expiring(
             send_max_attempts: 3,
             send_at: now,
             expires_at,
+            remind_at: None,
             now,
         })
         .await
@@ -1574,20 +1576,26 @@ fn scheduled_config(db: &TestDb, dispatch: &str, flow: &str) -> (Config, tempfil
     (config, flows)
 }
 
-/// The delivery flow without its dispatch settings: no delay, the default window.
-fn quick_flow() -> String {
+/// The delivery flow with `dispatch` (YAML, empty for the defaults: no delay, the default
+/// window) as its dispatch settings.
+fn quick_flow(dispatch: &str) -> String {
     let delivery =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/delivery.yaml"))
             .unwrap();
     let (head, rest) = delivery.split_once("dispatch:").unwrap();
     let (_, tail) = rest.split_once("\nstart:").unwrap();
-    format!("{head}\nstart:{tail}").replace("id: delivery", "id: quick")
+    let dispatch = if dispatch.is_empty() {
+        String::new()
+    } else {
+        format!("dispatch:\n{dispatch}\n")
+    };
+    format!("{head}{dispatch}\nstart:{tail}").replace("id: delivery", "id: quick")
 }
 
 async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &TestDb) {
     use chrono::{Datelike, Duration as Days, TimeZone, Weekday};
     use chrono_tz::Europe::Paris;
-    let (config, _flows) = scheduled_config(db, "", &quick_flow());
+    let (config, _flows) = scheduled_config(db, "", &quick_flow(""));
     let server = TestServer::start(config, db.storage.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
     // A coming Saturday whose Monday is a working day (not Easter or Whit Monday).
@@ -1647,7 +1655,7 @@ async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
     let open_day = (today + Days::days(3)).weekday();
     let day =
         ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][open_day.num_days_from_monday() as usize];
-    let (config, _flows) = scheduled_config(db, &format!("days = [\"{day}\"]"), &quick_flow());
+    let (config, _flows) = scheduled_config(db, &format!("days = [\"{day}\"]"), &quick_flow(""));
     // Stored as due now (as a backlog would be), then the server starts.
     stored_invitation(db, "order-backlog", "console", "console").await;
     let server = TestServer::start(config, db.storage.clone()).await;
@@ -1665,6 +1673,57 @@ async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
             .iter()
             .all(|c| c.state != hearback::storage::JobState::Dead || c.count == 0),
         "held, not failed: {counts:?}"
+    );
+    server.stop().await;
+}
+
+async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &TestDb) {
+    // Seconds instead of hours, and no window (the test runs at any hour): the timing is the
+    // flow's, the rules are the product's.
+    let flow = quick_flow(
+        "  reminder:\n    after: 1s\n    text:\n      fr: \"Petit rappel : de 0 à 10 ?\"\n      en: \"A reminder: 0 to 10?\"\n  expire_after: 3s",
+    );
+    let (config, _flows) = scheduled_config(db, "immediate = true", &flow);
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut body = delivery_invitation("order-silent");
+    body["flow"] = json!("quick");
+    let (status, invitation) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    let started = std::time::Instant::now();
+
+    let sent = sent_to_customer(&client, &server, &key, 2).await;
+    assert!(
+        sent[1]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Petit rappel"),
+        "{sent:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before its time"
+    );
+    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the conversation expires", || async {
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .is_some_and(|(status, _)| status == "expired")
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "not before its time"
+    );
+    // One reminder only, and the expiry is reported.
+    assert_eq!(console_messages(&client, &server, &key).await.len(), 2);
+    let types = event_types(db).await;
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("response.expired"),
+        "{types:?}"
     );
     server.stop().await;
 }

@@ -236,6 +236,31 @@ fn plan_send(
         })
 }
 
+/// When a customer who has not answered is reminded: the flow's `reminder.after` past the first
+/// message, inside the window; none when the flow has no reminder or it would come after the
+/// expiry.
+fn plan_reminder(
+    checked: &Checked<'_>,
+    state: &AppState,
+    send_at: Timestamp,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let dispatch = &checked.flow.dispatch;
+    let after = dispatch.reminder.as_ref()?.after;
+    let at = match &state.scheduling {
+        None => send_at + after,
+        Some(scheduling) => Timestamp::from_datetime(scheduling.planned_send(
+            send_at.as_datetime(),
+            after,
+            now.as_datetime(),
+            checked.phone.country().as_deref(),
+            dispatch.window.as_ref(),
+        )?),
+    };
+    (at < expires_at).then_some(at)
+}
+
 fn route(asked: Option<&str>, phone: &Phone, state: &AppState) -> Result<(String, String), String> {
     let country = phone.country();
     let serves = |config: &ChannelConfig| {
@@ -306,6 +331,8 @@ pub async fn create_invitation(
         Sha256::digest(serde_json::to_vec(&request).expect("a request serialises")).into();
     let now = Timestamp::now();
     let send_at = plan_send(&request, &checked, &state, now)?;
+    let expires_at = send_at + checked.flow.dispatch.expire_after;
+    let remind_at = plan_reminder(&checked, &state, send_at, expires_at, now);
     let lang = conversation::language(checked.flow, request.locale.as_deref());
     // The ids in the opening's events are settled by storage; the opening raises none.
     let opening = conversation::opening(
@@ -336,7 +363,8 @@ pub async fn create_invitation(
             opening,
             send_max_attempts: state.send_max_attempts,
             send_at,
-            expires_at: send_at + checked.flow.dispatch.expire_after,
+            expires_at,
+            remind_at,
             now,
         })
         .await?;
