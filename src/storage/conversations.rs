@@ -2,7 +2,7 @@
 //! transaction with its answers, its outbox events, its outgoing messages and their send jobs.
 //!
 //! The engine's decisions come in as plain data ([`Opening`], [`Advance`]): storage never knows a
-//! flow. Per-contact ordering comes from a lock on the contact's row (PostgreSQL `FOR UPDATE`;
+//! flow. Per-contact ordering comes from a lock on the contact's row (PostgreSQL `FOR NO KEY UPDATE`;
 //! SQLite has one writer at a time), taken before the conversation is read, so two messages from
 //! one number are applied one after the other on one instance or several; the conversation's
 //! `version` is checked on update all the same.
@@ -471,12 +471,16 @@ impl Storage {
         }
     }
 
-    /// ` FOR UPDATE` where the database takes row locks; SQLite's write transaction already
-    /// excludes every other writer.
+    /// A contact's lock where the database takes row locks; SQLite's write transaction already
+    /// excludes every other writer. `FOR NO KEY UPDATE`, not `FOR UPDATE`: it orders the
+    /// contact's writers among themselves but lets another transaction insert a row that refers
+    /// to the contact (its foreign-key check takes `FOR KEY SHARE`). With `FOR UPDATE`, a send
+    /// recording `invitation.sent` waited for the lock of an invitation request that waited for
+    /// that send's update of the invitation: a deadlock, seen in CI.
     pub(crate) fn row_lock(&self) -> &'static str {
         match self.backend {
             super::Backend::Sqlite(_) => "",
-            super::Backend::Postgres(_) => " FOR UPDATE",
+            super::Backend::Postgres(_) => " FOR NO KEY UPDATE",
         }
     }
 }

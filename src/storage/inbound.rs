@@ -288,7 +288,9 @@ impl Storage {
                         .push_bind(*at);
                 });
                 upsert.push(
-                    " ON CONFLICT (phone) DO UPDATE SET phone = excluded.phone \
+                    // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
+                    // `Storage::row_lock`).
+                    " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
                      RETURNING id, phone, opted_out_at, locale",
                 );
                 let rows: Vec<(String, String, Option<Timestamp>, Option<String>)> =
