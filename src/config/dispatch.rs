@@ -20,6 +20,9 @@ pub struct DispatchConfig {
     /// More public holidays, per country (ISO 3166 alpha-2): dates on which nothing is sent.
     /// France's (and its overseas departments') are built in.
     pub holidays: BTreeMap<String, Vec<NaiveDate>>,
+    /// At most one survey per contact in this many days, across flows (a flow's own
+    /// `frequency_cap_days` replaces it for that flow); 0: no cap.
+    pub frequency_cap_days: u32,
     /// Development and tests only: every survey goes out at once, whatever the flow's delay,
     /// the window and the holidays.
     pub immediate: bool,
@@ -35,6 +38,7 @@ impl Default for DispatchConfig {
             to: "20:00".into(),
             default_time_zone: "Europe/Paris".into(),
             holidays: BTreeMap::new(),
+            frequency_cap_days: 30,
             immediate: false,
         }
     }

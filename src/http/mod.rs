@@ -51,6 +51,8 @@ pub struct AppState {
     pub inbound: crate::storage::InboundWriter,
     /// When surveys may be texted (`[dispatch]`); `None` with `dispatch.immediate`: at once.
     pub scheduling: Option<Arc<crate::schedule::SchedulingRules>>,
+    /// `dispatch.frequency_cap_days`: one survey per contact in this many days (0: no cap).
+    pub frequency_cap_days: u32,
 }
 
 /// The flows that loaded, by id.
@@ -94,6 +96,7 @@ impl AppState {
             flows,
             send_max_attempts: config.jobs.max_attempts,
             scheduling: scheduling_rules(config),
+            frequency_cap_days: config.dispatch.frequency_cap_days,
         })
     }
 }

@@ -125,6 +125,9 @@ pub struct NewInvitation<'a> {
     pub expires_at: Timestamp,
     /// When a customer who has not answered is reminded (the flow's `reminder`), if ever.
     pub remind_at: Option<Timestamp>,
+    /// The frequency cap: declined when the contact has a survey (scheduled or sent, any flow)
+    /// due at or after this instant. `None`: no cap.
+    pub surveyed_since: Option<Timestamp>,
     pub now: Timestamp,
 }
 
@@ -168,9 +171,10 @@ macro_rules! insert_event {
 pub(crate) use insert_event;
 
 impl Storage {
-    /// Records an invitation and starts its conversation: the first question is queued at once.
-    /// Idempotent on (source, event id); declined, and kept as such, for an opted-out number or
-    /// one that already has an open conversation on this sender.
+    /// Records an invitation and starts its conversation: the first question is queued for its
+    /// send time. Idempotent on (source, event id); declined, and kept as such, for an opted-out
+    /// number, one that already has an open conversation on this sender, or one surveyed within
+    /// the frequency cap.
     pub async fn start_invitation(
         &self,
         new: &NewInvitation<'_>,
@@ -215,10 +219,25 @@ impl Storage {
             .bind(new.sender)
             .fetch_optional(&mut *tx)
             .await?;
+            let recent: Option<String> = match new.surveyed_since {
+                None => None,
+                Some(since) => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM invitations WHERE contact_id = $1 AND status IN ('scheduled', 'sent') \
+                         AND COALESCE(send_at, created_at) >= $2 LIMIT 1",
+                    )
+                    .bind(&contact_id)
+                    .bind(since)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
             let declined = if opted_out_at.is_some() {
                 Some("opted_out")
             } else if open.is_some() {
                 Some("open_conversation")
+            } else if recent.is_some() {
+                Some("frequency_cap")
             } else {
                 None
             };

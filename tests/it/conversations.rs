@@ -19,12 +19,13 @@ const TWILIO_TOKEN: &str = "12345";
 const TWILIO_NUMBER: &str = "+33757000000";
 
 /// A configuration on the test database with the shipped flows, quick job polling, surveys
-/// sent at once whatever the hour (`dispatch.immediate`), and `channels` (TOML) as its channels.
+/// sent at once whatever the hour (`dispatch.immediate`), no frequency cap (tests survey one
+/// customer again and again; the cap has its own test), and `channels` (TOML) as its channels.
 fn config(db: &TestDb, channels: &str) -> Config {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
     db.config_from_toml(&format!(
         "[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n\
-         [dispatch]\nimmediate = true\n\n{channels}"
+         [dispatch]\nimmediate = true\nfrequency_cap_days = 0\n\n{channels}"
     ))
 }
 
@@ -383,6 +384,7 @@ crate::both_backends!(
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
     a_first_message_due_outside_the_window_waits_for_it,
     a_silent_customer_is_reminded_once_then_the_conversation_expires,
+    a_customer_surveyed_recently_is_not_surveyed_again,
 );
 
 /// One form as posted to the stand-in.
@@ -807,6 +809,7 @@ async fn stored_invitation_expiring(
             send_at: now,
             expires_at,
             remind_at: None,
+            surveyed_since: None,
             now,
         })
         .await
@@ -1384,7 +1387,12 @@ async fn an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again
             .unwrap()
             .is_empty()
     );
-    let (status, next) = invite(&client, &server, &key, &delivery_invitation("order-20")).await;
+    // The expired conversation no longer blocks one on this number (through a flow with no
+    // frequency cap of its own: the delivery flow's own 30 days would decline it).
+    let mut next = delivery_invitation("order-20");
+    next["flow"] = json!("repair");
+    next["variables"] = json!({ "first_name": "Ana", "store": "Lyon 2" });
+    let (status, next) = invite(&client, &server, &key, &next).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(next["status"], "scheduled", "{next}");
     server.stop().await;
@@ -1563,11 +1571,13 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
     );
 }
 
-/// A configuration with the default sending window (no `dispatch.immediate`), a console
-/// channel, and `flow` (YAML) as the only flow.
+/// A configuration with `dispatch` as its `[dispatch]` settings (empty: the defaults), a console
+/// channel, and `flow` (YAML) as its flows `quick` and `other`.
 fn scheduled_config(db: &TestDb, dispatch: &str, flow: &str) -> (Config, tempfile::TempDir) {
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("quick.yaml"), flow).unwrap();
+    let other = flow.replace("id: quick", "id: other");
+    std::fs::write(flows.path().join("other.yaml"), other).unwrap();
     let config = db.config_from_toml(&format!(
         "[flows]\ndir = \"{}\"\n\n[jobs]\npoll_interval_ms = 20\n\n[dispatch]\n{dispatch}\n\n\
          [channels.console]\nprovider = \"console\"\n",
@@ -1725,5 +1735,53 @@ async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &T
         Some("response.expired"),
         "{types:?}"
     );
+    server.stop().await;
+}
+
+async fn a_customer_surveyed_recently_is_not_surveyed_again(db: &TestDb) {
+    // The default cap: one survey per 30 days, across flows.
+    let (config, _flows) = scheduled_config(db, "immediate = true", &quick_flow(""));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut first = delivery_invitation("order-1");
+    first["flow"] = json!("quick");
+    let (status, first) = invite(&client, &server, &key, &first).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
+        reply(&client, &server, &format!("in-{n}"), text).await;
+    }
+    let conversation = first["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the survey is complete", || async {
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .is_some_and(|(status, _)| status == "completed")
+    })
+    .await;
+    // Another event in the customer's life, through another flow: within the cap.
+    let mut second = delivery_invitation("order-2");
+    second["flow"] = json!("other");
+    let (status, declined) = invite(&client, &server, &key, &second).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{declined}");
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["status_reason"], "frequency_cap");
+    assert!(declined["conversation_id"].is_null());
+    let sent = console_messages(&client, &server, &key).await.len();
+    server.stop().await;
+
+    // With the cap off, the same customer is surveyed again.
+    let (config, _flows) = scheduled_config(
+        db,
+        "immediate = true\nfrequency_cap_days = 0",
+        &quick_flow(""),
+    );
+    let server = TestServer::start(config, db.second_pool().await).await;
+    let mut third = delivery_invitation("order-3");
+    third["flow"] = json!("other");
+    let (status, accepted) = invite(&client, &server, &key, &third).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["status"], "scheduled", "{accepted}");
+    assert!(console_messages(&client, &server, &key).await.len() > sent);
     server.stop().await;
 }

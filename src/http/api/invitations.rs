@@ -64,7 +64,7 @@ pub struct InvitationBody {
     pub flow: String,
     pub channel: Option<String>,
     /// `scheduled`, `sent`, `failed`, or `declined` (with a reason: `opted_out`,
-    /// `open_conversation`).
+    /// `open_conversation`, `frequency_cap`).
     pub status: String,
     pub status_reason: Option<String>,
     /// When the first message goes out: the flow's delay after the event, inside the sending
@@ -236,6 +236,22 @@ fn plan_send(
         })
 }
 
+/// The frequency cap for this flow: a contact surveyed at or after the returned instant (up to
+/// this survey's send time) is not surveyed again; `None` without a cap.
+fn frequency_cap_start(
+    flow: &crate::flow::Flow,
+    state: &AppState,
+    send_at: Timestamp,
+) -> Option<Timestamp> {
+    let days = flow
+        .dispatch
+        .frequency_cap_days
+        .unwrap_or(state.frequency_cap_days);
+    (days > 0).then(|| {
+        Timestamp::from_datetime(send_at.as_datetime() - chrono::Duration::days(i64::from(days)))
+    })
+}
+
 /// When a customer who has not answered is reminded: the flow's `reminder.after` past the first
 /// message, inside the window; none when the flow has no reminder or it would come after the
 /// expiry.
@@ -365,6 +381,7 @@ pub async fn create_invitation(
             send_at,
             expires_at,
             remind_at,
+            surveyed_since: frequency_cap_start(checked.flow, &state, send_at),
             now,
         })
         .await?;
