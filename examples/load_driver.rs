@@ -167,6 +167,28 @@ async fn drive(d: Drive) {
             .count()
             .await;
         eprintln!("{invited} invitations created");
+        // Customers answer a survey they have received: wait until every first question is out
+        // (a reply to a survey not sent yet answers nothing).
+        if let Some(database) = d.verify_database.as_deref() {
+            let waiting = Instant::now();
+            while count_rows(
+                database,
+                "SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'",
+            )
+            .await
+                > 0
+            {
+                assert!(
+                    waiting.elapsed() < Duration::from_secs(300),
+                    "the first questions are not going out"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            eprintln!(
+                "every first question sent in {:.1} s",
+                waiting.elapsed().as_secs_f64()
+            );
+        }
         // A running PostgreSQL has statistics about its tables (autovacuum analyses them every
         // minute); this database was created seconds ago, and without them the planner takes
         // tables of thousands of rows for empty ones.

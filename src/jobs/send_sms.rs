@@ -174,7 +174,7 @@ impl Inner {
                 message.channel
             )));
         };
-        if let Some(opens) = self.held_by_window(&message, Timestamp::now()) {
+        if let Some(opens) = self.held_by_window(job, &message, Timestamp::now()) {
             return Err(JobFailure::Later(
                 opens,
                 "outside the sending window in the customer's local time".into(),
@@ -342,13 +342,20 @@ impl Inner {
         }
     }
 
-    /// How long an invitation's first message waits for the sending window, checked again at
-    /// the moment of sending so that a backlog never spills into the night; `None` when it may
-    /// go now. Messages answering a customer who just wrote (the next question, a STOP
-    /// confirmation) go at once.
-    fn held_by_window(&self, message: &OutgoingMessage, now: Timestamp) -> Option<Duration> {
+    /// How long a message we start (an invitation's first message, a reminder: its job says
+    /// `window`) waits for the sending window, checked again at the moment of sending so that a
+    /// backlog never spills into the night; `None` when it may go now. Messages answering a
+    /// customer who just wrote (the next question, a STOP confirmation) go at once.
+    fn held_by_window(
+        &self,
+        job: &ClaimedJob,
+        message: &OutgoingMessage,
+        now: Timestamp,
+    ) -> Option<Duration> {
         let scheduling = self.scheduling.as_ref()?;
-        if message.invitation_status.as_deref() != Some("scheduled") {
+        let window_bound = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true)
+            || message.invitation_status.as_deref() == Some("scheduled");
+        if !window_bound {
             return None;
         }
         let narrowing = message

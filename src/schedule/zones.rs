@@ -23,6 +23,8 @@ pub fn zones_of_country(country: &str) -> &'static [Tz] {
         "ES" => &[Europe::Madrid, Atlantic::Canary],
         "PT" => &[Europe::Lisbon, Atlantic::Azores],
         "RE" => &[Indian::Reunion],
+        "BL" => &[America::St_Barthelemy],
+        "MF" => &[America::Marigot],
         "YT" => &[Indian::Mayotte],
         "GP" => &[America::Guadeloupe],
         "MQ" => &[America::Martinique],

@@ -327,13 +327,15 @@ impl Storage {
                     .collect()
             };
 
-            // The open conversations of these contacts, by (contact, channel, our number).
+            // The open conversations of these contacts, by (contact, channel, our number). A
+            // survey whose first message has not gone out yet (its invitation is still
+            // `scheduled`: a delay, the window) cannot be answered: the customer has not seen it.
             let mut open: HashMap<(String, String, String), ConversationView> = HashMap::new();
             if !contacts.is_empty() {
                 let mut select = sqlx::QueryBuilder::new(
                     "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
                      FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                     WHERE c.status = 'open' AND c.contact_id IN (",
+                     WHERE c.status = 'open' AND i.status <> 'scheduled' AND c.contact_id IN (",
                 );
                 let mut list = select.separated(", ");
                 for contact in contacts.values() {

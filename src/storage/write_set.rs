@@ -139,7 +139,7 @@ impl WriteSet {
             );
         }
         for text in &advance.messages {
-            self.outgoing(
+            let id = self.outgoing(
                 Some(&view.id),
                 &view.contact_id,
                 (&view.channel, &view.sender),
@@ -148,6 +148,14 @@ impl WriteSet {
                 send_max_attempts,
                 (now, send_at),
             );
+            if message.is_none() {
+                // Not an answer to a customer who just wrote (an opening, a reminder): it waits
+                // for the sending window when its turn comes (see `jobs::send_sms`).
+                if let Some(job) = self.jobs.last_mut() {
+                    debug_assert_eq!(job.unique_key, format!("{SEND_JOB}:{id}"));
+                    job.payload["window"] = Value::Bool(true);
+                }
+            }
         }
     }
 

@@ -746,6 +746,55 @@ async fn an_outage_moves_the_message_to_the_fallback_channel(db: &TestDb) {
 }
 
 /// Stores an invitation without a server, as a previous run of hearback would have left it.
+/// Records the contact's first question as sent, as the send job does once the provider has it
+/// (a customer answers a survey they received); waits instead if a send job got there first.
+async fn first_question_sent(db: &TestDb, phone: &str, invitation_id: &str) {
+    let storage = &db.storage;
+    let contact = storage
+        .contact_by_phone(&Phone::parse(phone, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_until("the first question is sent", || async {
+        let status = storage
+            .invitation(invitation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if status != "scheduled" {
+            return true;
+        }
+        for queued in storage.contact_messages(&contact.id).await.unwrap() {
+            let now = hearback::time::Timestamp::now();
+            if queued.direction == "outbound"
+                && storage.mark_sending(&queued.id, now).await.unwrap()
+            {
+                let message = storage.outgoing_message(&queued.id).await.unwrap().unwrap();
+                storage
+                    .record_sent(&message, &format!("SM-{}", queued.id), None, now)
+                    .await
+                    .unwrap();
+            }
+        }
+        false
+    })
+    .await;
+}
+
+/// An invitation stored as [`stored_invitation_for`] does, its first question already sent.
+async fn sent_invitation_for(
+    db: &TestDb,
+    phone: &str,
+    event_id: &str,
+    channel: &str,
+    sender: &str,
+) -> String {
+    let id = stored_invitation_for(db, phone, event_id, channel, sender).await;
+    first_question_sent(db, phone, &id).await;
+    id
+}
+
 async fn stored_invitation(db: &TestDb, event_id: &str, channel: &str, sender: &str) -> String {
     stored_invitation_for(db, CUSTOMER, event_id, channel, sender).await
 }
@@ -1074,7 +1123,8 @@ async fn a_long_sms_in_parts_is_reassembled_before_it_is_read(db: &TestDb) {
     let channels = "[channels.vonage]\nprovider = \"vonage\"\napi_key = \"abcd1234\"\napi_secret = \"secret\"\nsignature_secret = \"vonage-signature-secret\"\nsignature_method = \"sha256\"\nsenders = [\"+33757000000\"]\n";
     let server = TestServer::start(config(db, channels), db.storage.clone()).await;
     let client = Client::new();
-    let invitation_id = stored_invitation(db, "order-14", "vonage", TWILIO_NUMBER).await;
+    let invitation_id =
+        sent_invitation_for(db, CUSTOMER, "order-14", "vonage", TWILIO_NUMBER).await;
     let invitation = db
         .storage
         .invitation(&invitation_id)
@@ -1156,8 +1206,7 @@ async fn two_messages_from_one_number_on_two_instances_are_applied_one_after_the
     let customers: Vec<String> = (0..10).map(|n| format!("+336123456{n:02}")).collect();
     let mut conversations = Vec::new();
     for (n, phone) in customers.iter().enumerate() {
-        let id =
-            stored_invitation_for(db, phone, &format!("order-{n}"), "console", "console").await;
+        let id = sent_invitation_for(db, phone, &format!("order-{n}"), "console", "console").await;
         conversations.push(
             db.storage
                 .invitation(&id)
@@ -1229,7 +1278,7 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
         Advance, ConversationStatus, InboundOutcome, InboundPlan, NewAnswer, OwnedInbound,
         QueuedInbound,
     };
-    stored_invitation(db, "order-17", "console", "console").await;
+    sent_invitation_for(db, CUSTOMER, "order-17", "console", "console").await;
     let writer = hearback::storage::InboundWriter::start(db.storage.clone());
     let queued = |id: &str, from: &str, broken: bool| QueuedInbound {
         new: OwnedInbound {
@@ -1539,9 +1588,9 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
     };
     let (batched, one_by_one) = ("+33612345611", "+33612345622");
     let batched_invitation =
-        stored_invitation_for(db, batched, "order-b", "console", "console").await;
+        sent_invitation_for(db, batched, "order-b", "console", "console").await;
     let single_invitation =
-        stored_invitation_for(db, one_by_one, "order-s", "console", "console").await;
+        sent_invitation_for(db, one_by_one, "order-s", "console", "console").await;
 
     let batch = messages(batched, "b");
     let refs: Vec<&QueuedInbound> = batch.iter().collect();
@@ -1747,6 +1796,7 @@ async fn a_customer_surveyed_recently_is_not_surveyed_again(db: &TestDb) {
     first["flow"] = json!("quick");
     let (status, first) = invite(&client, &server, &key, &first).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    sent_to_customer(&client, &server, &key, 1).await;
     for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
         reply(&client, &server, &format!("in-{n}"), text).await;
     }

@@ -243,10 +243,12 @@ fn frequency_cap_start(
     state: &AppState,
     send_at: Timestamp,
 ) -> Option<Timestamp> {
+    // Past ten years a cap means the same; bounded, the date stays representable.
     let days = flow
         .dispatch
         .frequency_cap_days
-        .unwrap_or(state.frequency_cap_days);
+        .unwrap_or(state.frequency_cap_days)
+        .min(3_660);
     (days > 0).then(|| {
         Timestamp::from_datetime(send_at.as_datetime() - chrono::Duration::days(i64::from(days)))
     })
