@@ -125,9 +125,9 @@ pub struct NewInvitation<'a> {
     pub expires_at: Timestamp,
     /// When a customer who has not answered is reminded (the flow's `reminder`), if ever.
     pub remind_at: Option<Timestamp>,
-    /// The frequency cap: declined when the contact has a survey (scheduled or sent, any flow)
-    /// due at or after this instant. `None`: no cap.
-    pub surveyed_since: Option<Timestamp>,
+    /// The frequency cap, `[from, until)`: declined when the contact has a survey (scheduled or
+    /// sent, any flow) due within it. `None`: no cap.
+    pub surveyed_within: Option<(Timestamp, Timestamp)>,
     pub now: Timestamp,
 }
 
@@ -219,15 +219,16 @@ impl Storage {
             .bind(new.sender)
             .fetch_optional(&mut *tx)
             .await?;
-            let recent: Option<String> = match new.surveyed_since {
+            let recent: Option<String> = match new.surveyed_within {
                 None => None,
-                Some(since) => {
+                Some((from, until)) => {
                     sqlx::query_scalar(
                         "SELECT id FROM invitations WHERE contact_id = $1 AND status IN ('scheduled', 'sent') \
-                         AND COALESCE(send_at, created_at) >= $2 LIMIT 1",
+                         AND COALESCE(send_at, created_at) >= $2 AND COALESCE(send_at, created_at) < $3 LIMIT 1",
                     )
                     .bind(&contact_id)
-                    .bind(since)
+                    .bind(from)
+                    .bind(until)
                     .fetch_optional(&mut *tx)
                     .await?
                 }

@@ -184,6 +184,8 @@ struct ContactState {
 
 /// A customer message to insert.
 struct ReceivedRow<'a> {
+    /// Its place among the outcomes.
+    outcome: usize,
     id: String,
     conversation_id: Option<String>,
     contact_id: Option<String>,
@@ -383,6 +385,7 @@ impl Storage {
                     .and_then(|key| open.get(key).cloned());
                 let message_id = uuid::Uuid::now_v7().to_string();
                 received.push(ReceivedRow {
+                    outcome: outcomes.len(),
                     id: message_id.clone(),
                     conversation_id: conversation.as_ref().map(|c| c.id.clone()),
                     contact_id: contact.as_ref().map(|c| c.id.clone()),
@@ -510,15 +513,27 @@ impl Storage {
                     .push_bind(m.new.received_at);
             });
             insert.push(
-                " ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING",
+                " ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL \
+                 DO NOTHING RETURNING id",
             );
-            let inserted = insert.build().execute(&mut *tx).await?.rows_affected();
-            if inserted != received.len() as u64 {
-                // Only a message from no valid number escapes the contact lock: another instance
-                // stored the same one meanwhile. The provider's retry finds it.
-                return Err(StorageError::Conflict(
-                    "a message of this batch was stored by another writer at the same time",
-                ));
+            let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+            if inserted.len() != received.len() {
+                let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
+                for row in received
+                    .iter()
+                    .filter(|r| !inserted.contains(r.id.as_str()))
+                {
+                    if row.contact_id.is_some() {
+                        // The contact's lock orders its messages: this cannot happen, and if it
+                        // does, nothing is kept and the provider's retry applies it.
+                        return Err(StorageError::Conflict(
+                            "a message of this batch was stored by another writer at the same time",
+                        ));
+                    }
+                    // A message from no valid number (no contact to lock, nothing else written
+                    // for it), stored by another instance at the same instant: a retry.
+                    outcomes[row.outcome] = InboundOutcome::Duplicate;
+                }
             }
             flush_writes!(tx, &writes);
             tx.commit().await?;

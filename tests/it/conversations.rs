@@ -858,7 +858,7 @@ async fn stored_invitation_expiring(
             send_at: now,
             expires_at,
             remind_at: None,
-            surveyed_since: None,
+            surveyed_within: None,
             now,
         })
         .await

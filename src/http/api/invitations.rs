@@ -236,21 +236,26 @@ fn plan_send(
         })
 }
 
-/// The frequency cap for this flow: a contact surveyed at or after the returned instant (up to
-/// this survey's send time) is not surveyed again; `None` without a cap.
-fn frequency_cap_start(
+/// The frequency cap for this flow: a contact with a survey due in the returned span (this
+/// survey's send time, give or take the cap's days) is not surveyed again; `None` without a cap.
+fn frequency_cap(
     flow: &crate::flow::Flow,
     state: &AppState,
     send_at: Timestamp,
-) -> Option<Timestamp> {
-    // Past ten years a cap means the same; bounded, the date stays representable.
+) -> Option<(Timestamp, Timestamp)> {
+    // Past ten years a cap means the same; bounded, the dates stay representable.
     let days = flow
         .dispatch
         .frequency_cap_days
         .unwrap_or(state.frequency_cap_days)
         .min(3_660);
+    let span = chrono::Duration::days(i64::from(days));
+    let at = send_at.as_datetime();
     (days > 0).then(|| {
-        Timestamp::from_datetime(send_at.as_datetime() - chrono::Duration::days(i64::from(days)))
+        (
+            Timestamp::from_datetime(at - span),
+            Timestamp::from_datetime(at + span),
+        )
     })
 }
 
@@ -383,7 +388,7 @@ pub async fn create_invitation(
             send_at,
             expires_at,
             remind_at,
-            surveyed_since: frequency_cap_start(checked.flow, &state, send_at),
+            surveyed_within: frequency_cap(checked.flow, &state, send_at),
             now,
         })
         .await?;
