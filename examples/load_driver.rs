@@ -139,6 +139,10 @@ fn customer(run: u32, n: u32) -> String {
 const REPLIES: [&str; 3] = ["8", "Livreur tres aimable", "oui"];
 
 async fn drive(d: Drive) {
+    let server_db = match &d.verify_database {
+        Some(url) => Some(ServerDb::open(url).await),
+        None => None,
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(d.connections)
         .build()
@@ -169,13 +173,11 @@ async fn drive(d: Drive) {
         eprintln!("{invited} invitations created");
         // Customers answer a survey they have received: wait until every first question is out
         // (a reply to a survey not sent yet answers nothing).
-        if let Some(database) = d.verify_database.as_deref() {
+        if let Some(db) = &server_db {
             let waiting = Instant::now();
-            while count_rows(
-                database,
-                "SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'",
-            )
-            .await
+            while db
+                .count("SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'")
+                .await
                 > 0
             {
                 assert!(
@@ -192,18 +194,8 @@ async fn drive(d: Drive) {
         // A running PostgreSQL has statistics about its tables (autovacuum analyses them every
         // minute); this database was created seconds ago, and without them the planner takes
         // tables of thousands of rows for empty ones.
-        if let Some(database) = d
-            .verify_database
-            .as_deref()
-            .filter(|u| u.starts_with("postgres"))
-        {
-            let pool = sqlx::PgPool::connect(database)
-                .await
-                .expect("connect to PostgreSQL");
-            sqlx::query("ANALYZE")
-                .execute(&pool)
-                .await
-                .expect("analyze");
+        if let Some(ServerDb::Postgres(pool)) = &server_db {
+            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
         }
     }
     let webhook = format!("{}/webhooks/twilio/inbound", d.url);
@@ -272,7 +264,7 @@ async fn drive(d: Drive) {
         p50 = pct(0.50).as_secs_f64() * 1e3,
         p99 = pct(0.99).as_secs_f64() * 1e3,
     );
-    if let Some(database) = &d.verify_database {
+    if let Some(db) = &server_db {
         let replies = i64::from(d.customers * d.rounds);
         let expected = [
             (
@@ -289,7 +281,7 @@ async fn drive(d: Drive) {
         ];
         let mut wrong = false;
         for (what, sql, want) in expected {
-            let found = count_rows(database, sql).await;
+            let found = db.count(sql).await;
             if found != want {
                 eprintln!("verification failed: {found} {what}, expected {want}");
                 wrong = true;
@@ -305,24 +297,36 @@ async fn drive(d: Drive) {
     }
 }
 
-/// One `SELECT COUNT(*)` against a SQLite file or a PostgreSQL database.
-async fn count_rows(database: &str, sql: &str) -> i64 {
-    if database.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database)
-            .await
-            .expect("open the SQLite database");
-        sqlx::query_scalar(sql)
-            .fetch_one(&pool)
-            .await
-            .expect("count")
-    } else {
-        let pool = sqlx::PgPool::connect(database)
-            .await
-            .expect("connect to PostgreSQL");
-        sqlx::query_scalar(sql)
-            .fetch_one(&pool)
-            .await
-            .expect("count")
+/// The server's database, opened once by the driver to wait for it and check it.
+enum ServerDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl ServerDb {
+    async fn open(url: &str) -> ServerDb {
+        if url.starts_with("sqlite:") {
+            ServerDb::Sqlite(
+                sqlx::SqlitePool::connect(url)
+                    .await
+                    .expect("open the SQLite database"),
+            )
+        } else {
+            ServerDb::Postgres(
+                sqlx::PgPool::connect(url)
+                    .await
+                    .expect("connect to PostgreSQL"),
+            )
+        }
+    }
+
+    /// One `SELECT COUNT(*)`.
+    async fn count(&self, sql: &str) -> i64 {
+        match self {
+            ServerDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            ServerDb::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("count")
     }
 }
 

@@ -210,7 +210,7 @@ impl Inner {
             if let Some(message) = now_queued {
                 info!(message = %message.id, "not sent: the number has opted out");
                 return self
-                    .fail(
+                    .record_failure(
                         &message,
                         "failed_permanent",
                         Some("opted_out"),
@@ -255,7 +255,7 @@ impl Inner {
             }
             Err(SendError::OutcomeUnknown { reason }) if last_attempt => {
                 warn!(message = %message.id, error = %reason, "send outcome unknown on the last attempt; reported, not sent again");
-                self.fail(&message, "unknown", Some("outcome_unknown"), None, now)
+                self.record_failure(&message, "unknown", Some("outcome_unknown"), None, now)
                     .await?;
                 Err(JobFailure::Permanent(reason))
             }
@@ -269,7 +269,7 @@ impl Inner {
                 // Out of attempts: the message and its invitation get a final state, so that
                 // the failure is reported (`invitation.failed`) rather than left pending.
                 warn!(message = %message.id, error = %reason, "the last attempt to send failed; giving up");
-                self.fail(
+                self.record_failure(
                     &message,
                     "failed_permanent",
                     Some("retries_exhausted"),
@@ -298,18 +298,8 @@ impl Inner {
                             .map_err(storage_failure)?;
                     }
                     None => {
-                        self.storage
-                            .record_send_failure(
-                                &message,
-                                &SendFailure {
-                                    status: "queued",
-                                    error_code: None,
-                                    number_status: None,
-                                },
-                                now,
-                            )
-                            .await
-                            .map_err(storage_failure)?;
+                        self.record_failure(&message, "queued", None, None, now)
+                            .await?
                     }
                 }
                 Err(match retry_after {
@@ -330,7 +320,7 @@ impl Inner {
                     _ => None,
                 };
                 let code = code.unwrap_or_else(|| "refused".into());
-                self.fail(
+                self.record_failure(
                     &message,
                     "failed_permanent",
                     Some(&code),
@@ -353,9 +343,7 @@ impl Inner {
         now: Timestamp,
     ) -> Option<Duration> {
         let scheduling = self.scheduling.as_ref()?;
-        let window_bound = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true)
-            || message.invitation_status.as_deref() == Some("scheduled");
-        if !window_bound {
+        if job.payload.get("window").and_then(|w| w.as_bool()) != Some(true) {
             return None;
         }
         let narrowing = message
@@ -431,23 +419,13 @@ impl Inner {
             }
             Lookup::NotFound => {
                 info!(message = %message.id, "unknown send reconciled: the provider never got the message; sending it");
-                self.storage
-                    .record_send_failure(
-                        message,
-                        &SendFailure {
-                            status: "queued",
-                            error_code: None,
-                            number_status: None,
-                        },
-                        now,
-                    )
-                    .await
-                    .map_err(storage_failure)?;
+                self.record_failure(message, "queued", None, None, now)
+                    .await?;
                 Ok(true)
             }
             Lookup::Unsupported => {
                 warn!(message = %message.id, channel = %message.channel, "an earlier send stopped during the provider call and the provider cannot be asked; outcome unknown, not sent again");
-                self.fail(message, "unknown", Some("outcome_unknown"), None, now)
+                self.record_failure(message, "unknown", Some("outcome_unknown"), None, now)
                     .await?;
                 Ok(false)
             }
@@ -481,7 +459,9 @@ impl Inner {
         Ok(held)
     }
 
-    async fn fail(
+    /// Records what became of a send that did not succeed: `queued` again, `failed_permanent`
+    /// or `unknown` (see [`SendFailure`]).
+    async fn record_failure(
         &self,
         message: &OutgoingMessage,
         status: &'static str,

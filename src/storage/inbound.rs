@@ -8,7 +8,7 @@
 
 use super::{
     Advance, BeginWrite, ConversationStatus, ConversationView, Purpose, Storage, StorageError,
-    WriteSet, flush_writes, on_pool,
+    Timing, WriteSet, flush_writes, on_pool,
 };
 use crate::phone::Phone;
 use crate::time::Timestamp;
@@ -463,7 +463,7 @@ impl Storage {
                             *purpose,
                             body,
                             a.send_max_attempts,
-                            (now, now),
+                            Timing::reply(now),
                         );
                     }
                 }

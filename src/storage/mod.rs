@@ -34,7 +34,7 @@ pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};
 pub use units::{NewUnit, Unit};
-pub(crate) use write_set::{WriteSet, flush_writes};
+pub(crate) use write_set::{Timing, WriteSet, flush_writes};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -15,6 +15,28 @@ use super::{Advance, ConversationStatus, ConversationView, Purpose, SEND_JOB};
 use crate::time::Timestamp;
 use serde_json::{Value, json};
 
+/// When an outgoing message is written and sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) now: Timestamp,
+    /// When its send job is due.
+    pub(crate) send_at: Timestamp,
+    /// Whether it waits for the sending window when its turn comes: true for what hearback starts
+    /// (an opening, a reminder), false for an answer to a customer who just wrote.
+    pub(crate) waits_for_window: bool,
+}
+
+impl Timing {
+    /// Written and due now, whatever the hour: an answer to the customer.
+    pub(crate) fn reply(now: Timestamp) -> Timing {
+        Timing {
+            now,
+            send_at: now,
+            waits_for_window: false,
+        }
+    }
+}
+
 /// What one transaction writes besides what it reads and locks.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSet {
@@ -139,23 +161,20 @@ impl WriteSet {
             );
         }
         for text in &advance.messages {
-            let id = self.outgoing(
+            self.outgoing(
                 Some(&view.id),
                 &view.contact_id,
                 (&view.channel, &view.sender),
                 Purpose::Survey,
                 text,
                 send_max_attempts,
-                (now, send_at),
+                Timing {
+                    now,
+                    send_at,
+                    // Not an answer to a customer who just wrote (an opening, a reminder).
+                    waits_for_window: message.is_none(),
+                },
             );
-            if message.is_none() {
-                // Not an answer to a customer who just wrote (an opening, a reminder): it waits
-                // for the sending window when its turn comes (see `jobs::send_sms`).
-                if let Some(job) = self.jobs.last_mut() {
-                    debug_assert_eq!(job.unique_key, format!("{SEND_JOB}:{id}"));
-                    job.payload["window"] = Value::Bool(true);
-                }
-            }
         }
     }
 
@@ -176,8 +195,8 @@ impl WriteSet {
         });
     }
 
-    /// An outgoing message sent from `(channel, sender)`, written at `now`, and the job that
-    /// sends it at `send_at`; returns the message's id.
+    /// An outgoing message sent from `(channel, sender)` and the job that sends it; returns the
+    /// message's id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outgoing(
         &mut self,
@@ -187,18 +206,22 @@ impl WriteSet {
         purpose: Purpose,
         body: &str,
         send_max_attempts: u32,
-        (now, send_at): (Timestamp, Timestamp),
+        timing: Timing,
     ) -> String {
+        let Timing {
+            now,
+            send_at,
+            waits_for_window,
+        } = timing;
         let id = uuid::Uuid::now_v7().to_string();
         let counted = crate::sms::segments(body);
-        self.job(
-            SEND_JOB,
-            &id,
-            json!({ "message_id": id }),
-            send_at,
-            send_max_attempts,
-            now,
-        );
+        // `window`: held by the send job until the sending window opens (`jobs::send_sms`).
+        let payload = if waits_for_window {
+            json!({ "message_id": id, "window": true })
+        } else {
+            json!({ "message_id": id })
+        };
+        self.job(SEND_JOB, &id, payload, send_at, send_max_attempts, now);
         self.outgoing.push(OutgoingRow {
             id: id.clone(),
             conversation_id: conversation_id.map(str::to_string),
@@ -430,7 +453,7 @@ mod tests {
             Purpose::Help,
             "Répondez STOP pour ne plus recevoir de SMS.",
             0,
-            (now, now),
+            Timing::reply(now),
         );
         assert_eq!(writes.jobs.len(), 1);
         let job = &writes.jobs[0];
