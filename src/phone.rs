@@ -14,6 +14,16 @@ pub enum InvalidPhone {
     Unreadable,
     #[error("not a valid number for its country")]
     Invalid,
+    #[error("not a mobile number: it cannot receive text messages")]
+    NotMobile,
+}
+
+/// A number a survey can be texted to: valid, and not known to be unable to receive SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub phone: Phone,
+    /// The ISO 3166 code of its country, when its metadata names one.
+    pub country: Option<String>,
 }
 
 impl Phone {
@@ -39,6 +49,30 @@ impl Phone {
         Ok(Phone(
             number.format().mode(phonenumber::Mode::E164).to_string(),
         ))
+    }
+
+    /// Parses a number to text, like [`Phone::parse`], and refuses one its metadata says cannot
+    /// receive texts: a fixed line, a toll-free, premium-rate, shared-cost or VoIP number, a
+    /// short code. Where the metadata cannot tell (`FixedLineOrMobile`, as for North American
+    /// numbers, or unknown), the number is accepted and the provider's answer decides.
+    pub fn parse_recipient(
+        raw: &str,
+        default_region: Option<phonenumber::country::Id>,
+    ) -> Result<Recipient, InvalidPhone> {
+        use phonenumber::Type;
+        let phone = Phone::parse(raw, default_region)?;
+        let number = phonenumber::parse(None, &phone.0).map_err(|_| InvalidPhone::Unreadable)?;
+        match number.number_type(&phonenumber::metadata::DATABASE) {
+            Type::Mobile
+            | Type::FixedLineOrMobile
+            | Type::PersonalNumber
+            | Type::Pager
+            | Type::Unknown => Ok(Recipient {
+                country: number.country().id().map(|id| id.as_ref().to_string()),
+                phone,
+            }),
+            _ => Err(InvalidPhone::NotMobile),
+        }
     }
 
     /// The ISO 3166 code of the number's country (`"FR"`), when its metadata names one.
@@ -99,6 +133,32 @@ mod tests {
     fn what_is_not_a_valid_number_is_refused() {
         for raw in ["", "hello", "+33 1", "+999 123456", "DUPAIN", "36180"] {
             assert!(Phone::parse(raw, None).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_recipient_is_a_number_that_can_receive_texts() {
+        for (raw, outcome) in [
+            ("+33612345678", Ok(Some("FR"))),
+            ("+33757000001", Ok(Some("FR"))),
+            ("+447400123456", Ok(Some("GB"))),
+            // North American numbers do not tell mobile from fixed: the provider decides.
+            ("+14155552671", Ok(Some("US"))),
+            ("+33142685300", Err(InvalidPhone::NotMobile)),
+            ("+33800123456", Err(InvalidPhone::NotMobile)),
+            ("+33975123456", Err(InvalidPhone::NotMobile)),
+            ("+442079460000", Err(InvalidPhone::NotMobile)),
+            ("+33 1", Err(InvalidPhone::Unreadable)),
+        ] {
+            let parsed = Phone::parse_recipient(raw, None);
+            assert_eq!(
+                parsed.as_ref().map(|r| r.country.as_deref()),
+                outcome.as_ref().map(|c| *c),
+                "{raw}"
+            );
+            if let Ok(recipient) = parsed {
+                assert_eq!(recipient.country, recipient.phone.country(), "{raw}");
+            }
         }
     }
 

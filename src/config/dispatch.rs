@@ -23,6 +23,10 @@ pub struct DispatchConfig {
     /// At most one survey per contact in this many days, across flows (a flow's own
     /// `frequency_cap_days` replaces it for that flow); 0: no cap.
     pub frequency_cap_days: u32,
+    /// The country (ISO 3166 alpha-2) of numbers given without their country code (`06 12 34 56
+    /// 78`); unset, numbers must be international (`+33…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
     /// Development and tests only: every survey goes out at once, whatever the flow's delay,
     /// the window and the holidays.
     pub immediate: bool,
@@ -39,12 +43,29 @@ impl Default for DispatchConfig {
             default_time_zone: "Europe/Paris".into(),
             holidays: BTreeMap::new(),
             frequency_cap_days: 30,
+            default_region: None,
             immediate: false,
         }
     }
 }
 
 impl DispatchConfig {
+    /// `default_region` as the phone library knows it; `Err((key, reason))` when it is not a
+    /// country code.
+    pub fn region(&self) -> Result<Option<phonenumber::country::Id>, (&'static str, String)> {
+        self.default_region
+            .as_deref()
+            .map(|code| {
+                code.parse().map_err(|_| {
+                    (
+                        "default_region",
+                        format!("'{code}' is not a country code such as FR"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// The rules these settings describe; `Err((key, reason))` names the first bad key.
     pub fn rules(&self) -> Result<SchedulingRules, (&'static str, String)> {
         let mut days = Vec::with_capacity(self.days.len());

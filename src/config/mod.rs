@@ -228,7 +228,12 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter ({e})"));
         }
-        if let Err((key, reason)) = self.dispatch.rules() {
+        if let Err((key, reason)) = self
+            .dispatch
+            .rules()
+            .map(drop)
+            .and(self.dispatch.region().map(drop))
+        {
             return invalid(&format!("dispatch.{key}"), &reason);
         }
         for (name, channel) in &self.channels {

@@ -51,8 +51,8 @@ pub struct AppState {
     pub inbound: crate::storage::InboundWriter,
     /// When surveys may be texted (`[dispatch]`); `None` with `dispatch.immediate`: at once.
     pub scheduling: Option<Arc<crate::schedule::SchedulingRules>>,
-    /// `dispatch.frequency_cap_days`: one survey per contact in this many days (0: no cap).
-    pub frequency_cap_days: u32,
+    /// Turns events (requests, import rows) into invitations.
+    pub intake: crate::intake::Intake,
 }
 
 /// The flows that loaded, by id.
@@ -93,10 +93,10 @@ impl AppState {
                     .collect(),
             ),
             public_url: config.server.public_url.clone(),
+            intake: crate::intake::Intake::new(config, Arc::clone(&flows)),
             flows,
             send_max_attempts: config.jobs.max_attempts,
             scheduling: scheduling_rules(config),
-            frequency_cap_days: config.dispatch.frequency_cap_days,
         })
     }
 }

@@ -17,7 +17,7 @@ mod zones;
 pub use holidays::{HolidayCalendar, easter_sunday};
 pub use zones::zones_of_country;
 
-use crate::flow::WindowNarrowing;
+use crate::flow::{QuotaPeriod, WindowNarrowing};
 use chrono::{DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
@@ -266,6 +266,19 @@ impl SchedulingRules {
             .unwrap_or(now + chrono::Duration::days(1));
         (next > now).then_some(next)
     }
+}
+
+/// When the quota period holding `now` began: midnight today, on Monday of this week or on the
+/// first of this month, in `zone` (a midnight that a daylight-saving change skips is the first
+/// instant after it).
+pub fn quota_period_start(now: DateTime<Utc>, period: QuotaPeriod, zone: Tz) -> DateTime<Utc> {
+    let today = now.with_timezone(&zone).date_naive();
+    let first_day = match period {
+        QuotaPeriod::Day => today,
+        QuotaPeriod::Week => today - Days::new(u64::from(today.weekday().num_days_from_monday())),
+        QuotaPeriod::Month => today.with_day(1).expect("every month has a first day"),
+    };
+    resolve(zone, first_day, NaiveTime::MIN)
 }
 
 #[cfg(test)]

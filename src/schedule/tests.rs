@@ -425,7 +425,98 @@ fn at_the_moment_of_sending_a_message_outside_the_window_is_held_until_it_opens(
     );
 }
 
+#[test]
+fn a_quota_period_starts_at_local_midnight_of_its_day_week_or_month() {
+    let paris = chrono_tz::Europe::Paris;
+    for (now, period, start) in [
+        // Wednesday 25 November, 10:00 in Paris (UTC+1).
+        (
+            "2026-11-25T09:00:00Z",
+            QuotaPeriod::Day,
+            "2026-11-24T23:00:00Z",
+        ),
+        (
+            "2026-11-25T09:00:00Z",
+            QuotaPeriod::Week,
+            "2026-11-22T23:00:00Z",
+        ),
+        (
+            "2026-11-25T09:00:00Z",
+            QuotaPeriod::Month,
+            "2026-10-31T23:00:00Z",
+        ),
+        // 23:30 UTC on the 30th is already 1 December in Paris.
+        (
+            "2026-11-30T23:30:00Z",
+            QuotaPeriod::Month,
+            "2026-11-30T23:00:00Z",
+        ),
+        (
+            "2026-11-30T23:30:00Z",
+            QuotaPeriod::Day,
+            "2026-11-30T23:00:00Z",
+        ),
+        // A Monday is its own week's first day.
+        (
+            "2026-11-23T08:00:00Z",
+            QuotaPeriod::Week,
+            "2026-11-22T23:00:00Z",
+        ),
+        // A Sunday belongs to the week that began on the Monday before.
+        (
+            "2026-11-29T12:00:00Z",
+            QuotaPeriod::Week,
+            "2026-11-22T23:00:00Z",
+        ),
+        // April: the month began in winter time (UTC+1), now is summer time (UTC+2).
+        (
+            "2026-04-15T12:00:00Z",
+            QuotaPeriod::Month,
+            "2026-03-31T22:00:00Z",
+        ),
+        (
+            "2026-03-30T12:00:00Z",
+            QuotaPeriod::Week,
+            "2026-03-29T22:00:00Z",
+        ),
+        (
+            "2026-03-29T12:00:00Z",
+            QuotaPeriod::Week,
+            "2026-03-22T23:00:00Z",
+        ),
+    ] {
+        assert_eq!(
+            quota_period_start(utc(now), period, paris),
+            utc(start),
+            "{now} {period:?}"
+        );
+    }
+    // Where a daylight-saving change skips midnight (Santiago, September), the day starts at
+    // the first instant that exists: 01:00 local.
+    assert_eq!(
+        quota_period_start(
+            utc("2026-09-06T15:00:00Z"),
+            QuotaPeriod::Day,
+            chrono_tz::America::Santiago
+        ),
+        utc("2026-09-06T04:00:00Z")
+    );
+}
+
 proptest! {
+    /// A quota period holds the instant it is computed for, and began less than a month ago.
+    #[test]
+    fn a_quota_period_holds_now(
+        seconds in 1_700_000_000i64..1_900_000_000,
+        period in prop::sample::select(vec![QuotaPeriod::Day, QuotaPeriod::Week, QuotaPeriod::Month]),
+        zone in prop::sample::select(vec![Europe::Paris, America::New_York, Pacific::Tahiti, chrono_tz::America::Santiago]),
+    ) {
+        let now = DateTime::from_timestamp(seconds, 0).unwrap();
+        let start = quota_period_start(now, period, zone);
+        prop_assert!(start <= now);
+        prop_assert!(now - start < chrono::Duration::days(32));
+    }
+
     /// Whatever the event and the delay, the planned send is never before the event plus its
     /// delay, never before now, and inside the window where it is looked at again.
     #[test]

@@ -8,7 +8,6 @@
 //! `version` is checked on update all the same.
 
 use super::{BeginWrite, Storage, StorageError, WriteSet, flush_writes, on_pool};
-use crate::phone::Phone;
 use crate::time::Timestamp;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -103,34 +102,6 @@ pub struct ConversationView {
     pub version: i64,
 }
 
-/// An invitation to store; `opening` is the engine's first step, computed by the caller.
-#[derive(Debug, Clone)]
-pub struct NewInvitation<'a> {
-    /// The integration that sent it (its API key id): event ids are unique per source.
-    pub source: &'a str,
-    pub event_id: &'a str,
-    /// SHA-256 of the request as received: the same event id with another payload is a conflict.
-    pub payload_hash: [u8; 32],
-    pub flow_id: &'a str,
-    pub phone: &'a Phone,
-    pub locale: Option<&'a str>,
-    pub variables: &'a Value,
-    pub channel: &'a str,
-    pub sender: &'a str,
-    pub opening: Advance,
-    pub send_max_attempts: u32,
-    /// When the first question goes out (its send job is due then).
-    pub send_at: Timestamp,
-    /// When the conversation closes if it is still open (the flow's `expire_after`).
-    pub expires_at: Timestamp,
-    /// When a customer who has not answered is reminded (the flow's `reminder`), if ever.
-    pub remind_at: Option<Timestamp>,
-    /// The frequency cap, `[from, until)`: declined when the contact has a survey (scheduled or
-    /// sent, any flow) due within it. `None`: no cap.
-    pub surveyed_within: Option<(Timestamp, Timestamp)>,
-    pub now: Timestamp,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InvitationRecord {
     pub id: String,
@@ -151,7 +122,7 @@ pub enum InvitationOutcome {
     Existing(InvitationRecord),
 }
 
-const INVITATION_COLUMNS: &str = "i.id, i.event_id, i.flow_id, i.channel, i.status, i.status_reason, i.send_at, i.created_at, \
+pub(super) const INVITATION_COLUMNS: &str = "i.id, i.event_id, i.flow_id, i.channel, i.status, i.status_reason, i.send_at, i.created_at, \
      (SELECT c.id FROM conversations c WHERE c.invitation_id = i.id) AS conversation_id";
 
 /// Appends one event of the public contract to the outbox, through `$tx`.
@@ -171,213 +142,6 @@ macro_rules! insert_event {
 pub(crate) use insert_event;
 
 impl Storage {
-    /// Records an invitation and starts its conversation: the first question is queued for its
-    /// send time. Idempotent on (source, event id); declined, and kept as such, for an opted-out
-    /// number, one that already has an open conversation on this sender, or one surveyed within
-    /// the frequency cap.
-    pub async fn start_invitation(
-        &self,
-        new: &NewInvitation<'_>,
-    ) -> Result<InvitationOutcome, StorageError> {
-        let _writing = self.writing().await;
-        let now = new.now;
-        let lock = self.row_lock();
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let existing: Option<(Vec<u8>,)> = sqlx::query_as(
-                "SELECT payload_hash FROM invitations WHERE source = $1 AND event_id = $2",
-            )
-            .bind(new.source)
-            .bind(new.event_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if existing.is_some() {
-                tx.rollback().await?;
-                return self.existing_invitation(new).await;
-            }
-            sqlx::query(
-                "INSERT INTO contacts (id, phone, locale, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-                 ON CONFLICT (phone) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(new.phone.as_e164())
-            .bind(new.locale)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let (contact_id, opted_out_at): (String, Option<Timestamp>) = sqlx::query_as(&format!(
-                "SELECT id, opted_out_at FROM contacts WHERE phone = $1{lock}"
-            ))
-            .bind(new.phone.as_e164())
-            .fetch_one(&mut *tx)
-            .await?;
-            let open: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM conversations WHERE contact_id = $1 AND channel = $2 AND sender = $3 AND status = 'open'",
-            )
-            .bind(&contact_id)
-            .bind(new.channel)
-            .bind(new.sender)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let recent: Option<String> = match new.surveyed_within {
-                None => None,
-                Some((from, until)) => {
-                    sqlx::query_scalar(
-                        "SELECT id FROM invitations WHERE contact_id = $1 AND status IN ('scheduled', 'sent') \
-                         AND COALESCE(send_at, created_at) >= $2 AND COALESCE(send_at, created_at) < $3 LIMIT 1",
-                    )
-                    .bind(&contact_id)
-                    .bind(from)
-                    .bind(until)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                }
-            };
-            let declined = if opted_out_at.is_some() {
-                Some("opted_out")
-            } else if open.is_some() {
-                Some("open_conversation")
-            } else if recent.is_some() {
-                Some("frequency_cap")
-            } else {
-                None
-            };
-            let invitation_id = uuid::Uuid::now_v7().to_string();
-            let (status, send_at) = match declined {
-                Some(_) => ("declined", None),
-                None => ("scheduled", Some(new.send_at)),
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, channel, locale, \
-                 variables, status, status_reason, send_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
-                 ON CONFLICT (source, event_id) DO NOTHING",
-            )
-            .bind(&invitation_id)
-            .bind(new.source)
-            .bind(new.event_id)
-            .bind(new.payload_hash.as_slice())
-            .bind(new.flow_id)
-            .bind(&contact_id)
-            .bind(new.channel)
-            .bind(new.locale)
-            .bind(sqlx::types::Json(new.variables))
-            .bind(status)
-            .bind(declined)
-            .bind(send_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                // The same event, sent twice at once: the other request committed first.
-                tx.rollback().await?;
-                return self.existing_invitation(new).await;
-            }
-            let mut conversation_id = None;
-            if declined.is_none() {
-                let id = uuid::Uuid::now_v7().to_string();
-                sqlx::query(
-                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, state, status, \
-                     version, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', 0, $8, $8)",
-                )
-                .bind(&id)
-                .bind(&invitation_id)
-                .bind(&contact_id)
-                .bind(new.channel)
-                .bind(new.sender)
-                .bind(new.flow_id)
-                .bind(sqlx::types::Json(&new.opening.state))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let view = ConversationView {
-                    id: id.clone(),
-                    invitation_id: invitation_id.clone(),
-                    event_id: new.event_id.to_string(),
-                    flow_id: new.flow_id.to_string(),
-                    contact_id: contact_id.clone(),
-                    channel: new.channel.to_string(),
-                    sender: new.sender.to_string(),
-                    state: Json(new.opening.state.clone()),
-                    version: 0,
-                };
-                let mut writes = WriteSet::default();
-                writes.advance(
-                    &view,
-                    &new.opening,
-                    None,
-                    new.send_max_attempts,
-                    now,
-                    new.send_at,
-                );
-                writes.job(
-                    EXPIRE_JOB,
-                    &id,
-                    serde_json::json!({ "conversation_id": id }),
-                    new.expires_at,
-                    new.send_max_attempts,
-                    now,
-                );
-                if let Some(remind_at) = new.remind_at {
-                    // The flow and the number's country, for the window when it runs late.
-                    writes.job(
-                        REMIND_JOB,
-                        &id,
-                        serde_json::json!({
-                            "conversation_id": id,
-                            "flow": new.flow_id,
-                            "country": new.phone.country(),
-                        }),
-                        remind_at,
-                        new.send_max_attempts,
-                        now,
-                    );
-                }
-                flush_writes!(tx, &writes);
-                conversation_id = Some(id);
-            }
-            tx.commit().await?;
-            Ok(InvitationOutcome::Created(InvitationRecord {
-                id: invitation_id,
-                event_id: new.event_id.to_string(),
-                flow_id: new.flow_id.to_string(),
-                channel: Some(new.channel.to_string()),
-                status: status.to_string(),
-                status_reason: declined.map(str::to_string),
-                send_at,
-                created_at: now,
-                conversation_id,
-            }))
-        })
-    }
-
-    /// The invitation an event already made, or a conflict when its payload differs.
-    async fn existing_invitation(
-        &self,
-        new: &NewInvitation<'_>,
-    ) -> Result<InvitationOutcome, StorageError> {
-        let hash: Vec<u8> = on_pool!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT payload_hash FROM invitations WHERE source = $1 AND event_id = $2",
-            )
-            .bind(new.source)
-            .bind(new.event_id)
-            .fetch_one(pool)
-            .await
-        })?;
-        if hash.as_slice() != new.payload_hash.as_slice() {
-            return Err(StorageError::Conflict(
-                "an invitation with this event_id and a different payload exists",
-            ));
-        }
-        let record = self
-            .invitation_by_event(new.source, new.event_id)
-            .await?
-            .ok_or(StorageError::NotFound("invitation"))?;
-        Ok(InvitationOutcome::Existing(record))
-    }
-
     pub async fn invitation_by_event(
         &self,
         source: &str,

@@ -11,6 +11,7 @@ mod batch;
 mod codec;
 mod conversations;
 mod inbound;
+mod intake;
 mod jobs;
 mod schema;
 mod sending;
@@ -23,13 +24,14 @@ pub use batch::InboundWriter;
 pub(crate) use conversations::insert_event;
 pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
-    InvitationRecord, NewAnswer, NewEvent, NewInvitation, Purpose, REMIND_JOB, SEND_JOB,
+    InvitationRecord, NewAnswer, NewEvent, Purpose, REMIND_JOB, SEND_JOB,
 };
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
     QueuedInbound,
 };
+pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};

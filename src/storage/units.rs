@@ -122,6 +122,28 @@ impl Storage {
             .collect())
     }
 
+    /// The id of the unit with this code, if there is one.
+    pub async fn unit_id(&self, code: &str) -> Result<Option<String>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM units WHERE code = $1")
+                .bind(code)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// Every unit's id, by code (an import resolves its rows' units from it).
+    pub async fn unit_ids(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StorageError> {
+        let rows: Vec<(String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT code, id FROM units")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn unit(&self, code: &UnitCode) -> Result<Option<Unit>, StorageError> {
         let sql = format!("{SELECT_UNIT} WHERE u.code = $1");
         let row: Option<UnitRow> = on_pool!(self, |pool| sqlx::query_as(&sql)

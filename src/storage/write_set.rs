@@ -140,6 +140,20 @@ impl WriteSet {
                 updated_at: now,
             }),
         }
+        self.effects(view, advance, message, send_max_attempts, now, send_at);
+    }
+
+    /// What a step writes besides the conversation's state: its answers, events and messages
+    /// to send. A new conversation, inserted with its first state, has only these.
+    pub(crate) fn effects(
+        &mut self,
+        view: &ConversationView,
+        advance: &Advance,
+        message: Option<&str>,
+        send_max_attempts: u32,
+        now: Timestamp,
+        send_at: Timestamp,
+    ) {
         self.answers
             .extend(advance.answers.iter().map(|answer| AnswerRow {
                 id: uuid::Uuid::now_v7().to_string(),

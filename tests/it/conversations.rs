@@ -844,21 +844,24 @@ async fn stored_invitation_expiring(
     let outcome = db
         .storage
         .start_invitation(&hearback::storage::NewInvitation {
-            source: "test",
-            event_id,
+            source: "test".into(),
+            event_id: event_id.into(),
             payload_hash: [0; 32],
-            flow_id: "delivery",
-            phone: &Phone::parse(phone, None).unwrap(),
+            flow_id: "delivery".into(),
+            phone: Phone::parse(phone, None).unwrap(),
+            country: Some("FR".into()),
             locale: None,
-            variables: &json!(variables),
-            channel,
-            sender,
+            unit_id: None,
+            variables: json!(variables),
+            channel: channel.into(),
+            sender: sender.into(),
             opening,
             send_max_attempts: 3,
             send_at: now,
             expires_at,
             remind_at: None,
             surveyed_within: None,
+            quota: None,
             now,
         })
         .await

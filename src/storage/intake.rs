@@ -1,0 +1,540 @@
+//! Invitations in: one event, or a batch of them (an import's chunk), recorded with their
+//! conversations, first questions and jobs in one transaction, with a fixed number of statements
+//! per batch however many invitations it holds.
+//!
+//! A batch reads what it needs once — the events seen before, the contacts (created as needed,
+//! and locked, in phone order), their open conversations, their recent surveys, the quotas'
+//! counts — then decides each invitation in order in memory, each seeing what the ones before it
+//! accepted, and writes each table with multi-row statements. A batch of one is the API's path:
+//! there is one code path.
+
+use super::conversations::INVITATION_COLUMNS;
+use super::{
+    BeginWrite, ConversationView, EXPIRE_JOB, InvitationOutcome, InvitationRecord, REMIND_JOB,
+    Storage, StorageError, WriteSet, flush_writes, on_pool,
+};
+use crate::phone::Phone;
+use crate::storage::Advance;
+use crate::time::Timestamp;
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use std::collections::{HashMap, HashSet};
+
+/// Invitations per transaction: each table's rows then go in one statement, under SQLite's
+/// limit of 32 766 bound values (an invitation writes up to three jobs of nine values).
+pub const MAX_INVITATIONS_PER_BATCH: usize = 1_000;
+
+/// An invitation to record; `opening` is the engine's first step, computed by intake.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    /// The integration that sent it (its API key id, or an import's source): event ids are
+    /// unique per source.
+    pub source: String,
+    pub event_id: String,
+    /// SHA-256 of the request as received: the same event id with another payload is a conflict.
+    pub payload_hash: [u8; 32],
+    pub flow_id: String,
+    pub phone: Phone,
+    /// The number's country (ISO 3166), for the reminder's window.
+    pub country: Option<String>,
+    pub locale: Option<String>,
+    pub unit_id: Option<String>,
+    pub variables: Value,
+    pub channel: String,
+    pub sender: String,
+    pub opening: Advance,
+    pub send_max_attempts: u32,
+    /// When the first question goes out (its send job is due then).
+    pub send_at: Timestamp,
+    /// When the conversation closes if it is still open (the flow's `expire_after`).
+    pub expires_at: Timestamp,
+    /// When a customer who has not answered is reminded (the flow's `reminder`), if ever.
+    pub remind_at: Option<Timestamp>,
+    /// The frequency cap, `[from, until)`: declined when the contact has a survey (scheduled or
+    /// sent, any flow) due within it. `None`: no cap.
+    pub surveyed_within: Option<(Timestamp, Timestamp)>,
+    /// The flow's response quota for the invitation's unit, if it has one.
+    pub quota: Option<QuotaCheck>,
+    pub now: Timestamp,
+}
+
+/// A response quota: declined once the unit (or, without a unit, the invitations without one)
+/// has this many responses to the flow since the period began. A response is a conversation
+/// started in the period with at least one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaCheck {
+    pub responses: u32,
+    pub since: Timestamp,
+}
+
+/// An invitation already recorded for an event of the batch.
+#[derive(sqlx::FromRow)]
+struct SeenInvitation {
+    payload_hash: Vec<u8>,
+    #[sqlx(flatten)]
+    record: InvitationRecord,
+}
+
+/// What the batch decided for one invitation.
+enum Decision {
+    /// Recorded now (accepted, or declined with a reason).
+    New {
+        id: String,
+        contact_id: String,
+        declined: Option<&'static str>,
+        /// The conversation it started, once written.
+        conversation_id: Option<String>,
+    },
+    /// The same event again: the invitation it made (recorded before, or earlier in the batch).
+    Existing(InvitationRecord),
+    /// The same event earlier in this batch, same payload: whatever that one became.
+    SameAs(usize),
+    /// Recorded by a concurrent request between this batch's read and its write: read back.
+    RecordedMeanwhile,
+    Conflict,
+}
+
+const SAME_EVENT_OTHER_PAYLOAD: StorageError =
+    StorageError::Conflict("an invitation with this event_id and a different payload exists");
+
+impl Storage {
+    /// Records one invitation and starts its conversation: the first question is queued for its
+    /// send time. Idempotent on (source, event id); declined, and kept as such, for an opted-out
+    /// number, one that already has an open conversation on this sender, one surveyed within the
+    /// frequency cap, or a unit and flow whose quota is reached.
+    pub async fn start_invitation(
+        &self,
+        new: &NewInvitation,
+    ) -> Result<InvitationOutcome, StorageError> {
+        self.start_invitations(std::slice::from_ref(new))
+            .await?
+            .remove(0)
+    }
+
+    /// [`Storage::start_invitation`] for a batch, in order: an invitation sees what the ones
+    /// before it accepted (a second survey for the same number in the batch meets the first's
+    /// open conversation or frequency cap). One transaction per [`MAX_INVITATIONS_PER_BATCH`];
+    /// one outcome per invitation; the call fails only when a transaction does.
+    pub async fn start_invitations(
+        &self,
+        batch: &[NewInvitation],
+    ) -> Result<Vec<Result<InvitationOutcome, StorageError>>, StorageError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for part in batch.chunks(MAX_INVITATIONS_PER_BATCH) {
+            outcomes.extend(self.start_invitation_batch(part).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn start_invitation_batch(
+        &self,
+        batch: &[NewInvitation],
+    ) -> Result<Vec<Result<InvitationOutcome, StorageError>>, StorageError> {
+        let _writing = self.writing().await;
+        let decisions: Vec<Decision> = on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+
+            // Events seen before, per source (an import has one): an index lookup each.
+            let mut seen: HashMap<(&str, &str), SeenInvitation> = HashMap::new();
+            let mut sources: Vec<&str> = batch.iter().map(|n| n.source.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            for source in sources {
+                let events: Vec<&str> = batch
+                    .iter()
+                    .filter(|n| n.source == source)
+                    .map(|n| n.event_id.as_str())
+                    .collect();
+                let mut select = sqlx::QueryBuilder::new(format!(
+                    "SELECT i.payload_hash, {INVITATION_COLUMNS} FROM invitations i WHERE i.source = "
+                ));
+                select.push_bind(source).push(" AND i.event_id IN (");
+                let mut list = select.separated(", ");
+                for event in &events {
+                    list.push_bind(*event);
+                }
+                select.push(")");
+                let rows: Vec<SeenInvitation> = select.build_query_as().fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let event = events
+                        .iter()
+                        .find(|event| **event == row.record.event_id)
+                        .expect("a row found is one asked for");
+                    seen.insert((source, event), row);
+                }
+            }
+
+            // The contacts of the new events, created as needed, each once and in phone order:
+            // the upsert locks their rows on PostgreSQL, so a customer's messages and invitations
+            // apply one after the other, and two batches cannot deadlock.
+            let mut numbers: Vec<(&str, Option<&str>, Timestamp)> = batch
+                .iter()
+                .filter(|n| !seen.contains_key(&(n.source.as_str(), n.event_id.as_str())))
+                .map(|n| (n.phone.as_e164(), n.locale.as_deref(), n.now))
+                .collect();
+            numbers.sort_by_key(|(phone, ..)| *phone);
+            numbers.dedup_by_key(|(phone, ..)| *phone);
+            let mut contacts: HashMap<String, (String, bool)> =
+                HashMap::with_capacity(numbers.len());
+            if !numbers.is_empty() {
+                let mut upsert = sqlx::QueryBuilder::new(
+                    "INSERT INTO contacts (id, phone, locale, created_at, updated_at) ",
+                );
+                upsert.push_values(&numbers, |mut row, (phone, locale, at)| {
+                    row.push_bind(uuid::Uuid::now_v7().to_string())
+                        .push_bind(*phone)
+                        .push_bind(*locale)
+                        .push_bind(*at)
+                        .push_bind(*at);
+                });
+                // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
+                // `Storage::row_lock`).
+                upsert.push(
+                    " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
+                     RETURNING id, phone, opted_out_at",
+                );
+                let rows: Vec<(String, String, Option<Timestamp>)> =
+                    upsert.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, phone, opted_out_at) in rows {
+                    contacts.insert(phone, (id, opted_out_at.is_some()));
+                }
+            }
+            let contact_ids: Vec<&str> = contacts.values().map(|(id, _)| id.as_str()).collect();
+
+            // Their open conversations and their surveys due within any frequency cap asked.
+            let mut open: HashSet<(String, String, String)> = HashSet::new();
+            let mut surveys: HashMap<String, Vec<Timestamp>> = HashMap::new();
+            let capped = batch.iter().filter_map(|n| n.surveyed_within);
+            let cap_span = capped.fold(None, |span: Option<(Timestamp, Timestamp)>, (f, u)| {
+                Some(span.map_or((f, u), |(from, until)| (from.min(f), until.max(u))))
+            });
+            if !contact_ids.is_empty() {
+                let chunk = &contact_ids;
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in chunk.iter() {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                let rows: Vec<(String, String, String)> =
+                    select.build_query_as().fetch_all(&mut *tx).await?;
+                open.extend(rows);
+                if let Some((from, until)) = cap_span {
+                    let mut select = sqlx::QueryBuilder::new(
+                        "SELECT contact_id, COALESCE(send_at, created_at) FROM invitations \
+                         WHERE status IN ('scheduled', 'sent') AND COALESCE(send_at, created_at) >= ",
+                    );
+                    select
+                        .push_bind(from)
+                        .push(" AND COALESCE(send_at, created_at) < ")
+                        .push_bind(until)
+                        .push(" AND contact_id IN (");
+                    let mut list = select.separated(", ");
+                    for id in chunk.iter() {
+                        list.push_bind(*id);
+                    }
+                    select.push(")");
+                    let rows: Vec<(String, Timestamp)> =
+                        select.build_query_as().fetch_all(&mut *tx).await?;
+                    for (contact, at) in rows {
+                        surveys.entry(contact).or_default().push(at);
+                    }
+                }
+            }
+
+            // Each quota's count, once per unit and flow: invitations do not change it.
+            let mut quota_used: HashMap<(Option<&str>, &str, Timestamp), i64> = HashMap::new();
+            for new in batch {
+                let Some(quota) = new.quota else { continue };
+                let key = (new.unit_id.as_deref(), new.flow_id.as_str(), quota.since);
+                if quota_used.contains_key(&key) {
+                    continue;
+                }
+                let unit_condition = if new.unit_id.is_some() {
+                    "i.unit_id = $2"
+                } else {
+                    "i.unit_id IS NULL AND $2 IS NULL"
+                };
+                let count: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                     WHERE i.flow_id = $1 AND {unit_condition} AND c.started_at >= $3 \
+                     AND EXISTS (SELECT 1 FROM answers a WHERE a.conversation_id = c.id)"
+                ))
+                .bind(&new.flow_id)
+                .bind(new.unit_id.as_deref())
+                .bind(quota.since)
+                .fetch_one(&mut *tx)
+                .await?;
+                quota_used.insert(key, count);
+            }
+
+            // Each invitation in order, seeing what the ones before it accepted.
+            let mut decisions = Vec::with_capacity(batch.len());
+            let mut first_of_event: HashMap<(&str, &str), usize> = HashMap::new();
+            for (index, new) in batch.iter().enumerate() {
+                let event = (new.source.as_str(), new.event_id.as_str());
+                let same_payload = |hash: &[u8]| hash == new.payload_hash.as_slice();
+                if let Some(row) = seen.get(&event) {
+                    decisions.push(if same_payload(&row.payload_hash) {
+                        Decision::Existing(row.record.clone())
+                    } else {
+                        Decision::Conflict
+                    });
+                    continue;
+                }
+                if let Some(&first) = first_of_event.get(&event) {
+                    decisions.push(if same_payload(&batch[first].payload_hash) {
+                        Decision::SameAs(first)
+                    } else {
+                        Decision::Conflict
+                    });
+                    continue;
+                }
+                first_of_event.insert(event, index);
+                let (contact_id, opted_out) = contacts
+                    .get(new.phone.as_e164())
+                    .cloned()
+                    .expect("every new event's contact was upserted");
+                let conversation_key =
+                    (contact_id.clone(), new.channel.clone(), new.sender.clone());
+                let recent = new.surveyed_within.is_some_and(|(from, until)| {
+                    surveys
+                        .get(&contact_id)
+                        .is_some_and(|due| due.iter().any(|at| *at >= from && *at < until))
+                });
+                let quota_reached = new.quota.is_some_and(|quota| {
+                    let key = (new.unit_id.as_deref(), new.flow_id.as_str(), quota.since);
+                    quota_used[&key] >= i64::from(quota.responses)
+                });
+                let declined = if opted_out {
+                    Some("opted_out")
+                } else if open.contains(&conversation_key) {
+                    Some("open_conversation")
+                } else if recent {
+                    Some("frequency_cap")
+                } else if quota_reached {
+                    Some("quota_reached")
+                } else {
+                    None
+                };
+                if declined.is_none() {
+                    open.insert(conversation_key);
+                    surveys
+                        .entry(contact_id.clone())
+                        .or_default()
+                        .push(new.send_at);
+                }
+                decisions.push(Decision::New {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    contact_id,
+                    declined,
+                    conversation_id: None,
+                });
+            }
+
+            // The new invitations; one that a concurrent request recorded meanwhile is not
+            // written again, and is answered as that request's after the commit.
+            let fresh: Vec<(&NewInvitation, &str, &str, Option<&str>)> = batch
+                .iter()
+                .zip(&decisions)
+                .filter_map(|(new, decision)| match decision {
+                    Decision::New {
+                        id,
+                        contact_id,
+                        declined,
+                        ..
+                    } => Some((new, id.as_str(), contact_id.as_str(), *declined)),
+                    _ => None,
+                })
+                .collect();
+            let mut inserted: HashSet<String> = HashSet::with_capacity(fresh.len());
+            if !fresh.is_empty() {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, unit_id, \
+                     channel, locale, variables, status, status_reason, send_at, created_at, updated_at) ",
+                );
+                insert.push_values(&fresh, |mut row, (new, id, contact_id, declined)| {
+                    row.push_bind(*id)
+                        .push_bind(&new.source)
+                        .push_bind(&new.event_id)
+                        .push_bind(new.payload_hash.as_slice())
+                        .push_bind(&new.flow_id)
+                        .push_bind(*contact_id)
+                        .push_bind(new.unit_id.as_deref())
+                        .push_bind(&new.channel)
+                        .push_bind(new.locale.as_deref())
+                        .push_bind(Json(&new.variables))
+                        .push_bind(if declined.is_some() {
+                            "declined"
+                        } else {
+                            "scheduled"
+                        })
+                        .push_bind(*declined)
+                        .push_bind(declined.is_none().then_some(new.send_at))
+                        .push_bind(new.now)
+                        .push_bind(new.now);
+                });
+                insert.push(" ON CONFLICT (source, event_id) DO NOTHING RETURNING id");
+                let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                inserted.extend(ids);
+            }
+
+            // The accepted ones' conversations, first questions, expiries and reminders.
+            let mut conversations = Vec::new();
+            let mut writes = WriteSet::default();
+            for (new, decision) in batch.iter().zip(decisions.iter_mut()) {
+                let Decision::New {
+                    id,
+                    contact_id,
+                    declined,
+                    conversation_id: started,
+                } = decision
+                else {
+                    continue;
+                };
+                if !inserted.contains(id.as_str()) {
+                    *decision = Decision::RecordedMeanwhile;
+                    continue;
+                }
+                if declined.is_some() {
+                    continue;
+                }
+                let conversation_id = uuid::Uuid::now_v7().to_string();
+                let view = ConversationView {
+                    id: conversation_id.clone(),
+                    invitation_id: id.clone(),
+                    event_id: new.event_id.clone(),
+                    flow_id: new.flow_id.clone(),
+                    contact_id: contact_id.clone(),
+                    channel: new.channel.clone(),
+                    sender: new.sender.clone(),
+                    state: Json(new.opening.state.clone()),
+                    version: 1,
+                };
+                // The conversation is inserted below with its first state; what the opening
+                // sends is written with it.
+                writes.effects(
+                    &view,
+                    &new.opening,
+                    None,
+                    new.send_max_attempts,
+                    new.now,
+                    new.send_at,
+                );
+                writes.job(
+                    EXPIRE_JOB,
+                    &conversation_id,
+                    json!({ "conversation_id": conversation_id }),
+                    new.expires_at,
+                    new.send_max_attempts,
+                    new.now,
+                );
+                if let Some(remind_at) = new.remind_at {
+                    // The flow and the number's country, for the window when it runs late.
+                    writes.job(
+                        REMIND_JOB,
+                        &conversation_id,
+                        json!({
+                            "conversation_id": conversation_id,
+                            "flow": new.flow_id,
+                            "country": new.country,
+                        }),
+                        remind_at,
+                        new.send_max_attempts,
+                        new.now,
+                    );
+                }
+                conversations.push((conversation_id.clone(), id.clone(), contact_id.clone(), new));
+                *started = Some(conversation_id);
+            }
+            if !conversations.is_empty() {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, state, \
+                     status, version, started_at, updated_at) ",
+                );
+                insert.push_values(
+                    &conversations,
+                    |mut row, (id, invitation_id, contact_id, new)| {
+                        row.push_bind(id)
+                            .push_bind(invitation_id)
+                            .push_bind(contact_id)
+                            .push_bind(&new.channel)
+                            .push_bind(&new.sender)
+                            .push_bind(&new.flow_id)
+                            .push_bind(Json(&new.opening.state))
+                            .push_bind("open")
+                            // Version 1: the opening is the conversation's first step.
+                            .push_bind(1_i64)
+                            .push_bind(new.now)
+                            .push_bind(new.now);
+                    },
+                );
+                insert.build().execute(&mut *tx).await?;
+            }
+            flush_writes!(tx, &writes);
+            tx.commit().await?;
+            Ok::<_, StorageError>(decisions)
+        })?;
+
+        let mut outcomes: Vec<Result<InvitationOutcome, StorageError>> =
+            Vec::with_capacity(batch.len());
+        for (new, decision) in batch.iter().zip(decisions) {
+            let outcome = match decision {
+                Decision::New {
+                    id,
+                    declined,
+                    conversation_id,
+                    ..
+                } => Ok(InvitationOutcome::Created(InvitationRecord {
+                    id,
+                    event_id: new.event_id.clone(),
+                    flow_id: new.flow_id.clone(),
+                    channel: Some(new.channel.clone()),
+                    status: if declined.is_some() {
+                        "declined"
+                    } else {
+                        "scheduled"
+                    }
+                    .into(),
+                    status_reason: declined.map(str::to_string),
+                    send_at: declined.is_none().then_some(new.send_at),
+                    created_at: new.now,
+                    conversation_id,
+                })),
+                Decision::Existing(record) => Ok(InvitationOutcome::Existing(record)),
+                Decision::SameAs(first) => match &outcomes[first] {
+                    Ok(
+                        InvitationOutcome::Created(record) | InvitationOutcome::Existing(record),
+                    ) => Ok(InvitationOutcome::Existing(record.clone())),
+                    Err(_) => Err(SAME_EVENT_OTHER_PAYLOAD),
+                },
+                Decision::RecordedMeanwhile => self.existing_invitation(new).await,
+                Decision::Conflict => Err(SAME_EVENT_OTHER_PAYLOAD),
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// The invitation an event already made, or a conflict when its payload differs.
+    async fn existing_invitation(
+        &self,
+        new: &NewInvitation,
+    ) -> Result<InvitationOutcome, StorageError> {
+        let seen: SeenInvitation = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT i.payload_hash, {INVITATION_COLUMNS} FROM invitations i WHERE i.source = $1 AND i.event_id = $2"
+            ))
+            .bind(&new.source)
+            .bind(&new.event_id)
+            .fetch_one(pool)
+            .await
+        })?;
+        if seen.payload_hash.as_slice() != new.payload_hash.as_slice() {
+            return Err(SAME_EVENT_OTHER_PAYLOAD);
+        }
+        Ok(InvitationOutcome::Existing(seen.record))
+    }
+}
