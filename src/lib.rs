@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod engine;
 pub mod flow;
 pub mod http;
+pub mod import;
 pub mod intake;
 pub mod jobs;
 pub mod lang;

@@ -91,7 +91,7 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
 }
 
 /// Loads the flows (logging each one refused) and checks that every channel can carry them.
-fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {
+pub(crate) fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {
     let flows = crate::flow::load_paths(std::slice::from_ref(&config.flows.dir));
     for problem in &flows.errors {
         error!(%problem, "flow refused");

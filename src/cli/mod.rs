@@ -1,6 +1,7 @@
 //! The `hearback` command line.
 
 mod flows;
+mod import;
 
 use crate::auth::api_key::ApiKeyToken;
 use crate::config::{Config, ConfigError, ConfigSource};
@@ -54,6 +55,28 @@ enum Command {
     /// Check, try and test survey flows (YAML files in the flows folder).
     #[command(subcommand)]
     Flows(FlowsCommand),
+    /// Take in a file of customer events (CSV with a header, or JSON lines), streamed, with a
+    /// report per row. Prints {"import","rows","accepted","rejected"}; running the same file
+    /// again sends nothing new.
+    Import {
+        /// The file: .csv (columns event_id, flow, phone, and optionally locale, unit, channel,
+        /// event_time; every other column is a variable of the flow) or .jsonl (one invitation
+        /// request per line, as POST /api/v1/invitations takes it).
+        file: PathBuf,
+        /// csv or jsonl, when the file's extension does not say.
+        #[arg(long)]
+        format: Option<String>,
+        /// Who sends these events: event ids are unique per source.
+        #[arg(long, default_value = "import")]
+        source: String,
+        /// Write every row's outcome here, as CSV: line, event_id, status, reason, message,
+        /// invitation_id.
+        #[arg(long, value_name = "PATH")]
+        report: Option<PathBuf>,
+    },
+    /// The organisation tree.
+    #[command(subcommand)]
+    Units(UnitsCommand),
     /// Print, as one JSON line, how a reply is understood, e.g. {"kind":"nps","value":9}.
     Understand {
         /// What the reply answers: nps, csat, ces, yesno, or keyword (STOP, HELP, START…).
@@ -106,6 +129,16 @@ fn parse_variable(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("'{raw}' is not NAME=VALUE"))
+}
+
+#[derive(Debug, Subcommand)]
+enum UnitsCommand {
+    /// Add the units of a CSV file with columns code, name, parent (empty for a root), in any
+    /// order; all or nothing, every problem reported with its line. Units that exist as the
+    /// file says are left alone, so the same file can be imported again.
+    Import {
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +229,15 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 storage.close().await;
             }
             Command::ApiKeys(command) => api_keys(&config, command).await?,
+            Command::Import {
+                file,
+                format,
+                source,
+                report,
+            } => import::import_file(&config, file, (format, source), report).await?,
+            Command::Units(UnitsCommand::Import { file }) => {
+                import::import_units(&config, file).await?
+            }
             Command::Flows(_) | Command::Understand { .. } | Command::Segments { .. } => {
                 unreachable!("handled before the runtime starts")
             }

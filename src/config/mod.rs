@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub api_body_limit_bytes: usize,
     /// Largest webhook body accepted from a provider.
     pub webhook_body_limit_bytes: usize,
+    /// Largest file accepted by `POST /api/v1/imports` (it is spooled to a temporary file, not
+    /// held in memory).
+    pub import_body_limit_bytes: u64,
     /// The public base URL providers call (`https://sms.example.com`), as configured at the
     /// provider: signatures cover the URL, and behind a proxy the server cannot see it. Unset,
     /// the URL is rebuilt from the request's Host header as `http://host/path`.
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             api_body_limit_bytes: 1024 * 1024,
             webhook_body_limit_bytes: 64 * 1024,
+            import_body_limit_bytes: 256 * 1024 * 1024,
             public_url: None,
         }
     }

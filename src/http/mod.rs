@@ -53,6 +53,8 @@ pub struct AppState {
     pub scheduling: Option<Arc<crate::schedule::SchedulingRules>>,
     /// Turns events (requests, import rows) into invitations.
     pub intake: crate::intake::Intake,
+    /// `server.import_body_limit_bytes`.
+    pub import_body_limit_bytes: u64,
 }
 
 /// The flows that loaded, by id.
@@ -94,6 +96,7 @@ impl AppState {
             ),
             public_url: config.server.public_url.clone(),
             intake: crate::intake::Intake::new(config, Arc::clone(&flows)),
+            import_body_limit_bytes: config.server.import_body_limit_bytes,
             flows,
             send_max_attempts: config.jobs.max_attempts,
             scheduling: scheduling_rules(config),

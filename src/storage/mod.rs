@@ -11,6 +11,7 @@ mod batch;
 mod codec;
 mod conversations;
 mod inbound;
+mod imports;
 mod intake;
 mod jobs;
 mod schema;
@@ -31,6 +32,7 @@ pub use inbound::{
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
     QueuedInbound,
 };
+pub use imports::{ImportRecord, ImportRejection};
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;

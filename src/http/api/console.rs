@@ -6,7 +6,8 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::phone::Phone;
 use crate::storage::ConsoleMessage;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+use crate::http::json::ApiQuery;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -73,15 +74,8 @@ impl From<ConsoleMessage> for ConsoleMessageBody {
 )]
 pub async fn list_console_messages(
     State(state): State<AppState>,
-    query: Result<Query<ConsoleQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ConsoleQuery>,
 ) -> Result<Json<ConsoleMessages>, ApiError> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.body_text(),
-        )
-    })?;
     let mut problems = serde_json::Map::new();
     let to = match query.to.as_deref().map(|raw| Phone::parse(raw, None)) {
         None => None,

@@ -2,6 +2,7 @@
 //! it in the OpenAPI document at the same time.
 
 pub mod console;
+pub mod imports;
 pub mod invitations;
 pub mod units;
 
@@ -23,6 +24,7 @@ use utoipa_axum::routes;
     tags(
         (name = "units", description = "The organisation tree"),
         (name = "invitations", description = "Customer events that start surveys"),
+        (name = "imports", description = "Files of customer events"),
         (name = "console", description = "The development channel's outbox")
     )
 )]
@@ -47,5 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(units::get_unit))
         .routes(routes!(invitations::create_invitation))
         .routes(routes!(invitations::get_invitation))
+        .routes(routes!(imports::create_import))
+        .routes(routes!(imports::get_import))
         .routes(routes!(console::list_console_messages))
 }

@@ -1,0 +1,30 @@
+-- Imports: a file of events taken in by the API or `hearback import`, its progress, and the rows
+-- it could not turn into a new invitation (accepted rows are counted, not listed: their
+-- invitations are the record).
+CREATE TABLE imports (
+    id          TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    format      TEXT NOT NULL CHECK (format IN ('csv', 'jsonl')),
+    status      TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+    rows        INTEGER NOT NULL DEFAULT 0,
+    accepted    INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    finished_at INTEGER
+);
+
+CREATE TABLE import_rejections (
+    import_id     TEXT NOT NULL REFERENCES imports (id) ON DELETE CASCADE,
+    line          INTEGER NOT NULL,
+    event_id      TEXT,
+    reason        TEXT NOT NULL,
+    message       TEXT NOT NULL,
+    -- The invitation the event already had (duplicate event) or that was recorded declined.
+    invitation_id TEXT,
+    PRIMARY KEY (import_id, line)
+);
+
+-- A unit's quota counts its responses to a flow.
+CREATE INDEX invitations_unit_flow ON invitations (unit_id, flow_id);

@@ -1,0 +1,165 @@
+//! Imports: their progress, and the rows that did not become a new invitation, with the reason.
+
+use super::{BeginWrite, Storage, StorageError, on_pool};
+use crate::time::Timestamp;
+
+/// Rejections per statement: six values each, well under SQLite's limit.
+const REJECTIONS_PER_STATEMENT: usize = 2_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ImportRecord {
+    pub id: String,
+    pub source: String,
+    /// `csv` or `jsonl`.
+    pub format: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    pub rows: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    /// Why a failed import stopped.
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A row of an import that did not become a new invitation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ImportRejection {
+    /// The row's line in the file (1 is the first line; a CSV's header is line 1).
+    pub line: i64,
+    pub event_id: Option<String>,
+    /// A [`crate::intake::Reason`], a declined invitation's reason, or `duplicate_event`.
+    pub reason: String,
+    pub message: String,
+    /// The invitation the event already had, or the one recorded as declined.
+    pub invitation_id: Option<String>,
+}
+
+impl Storage {
+    pub async fn create_import(
+        &self,
+        id: &str,
+        source: &str,
+        format: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO imports (id, source, format, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'running', $4, $4)",
+            )
+            .bind(id)
+            .bind(source)
+            .bind(format)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Adds a chunk's rows to an import's counts and records its rejections. A rejection already
+    /// recorded for that line (a chunk recorded twice) is kept, not doubled.
+    pub async fn record_import_chunk(
+        &self,
+        id: &str,
+        (accepted, rejections): (u64, &[ImportRejection]),
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let accepted = i64::try_from(accepted).unwrap_or(i64::MAX);
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for chunk in rejections.chunks(REJECTIONS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO import_rejections (import_id, line, event_id, reason, message, invitation_id) ",
+                );
+                insert.push_values(chunk, |mut row, r| {
+                    row.push_bind(id)
+                        .push_bind(r.line)
+                        .push_bind(&r.event_id)
+                        .push_bind(&r.reason)
+                        .push_bind(&r.message)
+                        .push_bind(&r.invitation_id);
+                });
+                insert.push(" ON CONFLICT (import_id, line) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "UPDATE imports SET rows = rows + $1, accepted = accepted + $2, rejected = rejected + $3, \
+                 updated_at = $4 WHERE id = $5",
+            )
+            .bind(accepted + count(rejections.len()))
+            .bind(accepted)
+            .bind(count(rejections.len()))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Marks an import finished: `completed`, or `failed` with the reason it stopped.
+    pub async fn finish_import(
+        &self,
+        id: &str,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE imports SET status = $1, error = $2, updated_at = $3, finished_at = $3 WHERE id = $4",
+            )
+            .bind(if error.is_some() { "failed" } else { "completed" })
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn import(&self, id: &str) -> Result<Option<ImportRecord>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, source, format, status, rows, accepted, rejected, error, created_at, \
+                 updated_at, finished_at FROM imports WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?)
+    }
+
+    /// An import's rejections after line `after_line`, in line order, at most `limit`.
+    pub async fn import_rejections(
+        &self,
+        id: &str,
+        after_line: i64,
+        limit: u32,
+    ) -> Result<Vec<ImportRejection>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT line, event_id, reason, message, invitation_id FROM import_rejections \
+                 WHERE import_id = $1 AND line > $2 ORDER BY line LIMIT $3",
+            )
+            .bind(id)
+            .bind(after_line)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+}
