@@ -153,7 +153,9 @@ pub fn plan_units(rows: &[UnitRow], existing: &ExistingUnits) -> Result<UnitPlan
                 problems.push(if listed.contains(parent) {
                     format!("line {line}: the unit '{}' is its own ancestor", unit.code)
                 } else {
-                    format!("line {line}: the parent '{parent}' is neither in the file nor in the tree")
+                    format!(
+                        "line {line}: the parent '{parent}' is neither in the file nor in the tree"
+                    )
                 });
             }
             break;
@@ -208,7 +210,10 @@ mod tests {
         let rows = [row(2, "ACME", "Acme", ""), row(3, "LYON", "Lyon", "ACME")];
         let existing: ExistingUnits = [
             ("ACME".to_string(), ("Acme".to_string(), None)),
-            ("LYON".to_string(), ("Lyon".to_string(), Some("ACME".to_string()))),
+            (
+                "LYON".to_string(),
+                ("Lyon".to_string(), Some("ACME".to_string())),
+            ),
         ]
         .into_iter()
         .collect();
@@ -239,7 +244,9 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            ["line 2", "line 3", "line 4", "line 5", "line 6", "line 8", "line 9"],
+            [
+                "line 2", "line 3", "line 4", "line 5", "line 6", "line 8", "line 9"
+            ],
             "{problems:#?}"
         );
         assert!(problems[2].contains("its own ancestor"), "{problems:?}");

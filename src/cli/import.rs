@@ -49,9 +49,8 @@ pub async fn import_file(
     let mut report = match report {
         None => None,
         Some(path) => {
-            let mut writer = csv::Writer::from_path(&path).map_err(|e| {
-                CliError::Failed(format!("cannot write {}: {e}", path.display()))
-            })?;
+            let mut writer = csv::Writer::from_path(&path)
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
             writer
                 .write_record([
                     "line",
@@ -163,7 +162,10 @@ pub async fn import_units(config: &Config, path: PathBuf) -> Result<(), CliError
     let outcome = create_planned_units(&storage, &rows).await;
     storage.close().await;
     let (created, unchanged) = outcome?;
-    println!("{}", serde_json::json!({ "created": created, "unchanged": unchanged }));
+    println!(
+        "{}",
+        serde_json::json!({ "created": created, "unchanged": unchanged })
+    );
     Ok(())
 }
 

@@ -136,9 +136,7 @@ enum UnitsCommand {
     /// Add the units of a CSV file with columns code, name, parent (empty for a root), in any
     /// order; all or nothing, every problem reported with its line. Units that exist as the
     /// file says are left alone, so the same file can be imported again.
-    Import {
-        file: PathBuf,
-    },
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -131,13 +131,11 @@ async fn run_batches(
                     .as_ref()
                     .ok()
                     .map(|event| event.event_id.trim().to_string());
-                let invitation = row
-                    .event
-                    .and_then(|event| {
-                        intake
-                            .prepare(&source, &event, &units, now)
-                            .map_err(|mut problems| problems.remove(0))
-                    });
+                let invitation = row.event.and_then(|event| {
+                    intake
+                        .prepare(&source, &event, &units, now)
+                        .map_err(|mut problems| problems.remove(0))
+                });
                 batch.push(Prepared {
                     line: row.line,
                     event_id,

@@ -168,19 +168,17 @@ impl<R: Read> CsvRows<R> {
                 Column::Unit => event.unit = optional(cell),
                 Column::Channel => event.channel = optional(cell),
                 Column::EventTime if cell.is_empty() => {}
-                Column::EventTime => {
-                    event.event_time = Some(
-                        DateTime::parse_from_rfc3339(cell)
-                            .map_err(|_| Problem {
-                                field: "event_time".into(),
-                                reason: Reason::InvalidEventTime,
-                                message: format!(
-                                    "'{cell}' is not a date and time such as 2026-11-28T21:30:00+01:00"
-                                ),
-                            })?
-                            .with_timezone(&Utc),
-                    )
-                }
+                Column::EventTime => event.event_time = Some(
+                    DateTime::parse_from_rfc3339(cell)
+                        .map_err(|_| Problem {
+                            field: "event_time".into(),
+                            reason: Reason::InvalidEventTime,
+                            message: format!(
+                                "'{cell}' is not a date and time such as 2026-11-28T21:30:00+01:00"
+                            ),
+                        })?
+                        .with_timezone(&Utc),
+                ),
                 // An empty cell gives no value: the flow's check names it if it needs one.
                 Column::Variable(_) if cell.is_empty() => {}
                 Column::Variable(name) => {
@@ -383,10 +381,7 @@ mod tests {
 
     #[test]
     fn json_lines_are_events_and_a_bad_line_is_refused_alone() {
-        let long = format!(
-            "{{\"event_id\":\"{}\"}}",
-            "x".repeat(MAX_LINE_BYTES + 10)
-        );
+        let long = format!("{{\"event_id\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES + 10));
         let text = format!(
             "{{\"event_id\":\"a\",\"flow\":\"delivery\",\"phone\":\"+33612345678\",\"variables\":{{\"first_name\":\"Ana\"}}}}\n\
              \n\

@@ -10,8 +10,8 @@ mod audit;
 mod batch;
 mod codec;
 mod conversations;
-mod inbound;
 mod imports;
+mod inbound;
 mod intake;
 mod jobs;
 mod schema;
@@ -27,12 +27,12 @@ pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, Purpose, REMIND_JOB, SEND_JOB,
 };
+pub use imports::{ImportRecord, ImportRejection};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
     QueuedInbound,
 };
-pub use imports::{ImportRecord, ImportRejection};
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use schema::SchemaStatus;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const CUSTOMER: &str = "+33612345678";
+pub(crate) const CUSTOMER: &str = "+33612345678";
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "12345";
 const TWILIO_NUMBER: &str = "+33757000000";
@@ -21,7 +21,7 @@ const TWILIO_NUMBER: &str = "+33757000000";
 /// A configuration on the test database with the shipped flows, quick job polling, surveys
 /// sent at once whatever the hour (`dispatch.immediate`), no frequency cap (tests survey one
 /// customer again and again; the cap has its own test), and `channels` (TOML) as its channels.
-fn config(db: &TestDb, channels: &str) -> Config {
+pub(crate) fn config(db: &TestDb, channels: &str) -> Config {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
     db.config_from_toml(&format!(
         "[flows]\ndir = \"{flows}\"\n\n[jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n\
@@ -29,7 +29,7 @@ fn config(db: &TestDb, channels: &str) -> Config {
     ))
 }
 
-fn delivery_invitation(event_id: &str) -> Value {
+pub(crate) fn delivery_invitation(event_id: &str) -> Value {
     json!({
         "event_id": event_id,
         "flow": "delivery",
@@ -39,7 +39,7 @@ fn delivery_invitation(event_id: &str) -> Value {
     })
 }
 
-async fn invite(
+pub(crate) async fn invite(
     client: &Client,
     server: &TestServer,
     key: &str,
@@ -56,7 +56,11 @@ async fn invite(
     (status, response.json().await.unwrap())
 }
 
-async fn console_messages(client: &Client, server: &TestServer, key: &str) -> Vec<Value> {
+pub(crate) async fn console_messages(
+    client: &Client,
+    server: &TestServer,
+    key: &str,
+) -> Vec<Value> {
     let body: Value = client
         .get(server.url(&format!(
             "/api/v1/console/messages?to=%2B{}",
@@ -78,7 +82,7 @@ async fn console_messages(client: &Client, server: &TestServer, key: &str) -> Ve
 }
 
 /// Waits until the console has sent `count` messages to the customer; returns them, oldest first.
-async fn sent_to_customer(
+pub(crate) async fn sent_to_customer(
     client: &Client,
     server: &TestServer,
     key: &str,
@@ -97,7 +101,7 @@ async fn sent_to_customer(
     );
 }
 
-async fn reply(client: &Client, server: &TestServer, id: &str, text: &str) {
+pub(crate) async fn reply(client: &Client, server: &TestServer, id: &str, text: &str) {
     let response = client
         .post(server.url("/webhooks/console/inbound"))
         .json(&json!({ "id": id, "from": CUSTOMER, "to": "console", "text": text }))
@@ -640,7 +644,7 @@ async fn a_conversation_runs_through_twilio(db: &TestDb) {
     server.stop().await;
 }
 
-async fn wait_until<F, Fut>(what: &str, mut done: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -1625,7 +1629,11 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
 
 /// A configuration with `dispatch` as its `[dispatch]` settings (empty: the defaults), a console
 /// channel, and `flow` (YAML) as its flows `quick` and `other`.
-fn scheduled_config(db: &TestDb, dispatch: &str, flow: &str) -> (Config, tempfile::TempDir) {
+pub(crate) fn scheduled_config(
+    db: &TestDb,
+    dispatch: &str,
+    flow: &str,
+) -> (Config, tempfile::TempDir) {
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("quick.yaml"), flow).unwrap();
     let other = flow.replace("id: quick", "id: other");
@@ -1640,7 +1648,7 @@ fn scheduled_config(db: &TestDb, dispatch: &str, flow: &str) -> (Config, tempfil
 
 /// The delivery flow with `dispatch` (YAML, empty for the defaults: no delay, the default
 /// window) as its dispatch settings.
-fn quick_flow(dispatch: &str) -> String {
+pub(crate) fn quick_flow(dispatch: &str) -> String {
     let delivery =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/delivery.yaml"))
             .unwrap();

@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod conversations;
 mod flows_cli;
+mod intake;
 mod jobs;
 mod startup;
 mod storage_contract;

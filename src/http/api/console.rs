@@ -3,11 +3,11 @@
 use crate::config::ChannelConfig;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::ApiQuery;
 use crate::phone::Phone;
 use crate::storage::ConsoleMessage;
 use axum::Json;
 use axum::extract::State;
-use crate::http::json::ApiQuery;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

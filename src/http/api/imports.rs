@@ -10,6 +10,7 @@
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::ApiQuery;
 use crate::import::{self, Format, Progress};
 use crate::storage::{ImportRecord, ImportRejection};
 use crate::time::Timestamp;
@@ -17,7 +18,6 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use crate::http::json::ApiQuery;
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -126,7 +126,11 @@ impl ImportBody {
 
 fn format_of(params: &ImportParams, headers: &HeaderMap) -> Result<Format, ApiError> {
     let invalid = |message: String| {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format", message)
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+            message,
+        )
     };
     if let Some(name) = &params.format {
         return Format::parse(name)
@@ -263,7 +267,10 @@ pub async fn get_import(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<ReportParams>,
 ) -> Result<Json<ImportBody>, ApiError> {
-    let limit = params.limit.unwrap_or(MAX_REPORT_PAGE).clamp(1, MAX_REPORT_PAGE);
+    let limit = params
+        .limit
+        .unwrap_or(MAX_REPORT_PAGE)
+        .clamp(1, MAX_REPORT_PAGE);
     let record = state
         .storage
         .import(&id)

@@ -1,0 +1,517 @@
+//! Intake: imports through the API and the command line, units, and the checks every event goes
+//! through (unknown unit, a number that cannot receive texts, the response quota).
+
+use crate::conversations::{
+    CUSTOMER, console_messages, delivery_invitation, invite, quick_flow, reply, scheduled_config,
+    sent_to_customer, wait_until,
+};
+use crate::support::{TestDb, TestServer, api_key};
+use hearback::storage::{Actor, NewUnit};
+use hearback::units::UnitCode;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hearback");
+
+async fn create_units(db: &TestDb, codes: &[&str]) {
+    for code in codes {
+        db.storage
+            .create_unit(
+                &NewUnit {
+                    code: UnitCode::parse(code).unwrap(),
+                    name: code.to_string(),
+                    parent: None,
+                },
+                &Actor::Cli,
+                hearback::time::Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Posts a file; returns the answer's status and body.
+async fn post_import(
+    client: &Client,
+    server: &TestServer,
+    key: &str,
+    (content_type, query): (&str, &str),
+    body: String,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(server.url(&format!("/api/v1/imports{query}")))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls an import until it is no longer running; returns it with its whole report.
+async fn finished_import(client: &Client, server: &TestServer, key: &str, id: &str) -> Value {
+    let url = server.url(&format!("/api/v1/imports/{id}"));
+    for _ in 0..500 {
+        let import: Value = client
+            .get(&url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if import["status"] != "running" {
+            return import;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the import {id} did not finish");
+}
+
+fn reasons_by_line(import: &Value) -> Vec<(i64, String)> {
+    import["rejections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{import}"))
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_i64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn an_import_takes_the_good_rows_and_names_every_rejected_one(db: &TestDb) {
+    let (config, _flows) = scheduled_config(db, "immediate = true", &quick_flow(""));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    create_units(db, &["LYON"]).await;
+    // A customer who has opted out.
+    let stopped = "+33699999999";
+    let response = client
+        .post(server.url("/webhooks/console/inbound"))
+        .json(&json!({ "id": "stop-1", "from": stopped, "to": "console", "text": "STOP" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let file = format!(
+        "event_id,flow,phone,unit,first_name,store,order_date\n\
+         ok-1,quick,+33611111101,LYON,Ana,Lyon 2,12/11\n\
+         ok-2,quick,+33611111102,,Léa,Lyon 2,12/11\n\
+         bad-phone,quick,+33 1,,Ana,Lyon 2,12/11\n\
+         landline,quick,+33142685300,,Ana,Lyon 2,12/11\n\
+         no-flow,nosuch,+33611111103,,Ana,Lyon 2,12/11\n\
+         no-unit,quick,+33611111104,NOWHERE,Ana,Lyon 2,12/11\n\
+         no-name,quick,+33611111105,,,Lyon 2,12/11\n\
+         stopped,quick,{stopped},,Ana,Lyon 2,12/11\n\
+         busy,other,+33611111101,,Ana,Lyon 2,12/11\n\
+         ok-1,quick,+33611111101,LYON,Ana,Lyon 2,12/11\n\
+         ok-1,quick,+33611111109,LYON,Ana,Lyon 2,12/11\n\
+         short,quick\n"
+    );
+    let (status, started) =
+        post_import(&client, &server, &key, ("text/csv", ""), file.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let import = finished_import(&client, &server, &key, &id).await;
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(
+        (&import["rows"], &import["accepted"], &import["rejected"]),
+        (&json!(12), &json!(2), &json!(10)),
+        "{import}"
+    );
+    let expected: Vec<(i64, String)> = [
+        (4, "invalid_number"),
+        (5, "not_mobile"),
+        (6, "unknown_flow"),
+        (7, "unknown_unit"),
+        (8, "missing_variable"),
+        (9, "opted_out"),
+        (10, "open_conversation"),
+        // The same event again, then the same event id with another number.
+        (11, "duplicate_event"),
+        (12, "duplicate_event"),
+        (13, "unreadable"),
+    ]
+    .into_iter()
+    .map(|(line, reason)| (line, reason.to_string()))
+    .collect();
+    assert_eq!(reasons_by_line(&import), expected, "{import}");
+    // The two accepted rows are surveyed.
+    for phone in ["+33611111101", "+33611111102"] {
+        wait_until("the first question is sent", || {
+            let url = server.url(&format!("/api/v1/console/messages?to=%2B{}", &phone[1..]));
+            let request = client.get(url).bearer_auth(&key).send();
+            async move {
+                let body: Value = request.await.unwrap().json().await.unwrap();
+                body["messages"].as_array().is_some_and(|m| m.len() == 1)
+            }
+        })
+        .await;
+    }
+
+    // The same file again changes nothing: every row is reported, the good ones as duplicates
+    // of the invitations the first import made.
+    let (status, again) = post_import(&client, &server, &key, ("text/csv", ""), file).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let again = finished_import(&client, &server, &key, again["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&again["accepted"], &again["rejected"]),
+        (&json!(0), &json!(12)),
+        "{again}"
+    );
+    let first_rows = &again["rejections"].as_array().unwrap()[..2];
+    for row in first_rows {
+        assert_eq!(row["reason"], "duplicate_event", "{row}");
+        assert!(row["invitation_id"].is_string(), "{row}");
+    }
+    let ok_1 = client
+        .get(server.url(&format!(
+            "/api/v1/invitations/{}",
+            first_rows[0]["invitation_id"].as_str().unwrap()
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let ok_1: Value = ok_1.json().await.unwrap();
+    assert_eq!(ok_1["event_id"], "ok-1", "{ok_1}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let url = server.url("/api/v1/console/messages?to=%2B33611111101");
+    let sent: Value = client
+        .get(url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1, "{sent}");
+    server.stop().await;
+}
+
+async fn an_import_in_json_lines_reports_each_line_and_pages_its_report(db: &TestDb) {
+    let (config, _flows) = scheduled_config(db, "immediate = true", &quick_flow(""));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let variables = json!({ "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" });
+    let mut lines: Vec<String> = (0..5)
+        .map(|n| {
+            json!({ "event_id": format!("j-{n}"), "flow": "quick", "phone": format!("+3361111120{n}"), "variables": variables })
+                .to_string()
+        })
+        .collect();
+    lines.push("{\"event_id\": \"broken\"".into());
+    lines.push(String::new());
+    lines.push(
+        json!({ "event_id": "j-9", "flow": "quick", "phone": "12", "variables": variables })
+            .to_string(),
+    );
+    let (status, started) = post_import(
+        &client,
+        &server,
+        &key,
+        ("application/octet-stream", "?format=jsonl"),
+        lines.join("\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let id = started["id"].as_str().unwrap();
+    let import = finished_import(&client, &server, &key, id).await;
+    assert_eq!(
+        (&import["rows"], &import["accepted"], &import["rejected"]),
+        (&json!(7), &json!(5), &json!(2)),
+        "{import}"
+    );
+    assert_eq!(
+        reasons_by_line(&import),
+        vec![
+            (6, "unreadable".to_string()),
+            (8, "invalid_number".to_string())
+        ]
+    );
+    // One rejection per page: the first page points to the second, the second is the last.
+    let page = |after: Option<i64>| {
+        let mut url = server.url(&format!("/api/v1/imports/{id}?limit=1"));
+        if let Some(after) = after {
+            url.push_str(&format!("&after_line={after}"));
+        }
+        let request = client.get(url).bearer_auth(&key).send();
+        async move { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let first = page(None).await;
+    assert_eq!(first["next_after_line"], 6, "{first}");
+    let second = page(Some(6)).await;
+    assert_eq!(
+        reasons_by_line(&second),
+        vec![(8, "invalid_number".to_string())]
+    );
+    let last = page(Some(8)).await;
+    assert!(last["rejections"].as_array().unwrap().is_empty(), "{last}");
+    assert!(last["next_after_line"].is_null(), "{last}");
+    server.stop().await;
+}
+
+async fn an_import_that_cannot_be_taken_is_refused_with_the_error_shape(db: &TestDb) {
+    let mut config = crate::conversations::config(db, "[channels.console]\nprovider = \"console\"");
+    config.server.import_body_limit_bytes = 1_000;
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let header = "event_id,flow,phone\n".to_string();
+    for ((content_type, query), body, status, code) in [
+        (
+            ("application/json", ""),
+            header.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            ("text/csv", "?format=xml"),
+            header.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            ("text/csv", "?limit=x&format="),
+            header.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            ("text/csv", ""),
+            "x".repeat(1_001),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ] {
+        let (got, body) = post_import(&client, &server, &key, (content_type, query), body).await;
+        assert_eq!(got, status, "{content_type}{query}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    // A file without the needed columns is taken, then fails with the reason.
+    let (status, started) = post_import(
+        &client,
+        &server,
+        &key,
+        ("text/csv", ""),
+        "event_id,phone\na,+33611111101\n".into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let failed = finished_import(&client, &server, &key, started["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(
+        failed["error"], "the CSV header has no 'flow' column",
+        "{failed}"
+    );
+    let missing = client
+        .get(server.url("/api/v1/imports/nope"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let unauthenticated = client
+        .post(server.url("/api/v1/imports"))
+        .header("content-type", "text/csv")
+        .body(header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+async fn an_invitation_names_an_unknown_unit_and_a_number_that_cannot_receive_texts(db: &TestDb) {
+    let (config, _flows) = scheduled_config(db, "immediate = true", &quick_flow(""));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut body = delivery_invitation("order-1");
+    body["flow"] = json!("quick");
+    body["unit"] = json!("NOWHERE");
+    body["phone"] = json!("+33142685300");
+    let (status, refused) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let fields = &refused["error"]["details"]["fields"];
+    assert_eq!(
+        fields["unit"], "no unit has the code 'NOWHERE'",
+        "{refused}"
+    );
+    assert_eq!(
+        fields["phone"], "not a mobile number: it cannot receive text messages",
+        "{refused}"
+    );
+    create_units(db, &["LYON"]).await;
+    body["unit"] = json!("LYON");
+    body["phone"] = json!(CUSTOMER);
+    let (status, accepted) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["status"], "scheduled", "{accepted}");
+    server.stop().await;
+}
+
+async fn a_unit_whose_quota_is_reached_gets_no_more_invitations(db: &TestDb) {
+    let flow = quick_flow("  quota: { responses: 1, per: month }");
+    let (config, _flows) = scheduled_config(db, "immediate = true", &flow);
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    create_units(db, &["LYON", "PARIS"]).await;
+    let invitation = |event: &str, phone: &str, unit: Option<&str>| {
+        let mut body = delivery_invitation(event);
+        body["flow"] = json!("quick");
+        body["phone"] = json!(phone);
+        body["unit"] = json!(unit);
+        body
+    };
+    let (_, first) = invite(
+        &client,
+        &server,
+        &key,
+        &invitation("e-1", CUSTOMER, Some("LYON")),
+    )
+    .await;
+    assert_eq!(first["status"], "scheduled", "{first}");
+    // Invited is not a response: the quota counts answers.
+    let (_, second) = invite(
+        &client,
+        &server,
+        &key,
+        &invitation("e-2", "+33611111102", Some("LYON")),
+    )
+    .await;
+    assert_eq!(second["status"], "scheduled", "{second}");
+    sent_to_customer(&client, &server, &key, 1).await;
+    reply(&client, &server, "in-1", "9").await;
+    let conversation = first["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the answer is stored", || async {
+        !db.storage
+            .conversation_answers(&conversation)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let (_, third) = invite(
+        &client,
+        &server,
+        &key,
+        &invitation("e-3", "+33611111103", Some("LYON")),
+    )
+    .await;
+    assert_eq!(
+        (&third["status"], &third["status_reason"]),
+        (&json!("declined"), &json!("quota_reached")),
+        "{third}"
+    );
+    // Another unit, and events without a unit, have their own count.
+    for (event, phone, unit) in [
+        ("e-4", "+33611111104", Some("PARIS")),
+        ("e-5", "+33611111105", None),
+    ] {
+        let (_, other) = invite(&client, &server, &key, &invitation(event, phone, unit)).await;
+        assert_eq!(other["status"], "scheduled", "{other}");
+    }
+    assert_eq!(console_messages(&client, &server, &key).await.len(), 2);
+    server.stop().await;
+}
+
+crate::both_backends!(
+    an_import_takes_the_good_rows_and_names_every_rejected_one,
+    an_import_in_json_lines_reports_each_line_and_pages_its_report,
+    an_import_that_cannot_be_taken_is_refused_with_the_error_shape,
+    an_invitation_names_an_unknown_unit_and_a_number_that_cannot_receive_texts,
+    a_unit_whose_quota_is_reached_gets_no_more_invitations,
+);
+
+fn hearback(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("HEARBACK_") {
+            command.env_remove(name);
+        }
+    }
+    command.output().expect("run hearback")
+}
+
+#[test]
+fn the_import_commands_report_every_row_and_can_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
+    std::fs::write(
+        dir.path().join("hearback.toml"),
+        format!(
+            "[flows]\ndir = \"{flows}\"\n\n[dispatch]\ndefault_region = \"FR\"\n\n\
+             [channels.console]\nprovider = \"console\"\n"
+        ),
+    )
+    .unwrap();
+    // Children before their parents: the command orders them.
+    std::fs::write(
+        dir.path().join("units.csv"),
+        "code,name,parent\nLYON-2,Lyon 2,RHONE\nRHONE,Rhône,\n",
+    )
+    .unwrap();
+    for expected in [
+        json!({"created": 2, "unchanged": 0}),
+        json!({"created": 0, "unchanged": 2}),
+    ] {
+        let output = hearback(dir.path(), &["units", "import", "units.csv"]);
+        assert!(output.status.success(), "{output:?}");
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(summary, expected);
+    }
+    std::fs::write(
+        dir.path().join("bad-units.csv"),
+        "code,name,parent\nPARIS,Paris,NOWHERE\n",
+    )
+    .unwrap();
+    let output = hearback(dir.path(), &["units", "import", "bad-units.csv"]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("line 2: the parent 'NOWHERE' is neither in the file nor in the tree"),
+        "{error}"
+    );
+
+    // National numbers, read in the default region.
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "event_id,flow,phone,unit,first_name,store,order_date\n\
+         a,delivery,06 11 11 11 01,LYON-2,Ana,Lyon 2,12/11\n\
+         b,delivery,01 42 68 53 00,LYON-2,Ana,Lyon 2,12/11\n",
+    )
+    .unwrap();
+    for (accepted, statuses) in [(1, ["accepted", "rejected"]), (0, ["rejected", "rejected"])] {
+        let output = hearback(
+            dir.path(),
+            &["import", "events.csv", "--report", "report.csv"],
+        );
+        assert!(output.status.success(), "{output:?}");
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            (&summary["rows"], &summary["accepted"]),
+            (&json!(2), &json!(accepted)),
+            "{summary}"
+        );
+        let report = std::fs::read_to_string(dir.path().join("report.csv")).unwrap();
+        let rows: Vec<Vec<&str>> = report
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        assert_eq!(rows.len(), 2, "{report}");
+        for (row, status) in rows.iter().zip(statuses) {
+            assert_eq!(row[2], status, "{report}");
+        }
+        assert_eq!(rows[1][3], "not_mobile", "{report}");
+    }
+}
