@@ -163,7 +163,11 @@ async fn run_with_flows(
         .with(SendSms::new(
             storage.clone(),
             send_channels,
-            (state.scheduling.clone(), Arc::clone(&state.flows)),
+            (
+                state.scheduling.clone(),
+                Arc::clone(&state.flows),
+                crate::jobs::send_sms::SendGuards::from_config(config),
+            ),
             crate::providers::http_client(),
             config.server.public_url.clone(),
         ));

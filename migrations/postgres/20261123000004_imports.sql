@@ -28,3 +28,16 @@ CREATE TABLE import_rejections (
 
 -- A unit's quota counts its responses to a flow.
 CREATE INDEX invitations_unit_flow ON invitations (unit_id, flow_id);
+
+-- SMS-pumping guards. When a message went to the provider: a contact's texts of the day are
+-- counted from it.
+ALTER TABLE messages ADD COLUMN sent_at TIMESTAMPTZ;
+CREATE INDEX messages_contact_sent ON messages (contact_id, sent_at) WHERE sent_at IS NOT NULL;
+-- What each unit spent on texts per day (in dispatch.default_time_zone), kept as sends are
+-- recorded so that the daily spend cap is one lookup.
+CREATE TABLE unit_daily_spend (
+    unit_id     TEXT NOT NULL REFERENCES units (id),
+    day         TEXT NOT NULL,
+    cost_micros BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (unit_id, day)
+);

@@ -23,6 +23,9 @@ pub struct DatabaseConfig {
     /// survives a power loss; `normal` may lose the last commits on power loss (never on a
     /// crash of hearback alone) and is a little faster.
     pub sqlite_synchronous: SqliteSync,
+    /// SQLite: the page cache of each connection, in MiB. Past it every page read is a system
+    /// call; it is also most of the process's memory once the database is large.
+    pub sqlite_cache_mib: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -42,6 +45,7 @@ impl Default for DatabaseConfig {
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_synchronous: SqliteSync::Full,
+            sqlite_cache_mib: 64,
         }
     }
 }

@@ -23,6 +23,14 @@ pub struct DispatchConfig {
     /// At most one survey per contact in this many days, across flows (a flow's own
     /// `frequency_cap_days` replaces it for that flow); 0: no cap.
     pub frequency_cap_days: u32,
+    /// SMS-pumping guard: at most this many texts hearback starts (openings, reminders) to one
+    /// number per day; more wait for the next day, their invitation `held`. 0: no cap.
+    pub contact_daily_sms_cap: u32,
+    /// SMS-pumping guard: at most this much spent per unit per day (in the currency of the
+    /// channels' `cost_per_segment`); surveys beyond it wait for the next day, their invitation
+    /// `held`. Unset: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_daily_spend_cap: Option<f64>,
     /// The country (ISO 3166 alpha-2) of numbers given without their country code (`06 12 34 56
     /// 78`); unset, numbers must be international (`+33…`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +51,8 @@ impl Default for DispatchConfig {
             default_time_zone: "Europe/Paris".into(),
             holidays: BTreeMap::new(),
             frequency_cap_days: 30,
+            contact_daily_sms_cap: 10,
+            unit_daily_spend_cap: None,
             default_region: None,
             immediate: false,
         }
@@ -50,6 +60,21 @@ impl Default for DispatchConfig {
 }
 
 impl DispatchConfig {
+    /// `unit_daily_spend_cap` in millionths; `Err((key, reason))` when it is not a positive
+    /// amount.
+    pub fn spend_cap_micros(&self) -> Result<Option<i64>, (&'static str, String)> {
+        match self.unit_daily_spend_cap {
+            None => Ok(None),
+            Some(cap) if cap.is_finite() && cap > 0.0 && cap < 1e12 => {
+                Ok(Some((cap * 1_000_000.0).round() as i64))
+            }
+            Some(cap) => Err((
+                "unit_daily_spend_cap",
+                format!("{cap} is not a positive amount"),
+            )),
+        }
+    }
+
     /// `default_region` as the phone library knows it; `Err((key, reason))` when it is not a
     /// country code.
     pub fn region(&self) -> Result<Option<phonenumber::country::Id>, (&'static str, String)> {

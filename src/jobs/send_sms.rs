@@ -22,7 +22,7 @@ use crate::config::ChannelConfig;
 use crate::http::Flows;
 use crate::providers::{Lookup, OutboundSms, PermanentReason, Provider, SendError};
 use crate::schedule::SchedulingRules;
-use crate::storage::{ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, Storage};
+use crate::storage::{ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, Spend, Storage};
 use crate::time::Timestamp;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::BTreeMap;
@@ -73,12 +73,60 @@ pub struct SendSms {
     inner: Arc<Inner>,
 }
 
+/// The SMS-pumping guards (`dispatch.contact_daily_sms_cap`, `dispatch.unit_daily_spend_cap`),
+/// applied to the messages hearback starts. Days are counted in `zone`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendGuards {
+    /// 0: none.
+    pub contact_daily_sms_cap: u32,
+    pub unit_daily_spend_cap_micros: Option<i64>,
+    pub zone: chrono_tz::Tz,
+}
+
+impl SendGuards {
+    pub fn from_config(config: &crate::config::Config) -> SendGuards {
+        SendGuards {
+            contact_daily_sms_cap: config.dispatch.contact_daily_sms_cap,
+            unit_daily_spend_cap_micros: config
+                .dispatch
+                .spend_cap_micros()
+                .expect("the configuration was validated when it loaded"),
+            zone: config
+                .dispatch
+                .rules()
+                .expect("the configuration was validated when it loaded")
+                .default_zone(),
+        }
+    }
+
+    /// The day `now` falls in: when it began, when the next begins, and its date.
+    fn day(&self, now: Timestamp) -> (Timestamp, Timestamp, String) {
+        use crate::flow::QuotaPeriod;
+        use crate::schedule::quota_period_start;
+        let at = now.as_datetime();
+        let start = quota_period_start(at, QuotaPeriod::Day, self.zone);
+        // Past any daylight-saving change: 26 hours on is always in the next day.
+        let next = quota_period_start(
+            start + chrono::Duration::hours(26),
+            QuotaPeriod::Day,
+            self.zone,
+        );
+        let date = at.with_timezone(&self.zone).date_naive().to_string();
+        (
+            Timestamp::from_datetime(start),
+            Timestamp::from_datetime(next),
+            date,
+        )
+    }
+}
+
 struct Inner {
     storage: Storage,
     channels: BTreeMap<String, SendChannel>,
     /// When invitations may be texted; `None`: at once (`dispatch.immediate`).
     scheduling: Option<Arc<SchedulingRules>>,
     flows: Arc<Flows>,
+    guards: SendGuards,
     client: reqwest::Client,
     public_url: Option<url::Url>,
     /// Who holds channel leases for this instance.
@@ -92,7 +140,7 @@ impl SendSms {
     pub fn new(
         storage: Storage,
         channels: BTreeMap<String, SendChannel>,
-        (scheduling, flows): (Option<Arc<SchedulingRules>>, Arc<Flows>),
+        (scheduling, flows, guards): (Option<Arc<SchedulingRules>>, Arc<Flows>, SendGuards),
         client: reqwest::Client,
         public_url: Option<url::Url>,
     ) -> SendSms {
@@ -102,6 +150,7 @@ impl SendSms {
                 channels,
                 scheduling,
                 flows,
+                guards,
                 client,
                 public_url,
                 owner: format!("instance-{:016x}", rand::random::<u64>()),
@@ -133,6 +182,13 @@ fn outbound<'a>(
         text: &message.body,
         status_callback: callback,
     }
+}
+
+/// What `segments` cost on `channel`, in millionths, when its price is configured.
+fn cost_micros(channel: &SendChannel, segments: i64) -> Option<i64> {
+    channel
+        .cost_per_segment
+        .map(|cost| (cost * 1_000_000.0).round() as i64 * segments)
 }
 
 fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
@@ -179,6 +235,26 @@ impl Inner {
                 opens,
                 "outside the sending window in the customer's local time".into(),
             ));
+        }
+        let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
+        if starts {
+            if let Some((until, reason)) = self.held_by_guards(&message, channel).await? {
+                if let Some(invitation) = &message.invitation_id {
+                    self.storage
+                        .hold_invitation(invitation, reason, Timestamp::now())
+                        .await
+                        .map_err(storage_failure)?;
+                }
+                metrics::counter!("hearback_sms_held_total", "reason" => reason).increment(1);
+                info!(message = %message.id, reason, "held by an SMS-pumping guard until the next day");
+                let wait = (until.as_datetime() - Timestamp::now().as_datetime())
+                    .to_std()
+                    .unwrap_or(Duration::from_secs(60));
+                return Err(JobFailure::Later(
+                    wait,
+                    format!("held: {reason} reached for today"),
+                ));
+            }
         }
         // The pace first, then the lease: a long wait for the rate limiter must not outlast the
         // lease another instance could take meanwhile.
@@ -245,11 +321,10 @@ impl Inner {
                     .map(i64::from)
                     .or(message.segments.map(i64::from))
                     .unwrap_or(1);
-                let cost_micros = channel
-                    .cost_per_segment
-                    .map(|cost| (cost * 1_000_000.0).round() as i64 * segments);
+                let (_, _, day) = self.guards.day(now);
+                let cost = cost_micros(channel, segments).map(|micros| Spend { micros, day: &day });
                 self.storage
-                    .record_sent(&message, &sent.provider_message_id, cost_micros, now)
+                    .record_sent(&message, &sent.provider_message_id, cost, now)
                     .await
                     .map_err(storage_failure)
             }
@@ -356,6 +431,40 @@ impl Inner {
             .and_then(|phone| phone.country());
         let opens = scheduling.hold_until(now.as_datetime(), country.as_deref(), narrowing)?;
         (opens - now.as_datetime()).to_std().ok()
+    }
+
+    /// Whether the daily guards hold this message: until when, and which guard.
+    async fn held_by_guards(
+        &self,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+    ) -> Result<Option<(Timestamp, &'static str)>, JobFailure> {
+        let guards = &self.guards;
+        if guards.contact_daily_sms_cap == 0 && guards.unit_daily_spend_cap_micros.is_none() {
+            return Ok(None);
+        }
+        let (since, next_day, date) = guards.day(Timestamp::now());
+        let used = self
+            .storage
+            .daily_use(
+                &message.contact_id,
+                message.unit_id.as_deref(),
+                (since, &date),
+            )
+            .await
+            .map_err(storage_failure)?;
+        if guards.contact_daily_sms_cap > 0
+            && used.contact_texts >= i64::from(guards.contact_daily_sms_cap)
+        {
+            return Ok(Some((next_day, "contact_daily_cap")));
+        }
+        if let (Some(cap), Some(_)) = (guards.unit_daily_spend_cap_micros, &message.unit_id) {
+            let cost = cost_micros(channel, message.segments.map(i64::from).unwrap_or(1));
+            if used.unit_spend_micros + cost.unwrap_or(0) > cap {
+                return Ok(Some((next_day, "unit_spend_cap")));
+            }
+        }
+        Ok(None)
     }
 
     /// The sender and the status callback URL of a message.

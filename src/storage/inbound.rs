@@ -337,7 +337,7 @@ impl Storage {
                 let mut select = sqlx::QueryBuilder::new(
                     "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
                      FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                     WHERE c.status = 'open' AND i.status <> 'scheduled' AND c.contact_id IN (",
+                     WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id IN (",
                 );
                 let mut list = select.separated(", ");
                 for contact in contacts.values() {

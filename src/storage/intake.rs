@@ -222,24 +222,25 @@ impl Storage {
                     select.build_query_as().fetch_all(&mut *tx).await?;
                 open.extend(rows);
                 if let Some((from, until)) = cap_span {
+                    // Every survey of these contacts, filtered here: a contact has few, and a
+                    // condition on the status or the date would lead the planner to walk every
+                    // scheduled invitation (a million-row import slowed to 1 300 rows/s).
                     let mut select = sqlx::QueryBuilder::new(
-                        "SELECT contact_id, COALESCE(send_at, created_at) FROM invitations \
-                         WHERE status IN ('scheduled', 'sent') AND COALESCE(send_at, created_at) >= ",
+                        "SELECT contact_id, status, COALESCE(send_at, created_at) FROM invitations \
+                         WHERE contact_id IN (",
                     );
-                    select
-                        .push_bind(from)
-                        .push(" AND COALESCE(send_at, created_at) < ")
-                        .push_bind(until)
-                        .push(" AND contact_id IN (");
                     let mut list = select.separated(", ");
                     for id in chunk.iter() {
                         list.push_bind(*id);
                     }
                     select.push(")");
-                    let rows: Vec<(String, Timestamp)> =
+                    let rows: Vec<(String, String, Timestamp)> =
                         select.build_query_as().fetch_all(&mut *tx).await?;
-                    for (contact, at) in rows {
-                        surveys.entry(contact).or_default().push(at);
+                    for (contact, status, at) in rows {
+                        let surveyed = matches!(status.as_str(), "scheduled" | "held" | "sent");
+                        if surveyed && at >= from && at < until {
+                            surveys.entry(contact).or_default().push(at);
+                        }
                     }
                 }
             }

@@ -14,6 +14,7 @@ mod imports;
 mod inbound;
 mod intake;
 mod jobs;
+mod listing;
 mod schema;
 mod sending;
 mod units;
@@ -35,8 +36,9 @@ pub use inbound::{
 };
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
+pub use listing::{InvitationFilter, InvitationListRow};
 pub use schema::SchemaStatus;
-pub use sending::{ConsoleMessage, OutgoingMessage, SendFailure, status_rank};
+pub use sending::{ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, Spend, status_rank};
 pub use units::{NewUnit, Unit};
 pub(crate) use write_set::{Timing, WriteSet, flush_writes};
 
@@ -192,9 +194,12 @@ impl Storage {
                     })
                     .foreign_keys(true)
                     // SQLite's default page cache is 2 MiB: past that every page read is a
-                    // system call. 64 MiB keeps the working set of a busy instance in memory
-                    // (measured in docs/PERFORMANCE.md).
-                    .pragma("cache_size", "-65536")
+                    // system call. 64 MiB (the default) keeps the working set of a busy
+                    // instance in memory (measured in docs/PERFORMANCE.md).
+                    .pragma(
+                        "cache_size",
+                        format!("-{}", u64::from(config.sqlite_cache_mib) * 1024),
+                    )
                     .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.sqlite_max_connections)

@@ -60,6 +60,8 @@ pub struct OutgoingMessage {
     pub invitation_status: Option<String>,
     /// The conversation's flow, for its sending window.
     pub flow_id: Option<String>,
+    /// The invitation's unit, for its daily spend cap.
+    pub unit_id: Option<String>,
     pub segments: Option<i32>,
     pub created_at: Timestamp,
 }
@@ -73,6 +75,22 @@ pub struct SendFailure<'a> {
     pub error_code: Option<&'a str>,
     /// What the failure says about the number: `invalid`, `landline` or `unreachable`.
     pub number_status: Option<&'static str>,
+}
+
+/// What a send cost, added to its unit's spend of `day` (`YYYY-MM-DD` in the dispatch zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spend<'a> {
+    pub micros: i64,
+    pub day: &'a str,
+}
+
+/// What a contact and a unit have had today, for the SMS-pumping guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUse {
+    /// Texts that went to the contact's number since the day began.
+    pub contact_texts: i64,
+    /// What the unit spent today, in millionths.
+    pub unit_spend_micros: i64,
 }
 
 /// An outgoing message of a console channel, for `GET /api/v1/console/messages`.
@@ -108,7 +126,7 @@ macro_rules! fail_invitation {
     ($tx:expr, $invitation:expr, $contact:expr, $message:expr, $reason:expr, $now:expr) => {{
         let failed = sqlx::query(
             "UPDATE invitations SET status = 'failed', status_reason = $1, updated_at = $2 \
-             WHERE id = $3 AND status IN ('scheduled', 'sent')",
+             WHERE id = $3 AND status IN ('scheduled', 'held', 'sent')",
         )
         .bind($reason)
         .bind($now)
@@ -144,7 +162,7 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
-                 m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, m.segments, m.created_at FROM messages m \
+                 m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
                  LEFT JOIN invitations i ON i.id = c.invitation_id \
@@ -156,6 +174,63 @@ impl Storage {
         })?)
     }
 
+    /// What `contact` and `unit` have had on `day` (which began at `since`).
+    pub async fn daily_use(
+        &self,
+        contact_id: &str,
+        unit_id: Option<&str>,
+        (since, day): (Timestamp, &str),
+    ) -> Result<DailyUse, StorageError> {
+        on_pool!(self, |pool| {
+            let contact_texts: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE contact_id = $1 AND sent_at >= $2 AND direction = 'outbound'",
+            )
+            .bind(contact_id)
+            .bind(since)
+            .fetch_one(pool)
+            .await?;
+            let unit_spend_micros: Option<i64> =
+                match unit_id {
+                    None => None,
+                    Some(unit) => sqlx::query_scalar(
+                        "SELECT cost_micros FROM unit_daily_spend WHERE unit_id = $1 AND day = $2",
+                    )
+                    .bind(unit)
+                    .bind(day)
+                    .fetch_optional(pool)
+                    .await?,
+                };
+            Ok(DailyUse {
+                contact_texts,
+                unit_spend_micros: unit_spend_micros.unwrap_or(0),
+            })
+        })
+    }
+
+    /// Marks an invitation held by a guard (`contact_daily_cap`, `unit_spend_cap`): reported,
+    /// and sent when the guard allows it.
+    pub async fn hold_invitation(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE invitations SET status = 'held', status_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND status IN ('scheduled', 'held')",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
     /// Claims a queued message for one send; false when it is not queued (sent already, being
     /// sent, or given up) or when its number has opted out since it was read (only the opt-out
     /// confirmation still goes to such a number). The opt-out is checked in this statement, so a
@@ -164,7 +239,7 @@ impl Storage {
         let _writing = self.writing().await;
         let done = on_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE messages SET status = 'sending', updated_at = $1 WHERE id = $2 AND status = 'queued' \
+                "UPDATE messages SET status = 'sending', sent_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued' \
                  AND (purpose = 'opt_out_confirmation' OR NOT EXISTS \
                    (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL))",
             )
@@ -183,11 +258,12 @@ impl Storage {
         &self,
         message: &OutgoingMessage,
         provider_message_id: &str,
-        cost_micros: Option<i64>,
+        cost: Option<Spend<'_>>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
         let _writing = self.writing().await;
         let (lock, key) = self.status_lock(&message.channel, provider_message_id);
+        let cost_micros = cost.map(|c| c.micros);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             if let Some(lock) = lock {
@@ -203,6 +279,17 @@ impl Storage {
             .bind(&message.id)
             .execute(&mut *tx)
             .await?;
+            if let (Some(cost), Some(unit)) = (cost, &message.unit_id) {
+                sqlx::query(
+                    "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) VALUES ($1, $2, $3) \
+                     ON CONFLICT (unit_id, day) DO UPDATE SET cost_micros = unit_daily_spend.cost_micros + $3",
+                )
+                .bind(unit)
+                .bind(cost.day)
+                .bind(cost.micros)
+                .execute(&mut *tx)
+                .await?;
+            }
             let early: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
                 "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
                  RETURNING status, error_code, number_status",
@@ -229,12 +316,16 @@ impl Storage {
             if let Some(invitation) = &message.invitation_id {
                 // Only the invitation's first message finds it `scheduled`; the others skip the
                 // statement (the WHERE clause still decides between two first messages).
-                let scheduled = message.invitation_status.as_deref() == Some("scheduled");
+                let scheduled = matches!(
+                    message.invitation_status.as_deref(),
+                    Some("scheduled" | "held")
+                );
                 let first = if !scheduled {
                     0
                 } else {
                     sqlx::query(
-                    "UPDATE invitations SET status = 'sent', updated_at = $1 WHERE id = $2 AND status = 'scheduled'",
+                    "UPDATE invitations SET status = 'sent', status_reason = NULL, updated_at = $1 \
+                     WHERE id = $2 AND status IN ('scheduled', 'held')",
                 )
                 .bind(now)
                 .bind(invitation)

@@ -379,7 +379,10 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/units"),
     ("get", "/api/v1/units/{code}"),
     ("post", "/api/v1/invitations"),
+    ("get", "/api/v1/invitations"),
     ("get", "/api/v1/invitations/{id}"),
+    ("post", "/api/v1/imports"),
+    ("get", "/api/v1/imports/{id}"),
     ("get", "/api/v1/console/messages"),
 ];
 

@@ -56,6 +56,19 @@ pub(crate) async fn invite(
     (status, response.json().await.unwrap())
 }
 
+/// GETs `url` with the API key; returns the JSON answer.
+pub(crate) async fn get_json(client: &Client, url: String, key: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) async fn console_messages(
     client: &Client,
     server: &TestServer,
@@ -702,6 +715,49 @@ async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
         .unwrap();
     assert_eq!(contact.number_status, "invalid");
     assert_eq!(event_types(db).await, ["invitation.failed"]);
+    // The company finds it among the failed invitations, as JSON and as CSV.
+    let failed = get_json(
+        &client,
+        server.url("/api/v1/invitations?status=failed"),
+        &key,
+    )
+    .await;
+    let listed = &failed["invitations"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{failed}");
+    assert_eq!(
+        (
+            &listed[0]["id"],
+            &listed[0]["phone"],
+            &listed[0]["number_status"],
+            &listed[0]["status_reason"]
+        ),
+        (
+            &json!(id),
+            &json!(CUSTOMER),
+            &json!("invalid"),
+            &json!("invalid")
+        ),
+        "{failed}"
+    );
+    let csv = client
+        .get(server.url("/api/v1/invitations?status=failed"))
+        .bearer_auth(&key)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[0].starts_with("id,event_id,flow,unit,phone,number_status"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{id},order-8,delivery,,{CUSTOMER},invalid,")),
+        "{csv}"
+    );
     server.stop().await;
 }
 
@@ -1004,7 +1060,15 @@ async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
         .unwrap()
         .unwrap();
     db.storage
-        .record_sent(&message, "SMearly", Some(70_000), now)
+        .record_sent(
+            &message,
+            "SMearly",
+            Some(hearback::storage::Spend {
+                micros: 70_000,
+                day: "2026-11-23",
+            }),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(customer_messages(db).await[0].status, "delivered");

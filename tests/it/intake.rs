@@ -2,8 +2,8 @@
 //! through (unknown unit, a number that cannot receive texts, the response quota).
 
 use crate::conversations::{
-    CUSTOMER, console_messages, delivery_invitation, invite, quick_flow, reply, scheduled_config,
-    sent_to_customer, wait_until,
+    CUSTOMER, console_messages, delivery_invitation, get_json, invite, quick_flow, reply,
+    scheduled_config, sent_to_customer, wait_until,
 };
 use crate::support::{TestDb, TestServer, api_key};
 use hearback::storage::{Actor, NewUnit};
@@ -185,15 +185,7 @@ async fn an_import_takes_the_good_rows_and_names_every_rejected_one(db: &TestDb)
     assert_eq!(ok_1["event_id"], "ok-1", "{ok_1}");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let url = server.url("/api/v1/console/messages?to=%2B33611111101");
-    let sent: Value = client
-        .get(url)
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = get_json(&client, url, &key).await;
     assert_eq!(sent["messages"].as_array().unwrap().len(), 1, "{sent}");
     server.stop().await;
 }
@@ -423,7 +415,201 @@ async fn a_unit_whose_quota_is_reached_gets_no_more_invitations(db: &TestDb) {
     server.stop().await;
 }
 
+async fn invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time(db: &TestDb) {
+    let (config, _flows) = scheduled_config(db, "immediate = true", &quick_flow(""));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    create_units(db, &["ACME", "PARIS"]).await;
+    db.storage
+        .create_unit(
+            &NewUnit {
+                code: UnitCode::parse("LYON").unwrap(),
+                name: "Lyon".into(),
+                parent: Some(UnitCode::parse("ACME").unwrap()),
+            },
+            &Actor::Cli,
+            hearback::time::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    for (event, phone, unit) in [
+        ("=HYPERLINK(\"x\")", "+33611111301", Some("LYON")),
+        ("e-2", "+33611111302", Some("ACME")),
+        ("e-3", "+33611111303", Some("PARIS")),
+        ("e-4", "+33611111301", None),
+    ] {
+        let mut body = delivery_invitation(event);
+        body["flow"] = json!("quick");
+        body["phone"] = json!(phone);
+        body["unit"] = json!(unit);
+        let (status, created) = invite(&client, &server, &key, &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    }
+    let list = |query: &str| {
+        let request = client
+            .get(server.url(&format!("/api/v1/invitations{query}")))
+            .bearer_auth(&key)
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let events = |body: &Value| -> Vec<String> {
+        body["invitations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|i| i["event_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A unit lists its sub-units' invitations too.
+    let (_, acme) = list("?unit=ACME").await;
+    assert_eq!(events(&acme), ["=HYPERLINK(\"x\")", "e-2"], "{acme}");
+    assert_eq!(acme["invitations"][0]["unit"], "LYON", "{acme}");
+    let (_, declined) = list("?status=declined").await;
+    assert_eq!(events(&declined), ["e-4"], "{declined}");
+    assert_eq!(
+        declined["invitations"][0]["status_reason"],
+        "open_conversation"
+    );
+    let (_, none) = list("?flow=other").await;
+    assert!(events(&none).is_empty(), "{none}");
+    // Pages of two, in creation order.
+    let (_, first) = list("?limit=2").await;
+    assert_eq!(events(&first), ["=HYPERLINK(\"x\")", "e-2"]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (_, second) = list(&format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(events(&second), ["e-3", "e-4"]);
+    let cursor = second["next_cursor"].as_str().unwrap().to_string();
+    let (_, last) = list(&format!("?limit=2&cursor={cursor}")).await;
+    assert!(
+        events(&last).is_empty() && last["next_cursor"].is_null(),
+        "{last}"
+    );
+    // Bad filters get the error shape.
+    let (status, bad) = list("?status=lost&limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(
+        bad["error"]["details"]["fields"]["status"].is_string(),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]["details"]["fields"]["limit"].is_string(),
+        "{bad}"
+    );
+    let (status, bad) = list("?from=yesterday").await;
+    assert_eq!(
+        (status, &bad["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+    );
+    // The CSV export: what a spreadsheet would run as a formula is neutralised.
+    let csv = client
+        .get(server.url("/api/v1/invitations?unit=LYON"))
+        .bearer_auth(&key)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert_eq!(&rows[0][1], "'=HYPERLINK(\"x\")", "{csv}");
+    assert_eq!(&rows[0][4], "+33611111301", "{csv}");
+    server.stop().await;
+}
+
+async fn sends_beyond_the_daily_guards_are_held_and_reported(db: &TestDb) {
+    // One text started per number per day; a unit may spend 0.04 a day, a text costs 0.05.
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("quick.yaml"), quick_flow("")).unwrap();
+    let config = db.config_from_toml(&format!(
+        "[flows]\ndir = \"{}\"\n\n[jobs]\npoll_interval_ms = 20\n\n[dispatch]\nimmediate = true\n\
+         frequency_cap_days = 0\ncontact_daily_sms_cap = 1\nunit_daily_spend_cap = 0.04\n\n\
+         [channels.console]\nprovider = \"console\"\ncost_per_segment = 0.05\n",
+        flows.path().display()
+    ));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    create_units(db, &["LYON"]).await;
+    let invitation = |event: &str, phone: &str, unit: Option<&str>| {
+        let mut body = delivery_invitation(event);
+        body["flow"] = json!("quick");
+        body["phone"] = json!(phone);
+        body["unit"] = json!(unit);
+        body
+    };
+    // The customer's first survey goes out and is answered to the end: answers to what the
+    // customer writes are not counted against the cap.
+    let (_, first) = invite(&client, &server, &key, &invitation("e-1", CUSTOMER, None)).await;
+    sent_to_customer(&client, &server, &key, 1).await;
+    for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
+        reply(&client, &server, &format!("in-{n}"), text).await;
+    }
+    let conversation = first["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the survey is complete", || async {
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .is_some_and(|(status, _)| status == "completed")
+    })
+    .await;
+    // The opening, two questions and the thanks.
+    let answered = 4;
+    sent_to_customer(&client, &server, &key, answered).await;
+    // A second survey the same day waits for tomorrow; so does the unit's first, over budget.
+    let (_, second) = invite(&client, &server, &key, &invitation("e-2", CUSTOMER, None)).await;
+    let (_, over_budget) = invite(
+        &client,
+        &server,
+        &key,
+        &invitation("e-3", "+33611111401", Some("LYON")),
+    )
+    .await;
+    for (invitation, reason) in [
+        (&second, "contact_daily_cap"),
+        (&over_budget, "unit_spend_cap"),
+    ] {
+        let id = invitation["id"].as_str().unwrap().to_string();
+        wait_until("the invitation is held", || async {
+            db.storage.invitation(&id).await.unwrap().unwrap().status == "held"
+        })
+        .await;
+        let record = db.storage.invitation(&id).await.unwrap().unwrap();
+        assert_eq!(record.status_reason.as_deref(), Some(reason));
+    }
+    let held = get_json(&client, server.url("/api/v1/invitations?status=held"), &key).await;
+    assert_eq!(
+        held["invitations"].as_array().map(Vec::len),
+        Some(2),
+        "{held}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Held, not dropped: the openings wait, queued, for the next day.
+    let messages = console_messages(&client, &server, &key).await;
+    let statuses: Vec<&str> = messages
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), answered + 1, "{messages:#?}");
+    assert_eq!(statuses[answered], "queued", "{messages:#?}");
+    let other = get_json(
+        &client,
+        server.url("/api/v1/console/messages?to=%2B33611111401"),
+        &key,
+    )
+    .await;
+    assert_eq!(other["messages"][0]["status"], "queued", "{other}");
+    server.stop().await;
+}
+
 crate::both_backends!(
+    sends_beyond_the_daily_guards_are_held_and_reported,
+    invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time,
     an_import_takes_the_good_rows_and_names_every_rejected_one,
     an_import_in_json_lines_reports_each_line_and_pages_its_report,
     an_import_that_cannot_be_taken_is_refused_with_the_error_shape,

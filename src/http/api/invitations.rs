@@ -9,18 +9,24 @@ use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::ApiJson;
+use crate::http::json::ApiQuery;
 pub use crate::intake::CreateInvitationRequest;
 use crate::intake::UnitIds;
-use crate::storage::{InvitationOutcome, InvitationRecord};
+use crate::storage::{
+    InvitationFilter, InvitationListRow, InvitationOutcome, InvitationRecord, Storage,
+};
 use crate::time::Timestamp;
 use axum::Extension;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
-use utoipa::ToSchema;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationBody {
@@ -123,4 +129,246 @@ pub async fn get_invitation(
         .await?
         .ok_or_else(|| ApiError::not_found("invitation"))?;
     Ok(Json(record.into()))
+}
+
+/// Invitations per page of JSON, and per database read of a CSV export.
+const MAX_PAGE: u32 = 1_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `scheduled`, `sent`, `failed`, `declined`: `failed` lists the numbers to clean up
+    /// (with `status_reason` and the contact's `number_status`).
+    pub status: Option<String>,
+    /// A unit's code: its invitations and those of every unit below it.
+    pub unit: Option<String>,
+    /// A flow's id.
+    pub flow: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// 1 to 1000, default 100 (JSON only: a CSV export holds every match).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationListItem {
+    pub id: String,
+    pub event_id: String,
+    pub flow: String,
+    pub unit: Option<String>,
+    /// The customer's number, E.164.
+    pub phone: String,
+    /// What providers said about the number: `ok`, `invalid`, `landline`, `unreachable`.
+    pub number_status: String,
+    pub channel: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<InvitationListRow> for InvitationListItem {
+    fn from(row: InvitationListRow) -> Self {
+        InvitationListItem {
+            id: row.id,
+            event_id: row.event_id,
+            flow: row.flow_id,
+            unit: row.unit,
+            phone: row.phone,
+            number_status: row.number_status,
+            channel: row.channel,
+            status: row.status,
+            status_reason: row.status_reason,
+            send_at: row.send_at.map(Timestamp::as_datetime),
+            created_at: row.created_at.as_datetime(),
+            updated_at: row.updated_at.as_datetime(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationList {
+    pub invitations: Vec<InvitationListItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const STATUSES: [&str; 6] = [
+    "scheduled",
+    "held",
+    "sent",
+    "failed",
+    "declined",
+    "cancelled",
+];
+
+fn filter_of(params: &ListParams) -> Result<InvitationFilter, ApiError> {
+    let mut problems = Map::new();
+    if let Some(status) = &params.status {
+        if !STATUSES.contains(&status.as_str()) {
+            problems.insert(
+                "status".into(),
+                Value::from(format!("must be one of {}", STATUSES.join(", "))),
+            );
+        }
+    }
+    if let Some(limit) = params.limit {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            problems.insert(
+                "limit".into(),
+                Value::from(format!("must be 1 to {MAX_PAGE}")),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_fields(problems));
+    }
+    Ok(InvitationFilter {
+        status: params.status.clone(),
+        unit: params.unit.clone(),
+        flow: params.flow.clone(),
+        from: params.from.map(Timestamp::from_datetime),
+        until: params.to.map(Timestamp::from_datetime),
+    })
+}
+
+/// Lists invitations, oldest first: JSON a page at a time, or with `Accept: text/csv` every
+/// match as one streamed CSV file (for example `?status=failed`, the numbers to clean up).
+#[utoipa::path(
+    get, path = "/invitations", tag = "invitations",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page (JSON), or every match (`Accept: text/csv`)",
+         content((InvitationList = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A query parameter that cannot be read", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 422, description = "Invalid status or limit", body = ErrorBody),
+    )
+)]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let filter = filter_of(&params)?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/csv"));
+    if wants_csv {
+        return Ok(csv_export(state.storage.clone(), filter, params.cursor));
+    }
+    let limit = params.limit.unwrap_or(100);
+    let rows = state
+        .storage
+        .list_invitations(&filter, params.cursor.as_deref(), limit)
+        .await?;
+    let next_cursor = (rows.len() as u64 == u64::from(limit))
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(InvitationList {
+        invitations: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
+    .into_response())
+}
+
+const CSV_COLUMNS: [&str; 12] = [
+    "id",
+    "event_id",
+    "flow",
+    "unit",
+    "phone",
+    "number_status",
+    "channel",
+    "status",
+    "status_reason",
+    "send_at",
+    "created_at",
+    "updated_at",
+];
+
+/// Every matching invitation as CSV, read a page at a time while it is sent: memory stays the
+/// same whatever the number of rows. A database error mid-way ends the file early (the
+/// response has begun); it is logged.
+fn csv_export(storage: Storage, filter: InvitationFilter, cursor: Option<String>) -> Response {
+    let header_line = csv_line(CSV_COLUMNS.map(String::from));
+    let pages = futures::stream::unfold(Some((storage, filter, cursor)), |state| async move {
+        let (storage, filter, cursor) = state?;
+        match storage
+            .list_invitations(&filter, cursor.as_deref(), MAX_PAGE)
+            .await
+        {
+            Ok(rows) if rows.is_empty() => None,
+            Ok(rows) => {
+                let last = rows.last().map(|r| r.id.clone());
+                let full = rows.len() as u64 == u64::from(MAX_PAGE);
+                let mut chunk = Vec::with_capacity(rows.len() * 160);
+                for row in rows {
+                    chunk.extend(csv_line(csv_cells(row)));
+                }
+                let next = full.then_some((storage, filter, last));
+                Some((Ok::<_, std::io::Error>(chunk), next))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the invitations export stopped");
+                Some((Err(std::io::Error::other(e.to_string())), None))
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(header_line) }).chain(pages);
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"invitations.csv\"",
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn csv_cells(row: InvitationListRow) -> [String; 12] {
+    let time = |t: Timestamp| t.as_datetime().to_rfc3339();
+    [
+        row.id,
+        spreadsheet_safe(row.event_id),
+        row.flow_id,
+        row.unit.unwrap_or_default(),
+        // Validated E.164: digits after a '+', never a formula.
+        row.phone,
+        row.number_status,
+        row.channel.unwrap_or_default(),
+        row.status,
+        row.status_reason.unwrap_or_default(),
+        row.send_at.map(time).unwrap_or_default(),
+        time(row.created_at),
+        time(row.updated_at),
+    ]
+}
+
+/// A caller's text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a
+/// leading apostrophe.
+fn spreadsheet_safe(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+fn csv_line<const N: usize>(cells: [String; N]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(&cells)
+        .expect("writing to memory cannot fail");
+    writer.into_inner().expect("writing to memory cannot fail")
 }

@@ -47,7 +47,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(units::list_units, units::create_unit))
         .routes(routes!(units::get_unit))
-        .routes(routes!(invitations::create_invitation))
+        .routes(routes!(
+            invitations::create_invitation,
+            invitations::list_invitations
+        ))
         .routes(routes!(invitations::get_invitation))
         .routes(routes!(imports::create_import))
         .routes(routes!(imports::get_import))
