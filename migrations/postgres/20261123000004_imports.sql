@@ -26,8 +26,8 @@ CREATE TABLE import_rejections (
     PRIMARY KEY (import_id, line)
 );
 
--- A unit's quota counts its responses to a flow.
-CREATE INDEX invitations_unit_flow ON invitations (unit_id, flow_id);
+-- A quota counts the responses of the period from the answers given in it.
+CREATE INDEX answers_answered_at ON answers (answered_at);
 
 -- SMS-pumping guards. When a message went to the provider: a contact's texts of the day are
 -- counted from it.

@@ -323,6 +323,8 @@ impl Storage {
                 select.push(") AND direction = 'inbound'");
                 select
                     .build_query_as()
+                    // Planned with the tables' current size (see `storage::intake`).
+                    .persistent(false)
                     .fetch_all(&mut *tx)
                     .await?
                     .into_iter()
@@ -344,8 +346,11 @@ impl Storage {
                     list.push_bind(contact.id.clone());
                 }
                 select.push(")");
-                let views: Vec<ConversationView> =
-                    select.build_query_as().fetch_all(&mut *tx).await?;
+                let views: Vec<ConversationView> = select
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 for view in views {
                     open.insert(
                         (
