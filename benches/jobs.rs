@@ -1,5 +1,6 @@
 //! The job queue's hot path: one job enqueued, claimed and completed, on SQLite and (when
-//! `HEARBACK_TEST_POSTGRES_URL` is set) PostgreSQL. `cargo bench --bench jobs`.
+//! `HEARBACK_TEST_POSTGRES_URL` is set) PostgreSQL — on an empty queue, and behind a backlog of
+//! 100 000 due jobs and 100 000 scheduled ones. `cargo bench --bench jobs`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hearback::config::{DatabaseConfig, DatabaseUrl};
@@ -38,6 +39,52 @@ async fn cycle(storage: &Storage) {
         .unwrap();
 }
 
+/// Jobs of each backlog: due a day ago (waiting their turn), and due in a day (scheduled).
+const BACKLOG: i64 = 100_000;
+
+/// Writes the backlog in two statements, straight into the `jobs` table.
+async fn fill_backlog(url: &str) {
+    let now = Timestamp::now();
+    let day = Duration::from_secs(86_400);
+    let (past, future) = (
+        Timestamp::from_millis(now.as_millis() - 86_400_000).unwrap(),
+        now + day,
+    );
+    let columns = "kind, payload, state, run_at, attempts, max_attempts, created_at, updated_at";
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        for run_at in [past, future] {
+            sqlx::query(&format!(
+                "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                 INSERT INTO jobs ({columns}) SELECT 'bench', '{{}}', 'pending', $2, 0, 3, $3, $3 FROM n"
+            ))
+            .bind(BACKLOG)
+            .bind(run_at)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        for run_at in [past, future] {
+            sqlx::query(&format!(
+                "INSERT INTO jobs ({columns}) SELECT 'bench', '{{}}', 'pending', $2, 0, 3, $3, $3 \
+                 FROM generate_series(1, $1)"
+            ))
+            .bind(BACKLOG)
+            .bind(run_at)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("ANALYZE jobs").execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
 fn job_cycle(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +112,16 @@ fn job_cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("job_enqueue_claim_complete");
     for (name, url, _) in &targets {
         let storage = runtime.block_on(storage(url));
+        group.bench_function(*name, |b| b.to_async(&runtime).iter(|| cycle(&storage)));
+        runtime.block_on(storage.close());
+    }
+    group.finish();
+    // The same cycle behind the backlog: each claim takes the oldest due job, so the backlog
+    // shrinks by one job per cycle (a few thousand of its 100 000 during a run).
+    let mut group = c.benchmark_group("job_enqueue_claim_complete_behind_200k");
+    for (name, url, _) in &targets {
+        let storage = runtime.block_on(storage(url));
+        runtime.block_on(fill_backlog(url));
         group.bench_function(*name, |b| b.to_async(&runtime).iter(|| cycle(&storage)));
         runtime.block_on(storage.close());
     }

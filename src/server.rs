@@ -8,7 +8,7 @@ use crate::jobs::remind::RemindConversation;
 use crate::jobs::send_sms::{SendChannel, SendSms};
 use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
 use crate::storage::{Storage, StorageError};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +87,14 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    run_with_flows(&config, flows, storage, listener, shutdown).await
+    run_with_flows(
+        &config,
+        flows,
+        storage,
+        listener,
+        (shutdown, Clock::system()),
+    )
+    .await
 }
 
 /// Loads the flows (logging each one refused) and checks that every channel can carry them.
@@ -114,8 +121,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    run_with_clock(config, storage, listener, shutdown, Clock::system()).await
+}
+
+/// [`run`] with the job workers on `clock`: tests move it to let reminders and expiries come
+/// due without waiting for them.
+pub async fn run_with_clock(
+    config: &Config,
+    storage: Storage,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Clock,
+) -> Result<(), ServeError> {
     let flows = load_flows(config)?;
-    run_with_flows(config, flows, storage, listener, shutdown).await
+    run_with_flows(config, flows, storage, listener, (shutdown, clock)).await
 }
 
 /// [`run`] with the flows already loaded and checked.
@@ -124,7 +143,7 @@ async fn run_with_flows(
     flows: crate::flow::FlowSet,
     storage: Storage,
     listener: TcpListener,
-    shutdown: CancellationToken,
+    (shutdown, clock): (CancellationToken, Clock),
 ) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Http)?;
     for (name, channel) in config.effective_channels() {
@@ -153,12 +172,14 @@ async fn run_with_flows(
             storage: storage.clone(),
             flows: Arc::clone(&state.flows),
             send_max_attempts: config.jobs.max_attempts,
+            clock: clock.clone(),
         })
         .with(RemindConversation {
             storage: storage.clone(),
             flows: Arc::clone(&state.flows),
             scheduling: state.scheduling.clone(),
             send_max_attempts: config.jobs.max_attempts,
+            clock: clock.clone(),
         })
         .with(SendSms::new(
             storage.clone(),
@@ -176,7 +197,10 @@ async fn run_with_flows(
     let runner = JobRunner::new(
         storage.clone(),
         registry,
-        RunnerSettings::from(&config.jobs),
+        RunnerSettings {
+            clock,
+            ..RunnerSettings::from(&config.jobs)
+        },
     );
     let workers = tokio::spawn(runner.run(shutdown.clone()));
 

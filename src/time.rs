@@ -36,6 +36,34 @@ impl Timestamp {
     }
 }
 
+/// Where the job workers read "now": the system clock, shifted by an offset that only tests move
+/// ([`Clock::advance`]), so that a test lets a day pass in a moment and sees reminders and
+/// expiries come due exactly when the real clock would bring them.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        let offset = self.offset_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let now = Timestamp::now();
+        Timestamp::from_millis(now.as_millis().saturating_add(offset)).unwrap_or(now)
+    }
+
+    /// Moves this clock (and every copy of it) forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms
+            .fetch_add(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Add<std::time::Duration> for Timestamp {
     type Output = Timestamp;
     fn add(self, rhs: std::time::Duration) -> Timestamp {
@@ -79,6 +107,15 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_advanced_clock_is_ahead_by_what_it_was_moved_and_its_copies_too() {
+        let clock = Clock::system();
+        let copy = clock.clone();
+        clock.advance(std::time::Duration::from_secs(86_400));
+        let ahead = copy.now().as_millis() - Timestamp::now().as_millis();
+        assert!((86_399_000..=86_400_100).contains(&ahead), "{ahead}");
+    }
     use std::time::Duration;
 
     #[test]

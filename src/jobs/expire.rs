@@ -5,13 +5,13 @@
 use super::{JobFailure, JobFuture, JobHandler};
 use crate::http::Flows;
 use crate::storage::{ClaimedJob, EXPIRE_JOB, Storage};
-use crate::time::Timestamp;
 use std::sync::Arc;
 
 pub struct ExpireConversation {
     pub storage: Storage,
     pub flows: Arc<Flows>,
     pub send_max_attempts: u32,
+    pub clock: crate::time::Clock,
 }
 
 impl JobHandler for ExpireConversation {
@@ -25,6 +25,7 @@ impl JobHandler for ExpireConversation {
             Arc::clone(&self.flows),
             self.send_max_attempts,
         );
+        let clock = self.clock.clone();
         Box::pin(async move {
             let conversation = job
                 .payload
@@ -32,7 +33,7 @@ impl JobHandler for ExpireConversation {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
-            let now = Timestamp::now();
+            let now = clock.now();
             let expired = storage
                 .advance_open_conversation(&conversation, max, now, |view| {
                     crate::conversation::expiry(&flows, view, now)

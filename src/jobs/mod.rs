@@ -77,6 +77,8 @@ pub struct RunnerSettings {
     pub lease: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// "Now" for claims, leases and outcomes (the system clock but in tests).
+    pub clock: crate::time::Clock,
 }
 
 impl From<&JobsConfig> for RunnerSettings {
@@ -87,6 +89,7 @@ impl From<&JobsConfig> for RunnerSettings {
             lease: Duration::from_secs(config.lease_secs),
             backoff_base: Duration::from_millis(config.backoff_base_ms),
             backoff_max: Duration::from_secs(config.backoff_max_secs),
+            clock: crate::time::Clock::system(),
         }
     }
 }
@@ -141,7 +144,7 @@ impl JobRunner {
                         &kinds,
                         limit,
                         shared.settings.lease,
-                        Timestamp::now(),
+                        shared.settings.clock.now(),
                     )
                     .await
                 {
@@ -211,7 +214,7 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
                 return Some(joined.unwrap_or_else(|e| Err(JobFailure::Retry(format!("the job panicked: {e}")))));
             }
             _ = renewal.tick() => {
-                let now = Timestamp::now();
+                let now = shared.settings.clock.now();
                 match shared.storage.renew_job_lease(id, &shared.worker_id, now + lease, now).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -258,7 +261,7 @@ async fn settle(
     job: &ClaimedJob,
     outcome: Option<Result<(), JobFailure>>,
 ) -> &'static str {
-    let now = Timestamp::now();
+    let now = shared.settings.clock.now();
     let storage = &shared.storage;
     let worker = shared.worker_id.as_str();
     let (label, recorded) = match outcome {

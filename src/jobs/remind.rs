@@ -7,7 +7,6 @@ use super::{JobFailure, JobFuture, JobHandler};
 use crate::http::Flows;
 use crate::schedule::SchedulingRules;
 use crate::storage::{ClaimedJob, REMIND_JOB, Storage};
-use crate::time::Timestamp;
 use std::sync::Arc;
 
 pub struct RemindConversation {
@@ -16,6 +15,7 @@ pub struct RemindConversation {
     /// `None`: `dispatch.immediate`, no window.
     pub scheduling: Option<Arc<SchedulingRules>>,
     pub send_max_attempts: u32,
+    pub clock: crate::time::Clock,
 }
 
 impl JobHandler for RemindConversation {
@@ -30,12 +30,13 @@ impl JobHandler for RemindConversation {
             self.scheduling.clone(),
             self.send_max_attempts,
         );
+        let clock = self.clock.clone();
         Box::pin(async move {
             let field = |name: &str| job.payload.get(name).and_then(|v| v.as_str());
             let conversation = field("conversation_id")
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
-            let now = Timestamp::now();
+            let now = clock.now();
             if let Some(scheduling) = &scheduling {
                 let narrowing = field("flow")
                     .and_then(|id| flows.get(id))

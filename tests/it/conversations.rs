@@ -1812,20 +1812,39 @@ async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
 }
 
 async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &TestDb) {
-    // Seconds instead of hours, and no window (the test runs at any hour): the timing is the
-    // flow's, the rules are the product's.
+    // The product's durations (a reminder after 20 hours, expiry after 3 days) on a clock the
+    // test moves; no window (the test runs at any hour): the timing is the flow's.
     let flow = quick_flow(
-        "  reminder:\n    after: 1s\n    text:\n      fr: \"Petit rappel : de 0 à 10 ?\"\n      en: \"A reminder: 0 to 10?\"\n  expire_after: 3s",
+        "  reminder:\n    after: 20h\n    text:\n      fr: \"Petit rappel : de 0 à 10 ?\"\n      en: \"A reminder: 0 to 10?\"\n  expire_after: 72h",
     );
     let (config, _flows) = scheduled_config(db, "immediate = true", &flow);
-    let server = TestServer::start(config, db.storage.clone()).await;
+    let clock = hearback::time::Clock::system();
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
     let mut body = delivery_invitation("order-silent");
     body["flow"] = json!("quick");
     let (status, invitation) = invite(&client, &server, &key, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
-    let started = std::time::Instant::now();
+    sent_to_customer(&client, &server, &key, 1).await;
+    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    let status = || async {
+        let (status, _) = db
+            .storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        status
+    };
+    let hours = |n: u64| Duration::from_secs(n * 3_600);
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
 
+    // Not before its time: 19 hours on, nothing more.
+    clock.advance(hours(19));
+    settle().await;
+    assert_eq!(console_messages(&client, &server, &key).await.len(), 1);
+    // Past 20 hours: the reminder.
+    clock.advance(hours(2));
     let sent = sent_to_customer(&client, &server, &key, 2).await;
     assert!(
         sent[1]["body"]
@@ -1834,23 +1853,15 @@ async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &T
             .starts_with("Petit rappel"),
         "{sent:?}"
     );
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "not before its time"
-    );
-    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    // 71 hours on, still open; past 72, expired.
+    clock.advance(hours(50));
+    settle().await;
+    assert_eq!(status().await, "open");
+    clock.advance(hours(2));
     wait_until("the conversation expires", || async {
-        db.storage
-            .conversation_status(&conversation)
-            .await
-            .unwrap()
-            .is_some_and(|(status, _)| status == "expired")
+        status().await == "expired"
     })
     .await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(2900),
-        "not before its time"
-    );
     // One reminder only, and the expiry is reported.
     assert_eq!(console_messages(&client, &server, &key).await.len(), 2);
     let types = event_types(db).await;

@@ -86,6 +86,7 @@ fn settings() -> RunnerSettings {
         lease: Duration::from_secs(30),
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_secs(1),
+        clock: hearback::time::Clock::system(),
     }
 }
 

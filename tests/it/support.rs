@@ -200,6 +200,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config, storage: Storage) -> TestServer {
+        Self::start_with_clock(config, storage, hearback::time::Clock::system()).await
+    }
+
+    /// The server with its job workers on `clock`, which the test moves.
+    pub async fn start_with_clock(
+        config: Config,
+        storage: Storage,
+        clock: hearback::time::Clock,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
@@ -207,7 +216,7 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
-            hearback::server::run(&config, storage, listener, token)
+            hearback::server::run_with_clock(&config, storage, listener, token, clock)
                 .await
                 .expect("the server runs");
         });
