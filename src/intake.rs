@@ -254,7 +254,7 @@ impl Intake {
             problem(
                 "flow",
                 Reason::UnknownFlow,
-                format!("no flow '{}' is loaded", request.flow),
+                format!("no flow '{}' is loaded", shown(&request.flow)),
             );
         }
         let recipient = match Phone::parse_recipient(&request.phone, self.default_region) {
@@ -289,7 +289,7 @@ impl Intake {
                     problem(
                         "unit",
                         Reason::UnknownUnit,
-                        format!("no unit has the code '{code}'"),
+                        format!("no unit has the code '{}'", shown(code)),
                     );
                 }
                 id
@@ -460,7 +460,7 @@ impl Intake {
                 let config = self
                     .channel_configs
                     .get(name)
-                    .ok_or_else(|| format!("no channel '{name}' is configured"))?;
+                    .ok_or_else(|| format!("no channel '{}' is configured", shown(name)))?;
                 if !serves(config) {
                     return Err(format!(
                         "the channel '{name}' does not serve this number's country"
@@ -490,6 +490,16 @@ impl Intake {
                      receive the answers this flow asks for"
                 )
             })
+    }
+}
+
+/// A caller's value as an error message quotes it: at most 80 characters, so that a huge cell
+/// is not copied into reports.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        None => value.to_string(),
+        Some((cut, _)) => format!("{}…", &value[..cut]),
     }
 }
 

@@ -146,15 +146,37 @@ pub fn plan_units(rows: &[UnitRow], existing: &ExistingUnits) -> Result<UnitPlan
             !ready
         });
         if pending.len() == before {
-            let listed: std::collections::HashSet<&str> =
-                pending.iter().map(|(_, u)| u.code.as_str()).collect();
+            let parents: std::collections::HashMap<&str, Option<&str>> = pending
+                .iter()
+                .map(|(_, u)| (u.code.as_str(), u.parent.as_ref().map(UnitCode::as_str)))
+                .collect();
             for (line, unit) in &pending {
                 let parent = unit.parent.as_ref().map_or("", UnitCode::as_str);
-                problems.push(if listed.contains(parent) {
+                // Up the chain of waiting parents: back to this unit is a cycle; out of the file
+                // is an ancestor found nowhere (or whose row was refused).
+                let mut at = parent;
+                let mut steps = 0;
+                let cycle = loop {
+                    if at == unit.code.as_str() {
+                        break true;
+                    }
+                    match parents.get(at) {
+                        Some(Some(next)) if steps <= parents.len() => {
+                            at = next;
+                            steps += 1;
+                        }
+                        _ => break false,
+                    }
+                };
+                problems.push(if cycle {
                     format!("line {line}: the unit '{}' is its own ancestor", unit.code)
+                } else if parents.contains_key(parent) {
+                    format!(
+                        "line {line}: the parent '{parent}' cannot be placed: an ancestor of it is neither in the file nor in the tree"
+                    )
                 } else {
                     format!(
-                        "line {line}: the parent '{parent}' is neither in the file nor in the tree"
+                        "line {line}: the parent '{parent}' is neither in the file nor in the tree (or its row was refused)"
                     )
                 });
             }
@@ -230,6 +252,7 @@ mod tests {
             row(4, "B", "B", "C"),
             row(5, "C", "C", "B"),
             row(6, "D", "D", "NOWHERE"),
+            row(10, "F", "F", "D"),
             row(7, "E", "E", ""),
             row(8, "E", "E again", ""),
             row(9, "IDF", "Paris", ""),
@@ -245,12 +268,13 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "line 2", "line 3", "line 4", "line 5", "line 6", "line 8", "line 9"
+                "line 2", "line 3", "line 4", "line 5", "line 6", "line 8", "line 9", "line 10"
             ],
             "{problems:#?}"
         );
         assert!(problems[2].contains("its own ancestor"), "{problems:?}");
         assert!(problems[4].contains("neither in the file"), "{problems:?}");
+        assert!(problems[7].contains("an ancestor of it"), "{problems:?}");
     }
 
     #[test]

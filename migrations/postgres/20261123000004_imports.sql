@@ -29,10 +29,12 @@ CREATE TABLE import_rejections (
 -- A quota counts the responses of the period from the answers given in it.
 CREATE INDEX answers_answered_at ON answers (answered_at);
 
--- SMS-pumping guards. When a message went to the provider: a contact's texts of the day are
--- counted from it.
+-- SMS-pumping guards. When a message went to the provider, and whether hearback started it (an
+-- opening, a reminder) rather than answered the customer: a number's texts of the day are the
+-- started ones sent since the day began.
 ALTER TABLE messages ADD COLUMN sent_at TIMESTAMPTZ;
-CREATE INDEX messages_contact_sent ON messages (contact_id, sent_at) WHERE sent_at IS NOT NULL;
+ALTER TABLE messages ADD COLUMN unprompted BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX messages_contact_sent ON messages (contact_id, sent_at) WHERE unprompted;
 -- What each unit spent on texts per day (in dispatch.default_time_zone), kept as sends are
 -- recorded so that the daily spend cap is one lookup.
 CREATE TABLE unit_daily_spend (

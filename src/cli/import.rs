@@ -134,7 +134,7 @@ pub async fn import_file(
 
 fn report_line(row: &RowReport) -> [String; 6] {
     let line = row.line.to_string();
-    let event_id = row.event_id.clone().unwrap_or_default();
+    let event_id = import::spreadsheet_safe(row.event_id.clone().unwrap_or_default());
     match &row.outcome {
         RowOutcome::Accepted { invitation_id } => [
             line,
@@ -149,7 +149,7 @@ fn report_line(row: &RowReport) -> [String; 6] {
             event_id,
             "rejected".into(),
             rejection.reason.clone(),
-            rejection.message.clone(),
+            import::spreadsheet_safe(rejection.message.clone()),
             rejection.invitation_id.clone().unwrap_or_default(),
         ],
     }

@@ -237,6 +237,7 @@ impl Config {
             .rules()
             .map(drop)
             .and(self.dispatch.region().map(drop))
+            .and(self.dispatch.spend_cap_micros().map(drop))
         {
             return invalid(&format!("dispatch.{key}"), &reason);
         }

@@ -128,6 +128,18 @@ fn bad_values_are_refused_with_the_key_and_the_reason() {
             "invalid channel name",
         ),
         ("server = 3\n", "server"),
+        (
+            "[dispatch]\nunit_daily_spend_cap = 0\n",
+            "dispatch.unit_daily_spend_cap",
+        ),
+        (
+            "[dispatch]\nunit_daily_spend_cap = -5.0\n",
+            "dispatch.unit_daily_spend_cap",
+        ),
+        (
+            "[dispatch]\ndefault_region = \"XX1\"\n",
+            "dispatch.default_region",
+        ),
     ];
     for (file, expected) in cases {
         Jail::expect_with(|jail| {

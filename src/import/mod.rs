@@ -2,12 +2,15 @@
 //! batches, with a report per row.
 //!
 //! - **Streamed.** One thread reads and checks rows ([`rows`], [`Intake::prepare`]) while the
-//!   previous batch is written: at most two batches of [`MAX_INVITATIONS_PER_BATCH`] rows are in
-//!   memory, whatever the size of the file.
+//!   previous batch is written: at most three batches of [`MAX_INVITATIONS_PER_BATCH`] rows are in
+//!   memory (one being written, one waiting, one being read), whatever the size of the file.
 //! - **Every row reported.** A row becomes a new invitation (accepted) or is rejected with the
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
 //!   `frequency_cap`, `quota_reached`, `open_conversation`), or `duplicate_event`. Rejections
 //!   are stored with their line (`GET /api/v1/imports/{id}`); accepted rows are counted.
+//! - **A batch's invitations and its report are two transactions.** An import that stops between
+//!   them has invitations its report does not count; posting the file again reports them as
+//!   duplicate events, and sends nothing twice.
 //! - **Re-running is harmless.** Invitations are idempotent on (source, event id): the same file
 //!   again sends nothing new, and reports its rows as duplicate events.
 
@@ -121,6 +124,10 @@ async fn run_batches(
                 let row = match row {
                     Ok(row) => row,
                     Err(e) => {
+                        // The rows read before the error are written and reported first.
+                        if !batch.is_empty() {
+                            let _ = batches.blocking_send(Ok(std::mem::take(&mut batch)));
+                        }
                         let _ = batches.blocking_send(Err(e));
                         return;
                     }
@@ -284,6 +291,16 @@ fn declined_message(reason: &str) -> String {
         "frequency_cap" => "the customer was surveyed within the frequency cap".into(),
         "quota_reached" => "the unit's response quota for this flow is reached".into(),
         other => format!("declined: {other}"),
+    }
+}
+
+/// A caller's text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a
+/// leading apostrophe, for every CSV hearback writes.
+pub fn spreadsheet_safe(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
     }
 }
 

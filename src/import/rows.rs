@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 
-/// A JSON line longer than this is refused, and skipped without being held in memory.
+/// A JSON line or a CSV row longer than this is refused (a JSON line is skipped without being
+/// held in memory; a CSV row is bounded by the upload's limit while it is read).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The columns a CSV header must have; every column other than the known ones is a variable of
@@ -150,6 +151,11 @@ impl<R: Read> CsvRows<R> {
     }
 
     fn event(&self) -> Result<CreateInvitationRequest, Problem> {
+        if self.record.as_slice().len() > MAX_LINE_BYTES {
+            return Err(unreadable(format!(
+                "the row is longer than {MAX_LINE_BYTES} bytes"
+            )));
+        }
         if self.record.len() != self.columns.len() {
             return Err(unreadable(format!(
                 "{} cells where the header has {}",
@@ -168,17 +174,20 @@ impl<R: Read> CsvRows<R> {
                 Column::Unit => event.unit = optional(cell),
                 Column::Channel => event.channel = optional(cell),
                 Column::EventTime if cell.is_empty() => {}
-                Column::EventTime => event.event_time = Some(
-                    DateTime::parse_from_rfc3339(cell)
-                        .map_err(|_| Problem {
-                            field: "event_time".into(),
-                            reason: Reason::InvalidEventTime,
-                            message: format!(
-                                "'{cell}' is not a date and time such as 2026-11-28T21:30:00+01:00"
-                            ),
-                        })?
-                        .with_timezone(&Utc),
-                ),
+                Column::EventTime => {
+                    event.event_time = Some(
+                        DateTime::parse_from_rfc3339(cell)
+                            .map_err(|_| Problem {
+                                field: "event_time".into(),
+                                reason: Reason::InvalidEventTime,
+                                message: format!(
+                                    "'{}' is not a date and time such as 2026-11-28T21:30:00+01:00",
+                                    crate::intake::shown(cell)
+                                ),
+                            })?
+                            .with_timezone(&Utc),
+                    )
+                }
                 // An empty cell gives no value: the flow's check names it if it needs one.
                 Column::Variable(_) if cell.is_empty() => {}
                 Column::Variable(name) => {
@@ -345,6 +354,17 @@ mod tests {
         assert_eq!(rows[2].1.as_ref().unwrap_err(), &Reason::Unreadable);
         assert_eq!(rows[3].1.as_ref().unwrap().event_id, "d\nstill d");
         assert!(rows[4].1.is_ok());
+    }
+
+    #[test]
+    fn a_csv_row_longer_than_the_limit_is_refused_alone() {
+        let text = format!(
+            "event_id,flow,phone\na,delivery,{}\nb,delivery,+33612345678\n",
+            "9".repeat(MAX_LINE_BYTES + 1)
+        );
+        let rows = read(Format::Csv, &text);
+        assert_eq!(rows[0].1.as_ref().unwrap_err(), &Reason::Unreadable);
+        assert_eq!(rows[1].1.as_ref().unwrap().event_id, "b");
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl JobHandler for ExpireConversation {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
+            super::after_first_message(&storage, &conversation).await?;
             let now = clock.now();
             let expired = storage
                 .advance_open_conversation(&conversation, max, now, |view| {

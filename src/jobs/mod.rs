@@ -229,6 +229,26 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
     }
 }
 
+/// How often a reminder or an expiry looks again while its conversation's first question waits.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(300);
+
+/// A reminder or an expiry never comes before the first question: while it waits (the window,
+/// an SMS-pumping guard holding it to the next day), the job is put back, five minutes at a
+/// time, without counting an attempt.
+pub(crate) async fn after_first_message(
+    storage: &Storage,
+    conversation_id: &str,
+) -> Result<(), JobFailure> {
+    match storage.first_message_pending(conversation_id).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(JobFailure::Later(
+            FIRST_MESSAGE_WAIT,
+            "the first question has not gone out yet".into(),
+        )),
+        Err(e) => Err(JobFailure::Retry(e.to_string())),
+    }
+}
+
 /// Puts a failed job back, to run after its backoff (or the delay asked for, when longer).
 async fn retry(
     shared: &Shared,

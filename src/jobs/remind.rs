@@ -36,6 +36,7 @@ impl JobHandler for RemindConversation {
             let conversation = field("conversation_id")
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
+            super::after_first_message(&storage, &conversation).await?;
             let now = clock.now();
             if let Some(scheduling) = &scheduling {
                 let narrowing = field("flow")

@@ -87,7 +87,8 @@ pub struct Spend<'a> {
 /// What a contact and a unit have had today, for the SMS-pumping guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyUse {
-    /// Texts that went to the contact's number since the day began.
+    /// Texts hearback started (openings, reminders) that went to the contact's number since the
+    /// day began.
     pub contact_texts: i64,
     /// What the unit spent today, in millionths.
     pub unit_spend_micros: i64,
@@ -174,7 +175,9 @@ impl Storage {
         })?)
     }
 
-    /// What `contact` and `unit` have had on `day` (which began at `since`).
+    /// What `contact` and `unit` have had on `day` (which began at `since`): the texts hearback
+    /// started to the contact (answers to what the customer wrote are not counted), the unit's
+    /// spend.
     pub async fn daily_use(
         &self,
         contact_id: &str,
@@ -183,7 +186,7 @@ impl Storage {
     ) -> Result<DailyUse, StorageError> {
         on_pool!(self, |pool| {
             let contact_texts: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM messages WHERE contact_id = $1 AND sent_at >= $2 AND direction = 'outbound'",
+                "SELECT COUNT(*) FROM messages WHERE contact_id = $1 AND sent_at >= $2 AND unprompted",
             )
             .bind(contact_id)
             .bind(since)
@@ -205,6 +208,21 @@ impl Storage {
                 unit_spend_micros: unit_spend_micros.unwrap_or(0),
             })
         })
+    }
+
+    /// Whether a conversation's first question has yet to go out (its invitation is still
+    /// `scheduled`, or `held` by a guard).
+    pub async fn first_message_pending(&self, conversation_id: &str) -> Result<bool, StorageError> {
+        let status: Option<String> = on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT i.status FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                 WHERE c.id = $1",
+            )
+            .bind(conversation_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(matches!(status.as_deref(), Some("scheduled" | "held")))
     }
 
     /// Marks an invitation held by a guard (`contact_daily_cap`, `unit_spend_cap`): reported,
@@ -376,7 +394,9 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
-                "UPDATE messages SET status = $1, error_code = $2, updated_at = $3 WHERE id = $4",
+                // Back in the queue, it has not gone out: the daily cap does not count it.
+                "UPDATE messages SET status = $1, error_code = $2, updated_at = $3, \
+                 sent_at = CASE WHEN $1 = 'queued' THEN NULL ELSE sent_at END WHERE id = $4",
             )
             .bind(failure.status)
             .bind(failure.error_code)

@@ -93,6 +93,9 @@ pub(crate) struct OutgoingRow {
     pub(crate) body: String,
     pub(crate) encoding: &'static str,
     pub(crate) segments: i32,
+    /// Started by hearback (an opening, a reminder), not an answer to the customer: counted by
+    /// the per-number daily cap.
+    pub(crate) unprompted: bool,
     pub(crate) created_at: Timestamp,
 }
 
@@ -246,6 +249,7 @@ impl WriteSet {
             body: body.to_string(),
             encoding: counted.encoding.as_str(),
             segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            unprompted: waits_for_window,
             created_at: now,
         });
         id
@@ -338,7 +342,7 @@ macro_rules! flush_writes {
         if !writes.outgoing.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
-                 encoding, segments, status, created_at, updated_at) ",
+                 encoding, segments, unprompted, status, created_at, updated_at) ",
             );
             insert.push_values(&writes.outgoing, |mut row, m| {
                 row.push_bind(&m.id)
@@ -351,6 +355,7 @@ macro_rules! flush_writes {
                     .push_bind(&m.body)
                     .push_bind(m.encoding)
                     .push_bind(m.segments)
+                    .push_bind(m.unprompted)
                     .push_bind("queued")
                     .push_bind(m.created_at)
                     .push_bind(m.created_at);

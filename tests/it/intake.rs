@@ -523,12 +523,12 @@ async fn invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time(db: &Te
 }
 
 async fn sends_beyond_the_daily_guards_are_held_and_reported(db: &TestDb) {
-    // One text started per number per day; a unit may spend 0.04 a day, a text costs 0.05.
+    // Two texts started per number per day; a unit may spend 0.04 a day, a text costs 0.05.
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("quick.yaml"), quick_flow("")).unwrap();
     let config = db.config_from_toml(&format!(
         "[flows]\ndir = \"{}\"\n\n[jobs]\npoll_interval_ms = 20\n\n[dispatch]\nimmediate = true\n\
-         frequency_cap_days = 0\ncontact_daily_sms_cap = 1\nunit_daily_spend_cap = 0.04\n\n\
+         frequency_cap_days = 0\ncontact_daily_sms_cap = 2\nunit_daily_spend_cap = 0.04\n\n\
          [channels.console]\nprovider = \"console\"\ncost_per_segment = 0.05\n",
         flows.path().display()
     ));
@@ -542,26 +542,29 @@ async fn sends_beyond_the_daily_guards_are_held_and_reported(db: &TestDb) {
         body["unit"] = json!(unit);
         body
     };
-    // The customer's first survey goes out and is answered to the end: answers to what the
-    // customer writes are not counted against the cap.
-    let (_, first) = invite(&client, &server, &key, &invitation("e-1", CUSTOMER, None)).await;
-    sent_to_customer(&client, &server, &key, 1).await;
-    for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
-        reply(&client, &server, &format!("in-{n}"), text).await;
+    // Two surveys go out and are answered to the end: each opening counts against the cap of
+    // two, the questions and thanks answering the customer do not (eight texts in all).
+    for (round, event) in ["e-0", "e-1"].into_iter().enumerate() {
+        let (_, survey) = invite(&client, &server, &key, &invitation(event, CUSTOMER, None)).await;
+        assert_eq!(survey["status"], "scheduled", "{survey}");
+        sent_to_customer(&client, &server, &key, 4 * round + 1).await;
+        for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
+            reply(&client, &server, &format!("in-{round}-{n}"), text).await;
+        }
+        let conversation = survey["conversation_id"].as_str().unwrap().to_string();
+        wait_until("the survey is complete", || async {
+            db.storage
+                .conversation_status(&conversation)
+                .await
+                .unwrap()
+                .is_some_and(|(status, _)| status == "completed")
+        })
+        .await;
     }
-    let conversation = first["conversation_id"].as_str().unwrap().to_string();
-    wait_until("the survey is complete", || async {
-        db.storage
-            .conversation_status(&conversation)
-            .await
-            .unwrap()
-            .is_some_and(|(status, _)| status == "completed")
-    })
-    .await;
-    // The opening, two questions and the thanks.
-    let answered = 4;
+    // Each survey's opening, two questions and thanks.
+    let answered = 8;
     sent_to_customer(&client, &server, &key, answered).await;
-    // A second survey the same day waits for tomorrow; so does the unit's first, over budget.
+    // A third survey the same day waits for tomorrow; so does the unit's first, over budget.
     let (_, second) = invite(&client, &server, &key, &invitation("e-2", CUSTOMER, None)).await;
     let (_, over_budget) = invite(
         &client,

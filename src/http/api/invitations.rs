@@ -1,5 +1,6 @@
-//! `POST /api/v1/invitations`, `GET /api/v1/invitations/{id}`: one customer event in, the first
-//! question queued at once (scheduling arrives with the dispatch feature).
+//! `POST /api/v1/invitations`, `GET /api/v1/invitations`, `GET /api/v1/invitations/{id}`: one
+//! customer event in (checked by [`crate::intake`], its first question queued for its planned
+//! send time), and the invitations listed and exported.
 //!
 //! Idempotent on the event id per integration (API key): the same request again answers with
 //! the invitation it made the first time and sends nothing; the same event id with another
@@ -34,8 +35,9 @@ pub struct InvitationBody {
     pub event_id: String,
     pub flow: String,
     pub channel: Option<String>,
-    /// `scheduled`, `sent`, `failed`, or `declined` (with a reason: `opted_out`,
-    /// `open_conversation`, `frequency_cap`, `quota_reached`).
+    /// `scheduled`, `held` (by an SMS-pumping guard: `contact_daily_cap`, `unit_spend_cap`),
+    /// `sent`, `failed`, or `declined` (with a reason: `opted_out`, `open_conversation`,
+    /// `frequency_cap`, `quota_reached`).
     pub status: String,
     pub status_reason: Option<String>,
     /// When the first message goes out: the flow's delay after the event, inside the sending
@@ -61,7 +63,8 @@ impl From<InvitationRecord> for InvitationBody {
     }
 }
 
-/// Starts a survey: the first question is queued at once.
+/// Starts a survey: the first question is queued for the flow's delay after the event, inside
+/// the sending window in the customer's local time.
 #[utoipa::path(
     post, path = "/invitations", tag = "invitations",
     security(("api_key" = [])),
@@ -137,8 +140,9 @@ const MAX_PAGE: u32 = 1_000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `scheduled`, `sent`, `failed`, `declined`: `failed` lists the numbers to clean up
-    /// (with `status_reason` and the contact's `number_status`).
+    /// `scheduled`, `held` (by an SMS-pumping guard), `sent`, `failed`, `declined`, `cancelled`:
+    /// `failed` lists the numbers to clean up (with `status_reason` and the contact's
+    /// `number_status`).
     pub status: Option<String>,
     /// A unit's code: its invitations and those of every unit below it.
     pub unit: Option<String>,
@@ -248,7 +252,7 @@ fn filter_of(params: &ListParams) -> Result<InvitationFilter, ApiError> {
          content((InvitationList = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A query parameter that cannot be read", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 422, description = "Invalid status or limit", body = ErrorBody),
+        (status = 422, description = "Invalid status, unit or limit", body = ErrorBody),
     )
 )]
 pub async fn list_invitations(
@@ -257,6 +261,19 @@ pub async fn list_invitations(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(&params)?;
+    if let Some(unit) = &filter.unit {
+        if state.storage.unit_id(unit).await?.is_none() {
+            let mut problems = Map::new();
+            problems.insert(
+                "unit".into(),
+                Value::from(format!(
+                    "no unit has the code '{}'",
+                    crate::intake::shown(unit)
+                )),
+            );
+            return Err(ApiError::invalid_fields(problems));
+        }
+    }
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -340,7 +357,7 @@ fn csv_cells(row: InvitationListRow) -> [String; 12] {
     let time = |t: Timestamp| t.as_datetime().to_rfc3339();
     [
         row.id,
-        spreadsheet_safe(row.event_id),
+        crate::import::spreadsheet_safe(row.event_id),
         row.flow_id,
         row.unit.unwrap_or_default(),
         // Validated E.164: digits after a '+', never a formula.
@@ -353,16 +370,6 @@ fn csv_cells(row: InvitationListRow) -> [String; 12] {
         time(row.created_at),
         time(row.updated_at),
     ]
-}
-
-/// A caller's text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a
-/// leading apostrophe.
-fn spreadsheet_safe(text: String) -> String {
-    if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text
-    }
 }
 
 fn csv_line<const N: usize>(cells: [String; N]) -> Vec<u8> {
