@@ -33,6 +33,14 @@ impl Phone {
         raw: &str,
         default_region: Option<phonenumber::country::Id>,
     ) -> Result<Phone, InvalidPhone> {
+        Phone::parse_number(raw, default_region).map(|(phone, _)| phone)
+    }
+
+    /// [`Phone::parse`], with the parsed number for what else its metadata tells.
+    fn parse_number(
+        raw: &str,
+        default_region: Option<phonenumber::country::Id>,
+    ) -> Result<(Phone, phonenumber::PhoneNumber), InvalidPhone> {
         let trimmed = raw.trim();
         let international = if let Some(rest) = trimmed.strip_prefix("00") {
             format!("+{rest}")
@@ -46,9 +54,8 @@ impl Phone {
         if !phonenumber::is_valid(&number) {
             return Err(InvalidPhone::Invalid);
         }
-        Ok(Phone(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        let phone = Phone(number.format().mode(phonenumber::Mode::E164).to_string());
+        Ok((phone, number))
     }
 
     /// Parses a number to text, like [`Phone::parse`], and refuses one its metadata says cannot
@@ -60,8 +67,7 @@ impl Phone {
         default_region: Option<phonenumber::country::Id>,
     ) -> Result<Recipient, InvalidPhone> {
         use phonenumber::Type;
-        let phone = Phone::parse(raw, default_region)?;
-        let number = phonenumber::parse(None, &phone.0).map_err(|_| InvalidPhone::Unreadable)?;
+        let (phone, number) = Phone::parse_number(raw, default_region)?;
         match number.number_type(&phonenumber::metadata::DATABASE) {
             Type::Mobile
             | Type::FixedLineOrMobile

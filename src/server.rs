@@ -177,7 +177,7 @@ async fn run_with_flows(
         .with(RemindConversation {
             storage: storage.clone(),
             flows: Arc::clone(&state.flows),
-            scheduling: state.scheduling.clone(),
+            scheduling: state.intake.scheduling.clone(),
             send_max_attempts: config.jobs.max_attempts,
             clock: clock.clone(),
         })
@@ -185,9 +185,9 @@ async fn run_with_flows(
             storage.clone(),
             send_channels,
             (
-                state.scheduling.clone(),
+                state.intake.scheduling.clone(),
                 Arc::clone(&state.flows),
-                crate::jobs::send_sms::SendGuards::from_config(config),
+                crate::jobs::send_sms::SendGuards::new(config, state.intake.quota_zone),
             ),
             crate::providers::http_client(),
             config.server.public_url.clone(),

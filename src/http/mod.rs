@@ -40,8 +40,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The provider adapter of each configured channel, by channel name.
     pub channels: Arc<Channels>,
-    /// The configured channels, by name (senders, countries, fallback…).
-    pub channel_configs: Arc<BTreeMap<String, crate::config::ChannelConfig>>,
     pub public_url: Option<url::Url>,
     /// The flows that loaded, by id.
     pub flows: Arc<Flows>,
@@ -49,9 +47,8 @@ pub struct AppState {
     pub send_max_attempts: u32,
     /// Commits customer messages in batches (see [`crate::storage::InboundWriter`]).
     pub inbound: crate::storage::InboundWriter,
-    /// When surveys may be texted (`[dispatch]`); `None` with `dispatch.immediate`: at once.
-    pub scheduling: Option<Arc<crate::schedule::SchedulingRules>>,
-    /// Turns events (requests, import rows) into invitations.
+    /// Turns events (requests, import rows) into invitations; holds the configured channels and
+    /// the scheduling rules (`None` with `dispatch.immediate`).
     pub intake: crate::intake::Intake,
     /// `server.import_body_limit_bytes`.
     pub import_body_limit_bytes: u64,
@@ -87,36 +84,13 @@ impl AppState {
             storage,
             metrics: metrics::recorder(),
             channels: Arc::new(build_channels(config)?),
-            channel_configs: Arc::new(
-                config
-                    .effective_channels()
-                    .into_iter()
-                    .map(|(name, channel)| (name.to_string(), channel))
-                    .collect(),
-            ),
             public_url: config.server.public_url.clone(),
             intake: crate::intake::Intake::new(config, Arc::clone(&flows)),
             import_body_limit_bytes: config.server.import_body_limit_bytes,
             flows,
             send_max_attempts: config.jobs.max_attempts,
-            scheduling: scheduling_rules(config),
         })
     }
-}
-
-/// The scheduling rules of `[dispatch]`; `None` when `dispatch.immediate` sends everything at
-/// once.
-pub fn scheduling_rules(
-    config: &crate::config::Config,
-) -> Option<Arc<crate::schedule::SchedulingRules>> {
-    (!config.dispatch.immediate).then(|| {
-        Arc::new(
-            config
-                .dispatch
-                .rules()
-                .expect("the configuration was validated when it loaded"),
-        )
-    })
 }
 
 /// The whole application: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/api/v1`.

@@ -84,18 +84,15 @@ pub struct SendGuards {
 }
 
 impl SendGuards {
-    pub fn from_config(config: &crate::config::Config) -> SendGuards {
+    /// The guards of `[dispatch]`, counting days in `zone` (`dispatch.default_time_zone`).
+    pub fn new(config: &crate::config::Config, zone: chrono_tz::Tz) -> SendGuards {
         SendGuards {
             contact_daily_sms_cap: config.dispatch.contact_daily_sms_cap,
             unit_daily_spend_cap_micros: config
                 .dispatch
                 .spend_cap_micros()
                 .expect("the configuration was validated when it loaded"),
-            zone: config
-                .dispatch
-                .rules()
-                .expect("the configuration was validated when it loaded")
-                .default_zone(),
+            zone,
         }
     }
 
@@ -448,7 +445,11 @@ impl Inner {
             .storage
             .daily_use(
                 &message.contact_id,
-                message.unit_id.as_deref(),
+                // The unit's spend is read only when it is capped.
+                message
+                    .unit_id
+                    .as_deref()
+                    .filter(|_| guards.unit_daily_spend_cap_micros.is_some()),
                 (since, &date),
             )
             .await

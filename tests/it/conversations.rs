@@ -114,6 +114,28 @@ pub(crate) async fn sent_to_customer(
     );
 }
 
+/// The customer answers the quick survey of `invitation` to the end (score, comment, consent;
+/// message ids from `prefix`); returns once its conversation is completed.
+pub(crate) async fn answer_to_the_end(
+    db: &TestDb,
+    (client, server): (&Client, &TestServer),
+    invitation: &Value,
+    prefix: &str,
+) {
+    for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
+        reply(client, server, &format!("{prefix}-{n}"), text).await;
+    }
+    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the survey is complete", || async {
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .is_some_and(|(status, _)| status == "completed")
+    })
+    .await;
+}
+
 pub(crate) async fn reply(client: &Client, server: &TestServer, id: &str, text: &str) {
     let response = client
         .post(server.url("/webhooks/console/inbound"))
@@ -1885,18 +1907,7 @@ async fn a_customer_surveyed_recently_is_not_surveyed_again(db: &TestDb) {
     let (status, first) = invite(&client, &server, &key, &first).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     sent_to_customer(&client, &server, &key, 1).await;
-    for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
-        reply(&client, &server, &format!("in-{n}"), text).await;
-    }
-    let conversation = first["conversation_id"].as_str().unwrap().to_string();
-    wait_until("the survey is complete", || async {
-        db.storage
-            .conversation_status(&conversation)
-            .await
-            .unwrap()
-            .is_some_and(|(status, _)| status == "completed")
-    })
-    .await;
+    answer_to_the_end(db, (&client, &server), &first, "in").await;
     // Another event in the customer's life, through another flow: within the cap.
     let mut second = delivery_invitation("order-2");
     second["flow"] = json!("other");

@@ -2,8 +2,8 @@
 //! through (unknown unit, a number that cannot receive texts, the response quota).
 
 use crate::conversations::{
-    CUSTOMER, console_messages, delivery_invitation, get_json, invite, quick_flow, reply,
-    scheduled_config, sent_to_customer, wait_until,
+    CUSTOMER, answer_to_the_end, console_messages, delivery_invitation, get_json, invite,
+    quick_flow, reply, scheduled_config, sent_to_customer, wait_until,
 };
 use crate::support::{TestDb, TestServer, api_key};
 use hearback::storage::{Actor, NewUnit};
@@ -548,18 +548,7 @@ async fn sends_beyond_the_daily_guards_are_held_and_reported(db: &TestDb) {
         let (_, survey) = invite(&client, &server, &key, &invitation(event, CUSTOMER, None)).await;
         assert_eq!(survey["status"], "scheduled", "{survey}");
         sent_to_customer(&client, &server, &key, 4 * round + 1).await;
-        for (n, text) in ["8", "rien a dire", "oui"].into_iter().enumerate() {
-            reply(&client, &server, &format!("in-{round}-{n}"), text).await;
-        }
-        let conversation = survey["conversation_id"].as_str().unwrap().to_string();
-        wait_until("the survey is complete", || async {
-            db.storage
-                .conversation_status(&conversation)
-                .await
-                .unwrap()
-                .is_some_and(|(status, _)| status == "completed")
-        })
-        .await;
+        answer_to_the_end(db, (&client, &server), &survey, &format!("in-{round}")).await;
     }
     // Each survey's opening, two questions and thanks.
     let answered = 8;

@@ -93,6 +93,7 @@ pub async fn list_console_messages(
         return Err(ApiError::invalid_fields(problems));
     }
     let consoles: Vec<String> = state
+        .intake
         .channel_configs
         .iter()
         .filter(|(_, c)| matches!(c, ChannelConfig::Console(_)))

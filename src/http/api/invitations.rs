@@ -315,7 +315,7 @@ const CSV_COLUMNS: [&str; 12] = [
 /// same whatever the number of rows. A database error mid-way ends the file early (the
 /// response has begun); it is logged.
 fn csv_export(storage: Storage, filter: InvitationFilter, cursor: Option<String>) -> Response {
-    let header_line = csv_line(CSV_COLUMNS.map(String::from));
+    let header_line = csv_lines([CSV_COLUMNS.map(String::from)]);
     let pages = futures::stream::unfold(Some((storage, filter, cursor)), |state| async move {
         let (storage, filter, cursor) = state?;
         match storage
@@ -326,10 +326,7 @@ fn csv_export(storage: Storage, filter: InvitationFilter, cursor: Option<String>
             Ok(rows) => {
                 let last = rows.last().map(|r| r.id.clone());
                 let full = rows.len() as u64 == u64::from(MAX_PAGE);
-                let mut chunk = Vec::with_capacity(rows.len() * 160);
-                for row in rows {
-                    chunk.extend(csv_line(csv_cells(row)));
-                }
+                let chunk = csv_lines(rows.into_iter().map(csv_cells));
                 let next = full.then_some((storage, filter, last));
                 Some((Ok::<_, std::io::Error>(chunk), next))
             }
@@ -372,10 +369,13 @@ fn csv_cells(row: InvitationListRow) -> [String; 12] {
     ]
 }
 
-fn csv_line<const N: usize>(cells: [String; N]) -> Vec<u8> {
+/// Records as CSV lines, through one writer.
+fn csv_lines<const N: usize>(records: impl IntoIterator<Item = [String; N]>) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(&cells)
-        .expect("writing to memory cannot fail");
+    for cells in records {
+        writer
+            .write_record(&cells)
+            .expect("writing to memory cannot fail");
+    }
     writer.into_inner().expect("writing to memory cannot fail")
 }
