@@ -9,14 +9,21 @@
 //! 3. **HELP**: a short help text, unless the number is opted out. The survey does not move.
 //! 4. From an opted-out number, anything else is kept and answered by nothing.
 //! 5. Otherwise the open conversation on the number the customer wrote to takes the reply.
-//!    Without one the message is kept and nothing is sent.
+//! 6. Without one, a customer who has a case that is not closed writes to its thread: the
+//!    agent's. After the case's resolution, a yes or a no answers its recovery question.
+//!    Without a case the message is kept and nothing is sent.
+//!
+//! Each step's answers go through the alert rules (an opt-out is a step too, for the rules on
+//! opting out after a low score); what fires becomes alerts that open or join the customer's case
+//! in the same transaction.
 
+use crate::alerts::{AlertRules, Observation, ObservedAnswer};
 use crate::engine::{self, Event, Input, State, Status};
 use crate::flow::{AnswerValue, Flow, YesNoValue};
 use crate::lang::Lang;
 use crate::storage::{
-    Advance, ConsentChange, ConversationStatus, ConversationView, InboundContext, InboundPlan,
-    NewAnswer, NewEvent, Purpose,
+    Advance, CaseInput, ConsentChange, ConversationStatus, ConversationView, InboundContext,
+    InboundPlan, NewAlert, NewAnswer, NewEvent, Purpose,
 };
 use crate::time::Timestamp;
 use crate::understand::Keyword;
@@ -53,14 +60,24 @@ pub struct ConversationIds<'a> {
     pub contact_id: &'a str,
 }
 
+/// What decides what customer messages cause, besides the message itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Planning<'a> {
+    pub flows: &'a BTreeMap<String, Flow>,
+    pub rules: &'a AlertRules,
+    /// Whether cases' notices go out by e-mail (SMTP is configured).
+    pub email: bool,
+}
+
 /// Decides what one stored customer message causes; see the module doc for the rules.
 pub fn plan_inbound(
-    flows: &BTreeMap<String, Flow>,
+    planning: Planning<'_>,
     context: &InboundContext,
     keyword: Option<Keyword>,
     text: &str,
     now: Timestamp,
 ) -> InboundPlan {
+    let flows = planning.flows;
     let conversation = context.conversation.as_ref();
     let state = conversation.and_then(|c| serde_json::from_value::<State>(c.state.0.clone()).ok());
     let lang = state
@@ -83,6 +100,9 @@ pub fn plan_inbound(
             plan.advance = conversation
                 .zip(state.as_ref())
                 .and_then(|(view, state)| run(flows, view, state, Input::ExpiryDue, now));
+            if let (Some(view), Some(state)) = (conversation, state.as_ref()) {
+                plan.alerts = alerts(planning, view, Some(state), &[], true);
+            }
         }
         (Some(ConsentChange::OptedIn), _) => {
             plan.replies.push((
@@ -95,15 +115,103 @@ pub fn plan_inbound(
             plan.replies
                 .push((Purpose::Help, reply_text(Purpose::Help, lang)));
         }
-        (None, _) if context.opted_out => {}
-        (None, Some(Keyword::Help)) => {}
-        (None, None) => {
-            plan.advance = conversation
-                .zip(state.as_ref())
-                .and_then(|(view, state)| run(flows, view, state, Input::Reply(text), now));
+        (None, _) if context.opted_out => {
+            // Nothing is sent to the number, but the agent reads what the customer wrote.
+            if context.case.is_some() {
+                plan.case = Some(CaseInput::Thread);
+            }
         }
+        (None, Some(Keyword::Help)) => {}
+        (None, None) => match conversation.zip(state.as_ref()) {
+            Some((view, state)) => {
+                plan.advance = run(flows, view, state, Input::Reply(text), now);
+                if let Some(advance) = &plan.advance {
+                    plan.alerts = alerts(planning, view, Some(state), &advance.answers, false);
+                }
+            }
+            None => {
+                plan.case = context
+                    .case
+                    .as_ref()
+                    .map(|case| case_input(case, text, lang))
+            }
+        },
     }
     plan
+}
+
+/// What a text no survey takes is to the customer's case: the answer to its recovery question
+/// while one waits, else a text for the agent.
+fn case_input(case: &crate::storage::ActiveCase, text: &str, lang: Lang) -> CaseInput {
+    if case.status == "resolved" && case.follow_up.as_deref() == Some("asked") {
+        if let Ok(reading) = crate::understand::yes_no(text, lang) {
+            return CaseInput::FollowUp(reading.value == crate::understand::YesNo::Yes);
+        }
+    }
+    CaseInput::Thread
+}
+
+/// The alerts one step raises: its new answers (or its opt-out) through the rules.
+fn alerts(
+    planning: Planning<'_>,
+    view: &ConversationView,
+    before: Option<&State>,
+    new: &[NewAnswer],
+    opted_out: bool,
+) -> Vec<NewAlert> {
+    if planning.rules.is_empty() {
+        return Vec::new();
+    }
+    let Some(flow) = planning.flows.get(&view.flow_id) else {
+        return Vec::new();
+    };
+    let earlier: Vec<NewAnswer> = before
+        .map(|state| {
+            state
+                .answers
+                .iter()
+                .filter(|a| !new.iter().any(|n| n.question_id == a.question))
+                .map(|a| {
+                    let kind = flow
+                        .question_index(&a.question)
+                        .map_or("text", |i| flow.question(i).kind.name());
+                    stored_answer(&a.question, kind, &a.value, a.comment.as_deref())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fn observe(answer: &NewAnswer, new: bool) -> ObservedAnswer<'_> {
+        ObservedAnswer {
+            question_id: &answer.question_id,
+            kind: answer.kind,
+            score: answer.score,
+            choice: answer.choice.as_deref(),
+            text: answer.text.as_deref(),
+            new,
+        }
+    }
+    let answers: Vec<ObservedAnswer<'_>> = earlier
+        .iter()
+        .map(|a| observe(a, false))
+        .chain(new.iter().map(|a| observe(a, true)))
+        .collect();
+    planning
+        .rules
+        .evaluate(&Observation {
+            flow_id: &view.flow_id,
+            answers: &answers,
+            opted_out,
+        })
+        .into_iter()
+        .map(|fired| NewAlert {
+            rule_id: fired.rule_id,
+            priority: fired.priority.as_str(),
+            sla: fired.sla,
+            notify: fired.notify,
+            reasons: fired.reasons,
+            email: planning.email,
+        })
+        .collect()
 }
 
 /// What a conversation still open at its expiry becomes: closed, its answers kept, with
@@ -286,10 +394,10 @@ pub fn reply_text(purpose: Purpose, lang: Lang) -> String {
         (Purpose::OptInConfirmation, Lang::En) => {
             "Done: you will receive our texts again. Reply STOP to stop receiving them."
         }
-        (Purpose::Help | Purpose::Survey, Lang::Fr) => {
+        (Purpose::Help | Purpose::Survey | Purpose::Case, Lang::Fr) => {
             "Questionnaire de satisfaction : répondez simplement à la question. STOP pour ne plus recevoir de SMS."
         }
-        (Purpose::Help | Purpose::Survey, Lang::En) => {
+        (Purpose::Help | Purpose::Survey | Purpose::Case, Lang::En) => {
             "Satisfaction survey by text: just answer the question. Reply STOP to stop receiving texts."
         }
     };

@@ -3,10 +3,12 @@
 //! The folder tree follows the design (see `docs/architecture.md`): configuration, storage,
 //! durable jobs, the HTTP edge, and the CLI that wires them together.
 
+pub mod alerts;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod conversation;
+pub mod email;
 pub mod engine;
 pub mod flow;
 pub mod http;

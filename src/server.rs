@@ -37,6 +37,10 @@ pub enum ServeError {
     OneWayChannel { name: String },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("alert rules refused:\n{0}")]
+    AlertRules(String),
+    #[error("e-mail: {0}")]
+    Email(String),
 }
 
 /// Connects, brings the schema up to date where that is this process's job, and checks it.
@@ -113,6 +117,30 @@ pub(crate) fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeE
     Ok(flows)
 }
 
+/// Loads the alert rules beside the flows. The file is optional (no rules, no alerts); a file
+/// with any problem is refused whole, every problem listed with its line.
+pub(crate) fn load_alert_rules(
+    config: &Config,
+    flows: &crate::flow::FlowSet,
+) -> Result<crate::alerts::AlertRules, ServeError> {
+    let path = &config.flows.alerts;
+    if !path.exists() {
+        info!(file = %path.display(), "no alert rules file: no alert will be raised");
+        return Ok(crate::alerts::AlertRules::empty());
+    }
+    let rules = crate::alerts::load_rules(path, &flows.flows).map_err(|problems| {
+        ServeError::AlertRules(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    info!(file = %path.display(), rules = rules.len(), "alert rules loaded");
+    Ok(rules)
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
 /// requests and jobs finish for up to `server.shutdown_timeout_secs`, and returns.
 pub async fn run(
@@ -150,8 +178,16 @@ async fn run_with_flows(
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
 
+    let rules = load_alert_rules(config, &flows)?;
+    let mailer = crate::email::Mailer::new(&config.email)
+        .map_err(ServeError::Email)?
+        .map(Arc::new);
+    if mailer.is_none() {
+        info!("no [email] smtp_url: cases open and their events are pushed, but no e-mail is sent");
+    }
     let state = AppState::new(storage.clone(), config, Arc::new(flows.flows))
-        .map_err(|(name, source)| ServeError::Channel { name, source })?;
+        .map_err(|(name, source)| ServeError::Channel { name, source })?
+        .with_alert_rules(rules);
     let send_channels = config
         .effective_channels()
         .into_iter()
@@ -163,7 +199,16 @@ async fn run_with_flows(
             ))
         })
         .collect();
-    let registry = JobRegistry::default()
+    let mut registry = JobRegistry::default()
+        .with(crate::jobs::cases::EscalateCase {
+            storage: storage.clone(),
+            email: mailer.is_some(),
+            clock: clock.clone(),
+        })
+        .with(crate::jobs::cases::CloseResolvedCase {
+            storage: storage.clone(),
+            clock: clock.clone(),
+        })
         .with(PurgeFinishedJobs {
             storage: storage.clone(),
             retention: Duration::from_secs(u64::from(config.jobs.retention_days) * 86_400),
@@ -192,6 +237,12 @@ async fn run_with_flows(
             crate::providers::http_client(),
             config.server.public_url.clone(),
         ));
+    if let Some(mailer) = mailer {
+        registry = registry.with(crate::jobs::cases::SendCaseNotice {
+            storage: storage.clone(),
+            mailer,
+        });
+    }
     let now = Timestamp::now();
     PurgeFinishedJobs::schedule(&storage, now, now).await?;
     let runner = JobRunner::new(

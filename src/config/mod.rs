@@ -3,11 +3,13 @@
 //! Unknown keys and bad values are refused at start-up with the key's name, where it came from
 //! and why; `hearback.example.toml` documents every key with its default.
 
+mod cases;
 mod channels;
 mod database;
 mod dispatch;
 mod secret;
 
+pub use cases::{CasesConfig, EmailConfig};
 pub use channels::{
     ChannelCommon, ChannelConfig, ChannelName, ConsoleChannel, CountryCode, HttpChannel,
     MessageBirdChannel, MessageBirdSignature, PlivoChannel, PlivoSignatureVersion, Sender,
@@ -38,6 +40,8 @@ pub struct Config {
     pub log: LogConfig,
     pub flows: FlowsConfig,
     pub dispatch: DispatchConfig,
+    pub cases: CasesConfig,
+    pub email: EmailConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -122,12 +126,15 @@ impl Default for JobsConfig {
 pub struct FlowsConfig {
     /// The folder of flow files (`<id>.yaml`, transcripts `<id>.test.yaml` beside them).
     pub dir: PathBuf,
+    /// The alert rules file (see `crate::alerts`). Optional: without it no alert is raised.
+    pub alerts: PathBuf,
 }
 
 impl Default for FlowsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("flows"),
+            alerts: PathBuf::from("alerts.yaml"),
         }
     }
 }
@@ -240,6 +247,29 @@ impl Config {
             .and(self.dispatch.spend_cap_micros().map(drop))
         {
             return invalid(&format!("dispatch.{key}"), &reason);
+        }
+        if let Err(reason) = self.cases.close_after() {
+            return invalid("cases.close_after", &reason);
+        }
+        if let Err(reason) = self.cases.reply_window() {
+            return invalid("cases.reply_window", &reason);
+        }
+        if let Some(url) = &self.email.smtp_url {
+            if let Err(e) =
+                lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url.expose())
+            {
+                return invalid("email.smtp_url", &format!("not an SMTP URL ({e})"));
+            }
+            match &self.email.from {
+                None => return invalid("email.from", "required with email.smtp_url"),
+                Some(from) if from.parse::<lettre::message::Mailbox>().is_err() => {
+                    return invalid(
+                        "email.from",
+                        "not an address like `hearback <alerts@example.com>`",
+                    );
+                }
+                Some(_) => {}
+            }
         }
         for (name, channel) in &self.channels {
             self.validate_channel(name, channel)?;

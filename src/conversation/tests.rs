@@ -28,6 +28,22 @@ const IDS: ConversationIds<'static> = ConversationIds {
     contact_id: "contact-1",
 };
 
+static NO_RULES: std::sync::LazyLock<AlertRules> = std::sync::LazyLock::new(AlertRules::empty);
+
+fn planning(flows: &BTreeMap<String, Flow>) -> Planning<'_> {
+    Planning {
+        flows,
+        rules: &NO_RULES,
+        email: false,
+    }
+}
+
+/// The shipped `alerts.yaml`, against the shipped flows.
+fn shipped_rules(flows: &BTreeMap<String, Flow>) -> AlertRules {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("alerts.yaml");
+    crate::alerts::load_rules(&path, flows).expect("the shipped rules load")
+}
+
 fn now() -> Timestamp {
     Timestamp::from_millis(1_790_000_000_000).unwrap()
 }
@@ -51,7 +67,9 @@ fn context_with_open_delivery(flows: &BTreeMap<String, Flow>) -> InboundContext 
             sender: "+33700000000".into(),
             state: Json(opening.state),
             version: 1,
+            unit_id: None,
         }),
+        case: None,
     }
 }
 
@@ -81,7 +99,13 @@ fn the_language_follows_the_locale_when_the_flow_speaks_it() {
 fn a_score_with_a_comment_records_the_answer_and_raises_response_answered() {
     let flows = flows();
     let context = context_with_open_delivery(&flows);
-    let plan = plan_inbound(&flows, &context, None, "3 livreur en retard", now());
+    let plan = plan_inbound(
+        planning(&flows),
+        &context,
+        None,
+        "3 livreur en retard",
+        now(),
+    );
     assert!(plan.replies.is_empty());
     let advance = plan.advance.expect("the conversation moves");
     let score = &advance.answers[0];
@@ -108,7 +132,13 @@ fn stop_opts_out_confirms_once_and_closes_the_conversation() {
     let mut context = context_with_open_delivery(&flows);
     context.consent_changed = Some(ConsentChange::OptedOut);
     context.opted_out = true;
-    let plan = plan_inbound(&flows, &context, Some(Keyword::OptOut), "STOP", now());
+    let plan = plan_inbound(
+        planning(&flows),
+        &context,
+        Some(Keyword::OptOut),
+        "STOP",
+        now(),
+    );
     assert_eq!(plan.replies.len(), 1);
     assert_eq!(plan.replies[0].0, Purpose::OptOutConfirmation);
     let advance = plan.advance.expect("the open conversation closes");
@@ -118,7 +148,13 @@ fn stop_opts_out_confirms_once_and_closes_the_conversation() {
 
     // A second STOP changed nothing: no second confirmation.
     context.consent_changed = None;
-    let again = plan_inbound(&flows, &context, Some(Keyword::OptOut), "STOP", now());
+    let again = plan_inbound(
+        planning(&flows),
+        &context,
+        Some(Keyword::OptOut),
+        "STOP",
+        now(),
+    );
     assert_eq!(again, InboundPlan::default());
 }
 
@@ -129,13 +165,19 @@ fn an_opted_out_number_gets_nothing_but_its_confirmations() {
     context.opted_out = true;
     for (keyword, text) in [(Some(Keyword::Help), "AIDE"), (None, "9")] {
         assert_eq!(
-            plan_inbound(&flows, &context, keyword, text, now()),
+            plan_inbound(planning(&flows), &context, keyword, text, now()),
             InboundPlan::default(),
             "{text}"
         );
     }
     context.consent_changed = Some(ConsentChange::OptedIn);
-    let plan = plan_inbound(&flows, &context, Some(Keyword::OptIn), "START", now());
+    let plan = plan_inbound(
+        planning(&flows),
+        &context,
+        Some(Keyword::OptIn),
+        "START",
+        now(),
+    );
     assert_eq!(plan.replies[0].0, Purpose::OptInConfirmation);
     assert!(plan.advance.is_none());
 }
@@ -144,7 +186,13 @@ fn an_opted_out_number_gets_nothing_but_its_confirmations() {
 fn help_answers_without_moving_the_survey() {
     let flows = flows();
     let context = context_with_open_delivery(&flows);
-    let plan = plan_inbound(&flows, &context, Some(Keyword::Help), "AIDE", now());
+    let plan = plan_inbound(
+        planning(&flows),
+        &context,
+        Some(Keyword::Help),
+        "AIDE",
+        now(),
+    );
     assert_eq!(
         plan.replies,
         vec![(Purpose::Help, reply_text(Purpose::Help, Lang::Fr))]
@@ -159,12 +207,12 @@ fn a_message_without_conversation_or_flow_is_kept_and_causes_nothing() {
     let mut gone = context.clone();
     context.conversation = None;
     assert_eq!(
-        plan_inbound(&flows, &context, None, "9", now()),
+        plan_inbound(planning(&flows), &context, None, "9", now()),
         InboundPlan::default()
     );
     gone.conversation.as_mut().unwrap().flow_id = "removed".into();
     assert_eq!(
-        plan_inbound(&flows, &gone, None, "9", now()),
+        plan_inbound(planning(&flows), &gone, None, "9", now()),
         InboundPlan::default()
     );
 }
@@ -175,7 +223,7 @@ fn a_completed_survey_raises_response_completed_with_every_answer() {
     let mut context = context_with_open_delivery(&flows);
     let mut seen = Vec::new();
     for reply in ["10", "Livreur super sympa", "oui"] {
-        let plan = plan_inbound(&flows, &context, None, reply, now());
+        let plan = plan_inbound(planning(&flows), &context, None, reply, now());
         let advance = plan.advance.expect("the conversation moves");
         seen.extend(advance.events.iter().map(|e| e.event_type));
         let view = context.conversation.as_mut().unwrap();
@@ -230,7 +278,7 @@ fn only_a_customer_who_has_not_written_is_reminded_and_only_once() {
     view.state = Json(reminded.state);
     assert_eq!(reminder(&flows, &view, now()), None);
     // A customer who wrote (even something not understood) is not reminded.
-    let replied = plan_inbound(&flows, &context, None, "euh", now())
+    let replied = plan_inbound(planning(&flows), &context, None, "euh", now())
         .advance
         .unwrap();
     let mut view = context.conversation.unwrap();
@@ -247,4 +295,132 @@ fn only_a_customer_who_has_not_written_is_reminded_and_only_once() {
         ),
         None
     );
+}
+
+#[test]
+fn a_detractor_score_raises_the_rule_s_alert_in_the_same_plan() {
+    let flows = flows();
+    let rules = shipped_rules(&flows);
+    let context = context_with_open_delivery(&flows);
+    let planning = Planning {
+        flows: &flows,
+        rules: &rules,
+        email: true,
+    };
+    let plan = plan_inbound(planning, &context, None, "3 livreur en retard", now());
+    let fired: Vec<(&str, &str, bool)> = plan
+        .alerts
+        .iter()
+        .map(|a| (a.rule_id.as_str(), a.priority, a.email))
+        .collect();
+    assert_eq!(fired, [("detractor", "high", true)]);
+    assert!(
+        plan.alerts[0].reasons[0].contains("nps <= 6"),
+        "{:?}",
+        plan.alerts
+    );
+    // A promoter raises nothing.
+    let plan = plan_inbound(planning, &context, None, "10", now());
+    assert!(plan.alerts.is_empty());
+}
+
+#[test]
+fn a_stop_after_a_low_score_raises_the_churn_alert() {
+    let flows = flows();
+    let rules = shipped_rules(&flows);
+    let mut context = context_with_open_delivery(&flows);
+    let planning = Planning {
+        flows: &flows,
+        rules: &rules,
+        email: false,
+    };
+    // The customer scored 4, then wrote STOP.
+    let scored = plan_inbound(planning, &context, None, "4", now());
+    let advance = scored.advance.expect("the score advances the survey");
+    context.conversation.as_mut().unwrap().state = Json(advance.state);
+    context.consent_changed = Some(ConsentChange::OptedOut);
+    context.opted_out = true;
+    let plan = plan_inbound(planning, &context, Some(Keyword::OptOut), "STOP", now());
+    let fired: Vec<&str> = plan.alerts.iter().map(|a| a.rule_id.as_str()).collect();
+    assert_eq!(fired, ["churn-risk"]);
+}
+
+fn active_case(status: &str, follow_up: Option<&str>) -> crate::storage::ActiveCase {
+    crate::storage::ActiveCase {
+        id: "case-1".into(),
+        contact_id: "contact-1".into(),
+        channel: "console".into(),
+        sender: "+33700000000".into(),
+        status: status.into(),
+        follow_up: follow_up.map(str::to_string),
+    }
+}
+
+#[test]
+fn with_no_survey_open_a_customer_with_a_case_writes_to_its_thread() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.conversation = None;
+    context.case = Some(active_case("in_progress", None));
+    let plan = plan_inbound(planning(&flows), &context, None, "oui je suis là", now());
+    assert_eq!(plan.case, Some(CaseInput::Thread));
+    assert!(plan.advance.is_none() && plan.replies.is_empty());
+}
+
+#[test]
+fn an_open_survey_keeps_the_customer_s_answers_even_with_a_case() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.case = Some(active_case("open", None));
+    let plan = plan_inbound(planning(&flows), &context, None, "8", now());
+    assert!(plan.advance.is_some());
+    assert_eq!(plan.case, None);
+}
+
+#[test]
+fn the_recovery_question_is_answered_by_yes_or_no_and_anything_else_goes_to_the_agent() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.conversation = None;
+    let cases = [
+        ("resolved", Some("asked"), "OUI", CaseInput::FollowUp(true)),
+        (
+            "resolved",
+            Some("asked"),
+            "oui merci !",
+            CaseInput::FollowUp(true),
+        ),
+        ("resolved", Some("asked"), "non", CaseInput::FollowUp(false)),
+        (
+            "resolved",
+            Some("asked"),
+            "pas vraiment non",
+            CaseInput::FollowUp(false),
+        ),
+        (
+            "resolved",
+            Some("asked"),
+            "je vous rappelle",
+            CaseInput::Thread,
+        ),
+        ("resolved", None, "oui", CaseInput::Thread),
+        ("in_progress", None, "non", CaseInput::Thread),
+    ];
+    for (status, follow_up, text, expected) in cases {
+        context.case = Some(active_case(status, follow_up));
+        let plan = plan_inbound(planning(&flows), &context, None, text, now());
+        assert_eq!(plan.case, Some(expected), "{status} {follow_up:?} {text:?}");
+    }
+}
+
+#[test]
+fn an_opted_out_customer_s_text_still_reaches_the_agent_but_earns_no_reply() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    context.conversation = None;
+    context.opted_out = true;
+    context.case = Some(active_case("in_progress", None));
+    let plan = plan_inbound(planning(&flows), &context, None, "pourquoi ?", now());
+    assert_eq!(plan.case, Some(CaseInput::Thread));
+    assert!(plan.replies.is_empty());
 }

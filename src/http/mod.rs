@@ -52,6 +52,42 @@ pub struct AppState {
     pub intake: crate::intake::Intake,
     /// `server.import_body_limit_bytes`.
     pub import_body_limit_bytes: u64,
+    /// The alert rules (none until [`AppState::with_alert_rules`]).
+    pub alert_rules: Arc<crate::alerts::AlertRules>,
+    /// How cases are followed up; whether their notices are e-mailed.
+    pub cases: CaseSettings,
+}
+
+/// `[cases]`, checked, and whether `[email]` is set.
+#[derive(Debug, Clone)]
+pub struct CaseSettings {
+    pub close_after: Duration,
+    pub reply_window: Duration,
+    pub follow_up_fr: String,
+    pub follow_up_en: String,
+    pub email: bool,
+}
+
+impl CaseSettings {
+    pub fn new(config: &crate::config::Config) -> CaseSettings {
+        let defaults = crate::config::CasesConfig::default();
+        CaseSettings {
+            // Validated at load; the defaults stand in for a configuration built in code.
+            close_after: config
+                .cases
+                .close_after()
+                .or_else(|_| defaults.close_after())
+                .unwrap_or(Duration::from_secs(72 * 3600)),
+            reply_window: config
+                .cases
+                .reply_window()
+                .or_else(|_| defaults.reply_window())
+                .unwrap_or(Duration::from_secs(3600)),
+            follow_up_fr: config.cases.follow_up_fr.clone(),
+            follow_up_en: config.cases.follow_up_en.clone(),
+            email: config.email.enabled(),
+        }
+    }
 }
 
 /// The flows that loaded, by id.
@@ -89,7 +125,14 @@ impl AppState {
             import_body_limit_bytes: config.server.import_body_limit_bytes,
             flows,
             send_max_attempts: config.jobs.max_attempts,
+            alert_rules: Arc::new(crate::alerts::AlertRules::empty()),
+            cases: CaseSettings::new(config),
         })
+    }
+
+    pub fn with_alert_rules(mut self, rules: crate::alerts::AlertRules) -> AppState {
+        self.alert_rules = Arc::new(rules);
+        self
     }
 }
 

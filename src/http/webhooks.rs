@@ -128,9 +128,16 @@ async fn handle(
                     Some(Keyword::Help) | None => None,
                 };
                 let flows = Arc::clone(&state.flows);
+                let rules = Arc::clone(&state.alert_rules);
+                let email = state.cases.email;
                 let text = message.text.clone();
                 let plan = move |context: &InboundContext| {
-                    conversation::plan_inbound(&flows, context, keyword, &text, now)
+                    let planning = conversation::Planning {
+                        flows: &flows,
+                        rules: &rules,
+                        email,
+                    };
+                    conversation::plan_inbound(planning, context, keyword, &text, now)
                 };
                 let outcome = state
                     .inbound

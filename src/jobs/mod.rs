@@ -7,6 +7,7 @@
 //! handlers are written to be idempotent.
 
 pub mod backoff;
+pub mod cases;
 pub mod expire;
 pub mod maintenance;
 pub mod remind;

@@ -6,9 +6,10 @@
 //! (STOP, START) commits in the same transaction as the message that asked for it, with its
 //! history row and its outbox event.
 
+use super::cases::{ActiveCase, CaseInput, NewAlert};
 use super::{
     Advance, BeginWrite, ConversationStatus, ConversationView, Purpose, Storage, StorageError,
-    Timing, WriteSet, flush_writes, on_pool,
+    Timing, WriteSet, flush_writes, insert_new_cases, on_pool,
 };
 use crate::phone::Phone;
 use crate::time::Timestamp;
@@ -93,6 +94,8 @@ pub struct InboundContext {
     pub consent_changed: Option<ConsentChange>,
     /// The open conversation on the number the customer wrote to.
     pub conversation: Option<ConversationView>,
+    /// The customer's case that is not closed yet, if any.
+    pub case: Option<ActiveCase>,
 }
 
 /// What a customer message causes, besides being kept.
@@ -102,6 +105,11 @@ pub struct InboundPlan {
     pub advance: Option<Advance>,
     /// Answers to keywords, sent from the number the customer wrote to.
     pub replies: Vec<(Purpose, String)>,
+    /// Alerts the step raised: the first opens a case unless the customer has one, which the
+    /// others join.
+    pub alerts: Vec<NewAlert>,
+    /// What the message is to the customer's case, when no survey takes it.
+    pub case: Option<CaseInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +197,7 @@ struct ReceivedRow<'a> {
     id: String,
     conversation_id: Option<String>,
     contact_id: Option<String>,
+    case_id: Option<String>,
     new: &'a NewInbound<'a>,
 }
 
@@ -337,7 +346,7 @@ impl Storage {
             let mut open: HashMap<(String, String, String), ConversationView> = HashMap::new();
             if !contacts.is_empty() {
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version \
+                    "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
                      FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
                      WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id IN (",
                 );
@@ -361,6 +370,27 @@ impl Storage {
                         view,
                     );
                 }
+            }
+
+            // Their cases that are not closed: a text no survey takes goes to the case's thread,
+            // and a new alert joins it.
+            let mut cases: HashMap<String, ActiveCase> = HashMap::new();
+            if !contacts.is_empty() {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT id, contact_id, channel, sender, status, follow_up FROM cases \
+                     WHERE status <> 'closed' AND contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for contact in contacts.values() {
+                    list.push_bind(contact.id.clone());
+                }
+                select.push(")");
+                let rows: Vec<ActiveCase> = select
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                cases.extend(rows.into_iter().map(|c| (c.contact_id.clone(), c)));
             }
 
             let mut received: Vec<ReceivedRow<'_>> = Vec::with_capacity(applying.len());
@@ -394,6 +424,7 @@ impl Storage {
                     id: message_id.clone(),
                     conversation_id: conversation.as_ref().map(|c| c.id.clone()),
                     contact_id: contact.as_ref().map(|c| c.id.clone()),
+                    case_id: None,
                     new,
                 });
                 let mut consent_changed = None;
@@ -436,8 +467,21 @@ impl Storage {
                     opted_out: contact.as_ref().is_some_and(|c| c.opted_out_at.is_some()),
                     consent_changed,
                     conversation,
+                    case: context_case(&cases, contact.as_deref()),
                 };
                 let plan = (a.plan)(&context);
+                if let Some(contact_id) = &context.contact_id {
+                    let message = received.last_mut().expect("pushed above");
+                    message.case_id = super::cases::apply_case_effects(
+                        &mut writes,
+                        &mut cases,
+                        contact_id,
+                        &context,
+                        &plan,
+                        (new.channel, new.to, new.body),
+                        now,
+                    );
+                }
                 if let (Some(advance), Some(view), Some(key)) =
                     (&plan.advance, &context.conversation, &conversation_key)
                 {
@@ -502,8 +546,9 @@ impl Storage {
             }
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, \
-                 body, status, created_at, updated_at) ",
+                 body, case_id, status, created_at, updated_at) ",
             );
+            insert_new_cases!(tx, &writes);
             insert.push_values(&received, |mut row, m| {
                 row.push_bind(&m.id)
                     .push_bind(&m.conversation_id)
@@ -513,6 +558,7 @@ impl Storage {
                     .push_bind(m.new.to)
                     .push_bind(m.new.provider_message_id)
                     .push_bind(m.new.body)
+                    .push_bind(&m.case_id)
                     .push_bind("received")
                     .push_bind(m.new.received_at)
                     .push_bind(m.new.received_at);
@@ -624,6 +670,14 @@ impl Storage {
         })?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
+}
+
+/// What a planner sees of the customer's case.
+fn context_case(
+    cases: &HashMap<String, ActiveCase>,
+    contact: Option<&ContactState>,
+) -> Option<ActiveCase> {
+    contact.and_then(|c| cases.get(&c.id).cloned())
 }
 
 /// One part of a concatenated SMS, as received.

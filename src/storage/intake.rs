@@ -438,6 +438,7 @@ impl Storage {
                     sender: new.sender.clone(),
                     state: Json(new.opening.state.clone()),
                     version: 1,
+                    unit_id: new.unit_id.clone(),
                 };
                 // The conversation is inserted below with its first state; what the opening
                 // sends is written with it.

@@ -8,6 +8,7 @@
 mod api_keys;
 mod audit;
 mod batch;
+mod cases;
 mod codec;
 mod conversations;
 mod imports;
@@ -23,6 +24,11 @@ mod write_set;
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::{Actor, AuditEntry};
 pub use batch::InboundWriter;
+pub use cases::{
+    ActiveCase, CASE_CLOSE_JOB, CASE_NOTICE_JOB, CASE_SLA_JOB, CaseEventRecord, CaseFilter,
+    CaseInput, CaseRecord, CaseScope, CaseText, NewAlert, NewUser, Resolution, ThreadMessage,
+    UserRecord,
+};
 pub(crate) use conversations::insert_event;
 pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
@@ -40,7 +46,7 @@ pub use listing::{InvitationFilter, InvitationListRow};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, Spend, status_rank};
 pub use units::{NewUnit, Unit};
-pub(crate) use write_set::{Timing, WriteSet, flush_writes};
+pub(crate) use write_set::{Timing, WriteSet, flush_writes, insert_new_cases};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -45,6 +45,54 @@ pub(crate) struct WriteSet {
     pub(crate) events: Vec<EventRow>,
     pub(crate) outgoing: Vec<OutgoingRow>,
     pub(crate) jobs: Vec<JobRow>,
+    /// Cases opened: written before the messages of the transaction, which may belong to them
+    /// (see [`insert_new_cases!`]).
+    pub(crate) new_cases: Vec<NewCaseRow>,
+    pub(crate) case_events: Vec<CaseEventRow>,
+    pub(crate) case_changes: Vec<CaseChange>,
+}
+
+/// A case opened by an alert.
+#[derive(Debug)]
+pub(crate) struct NewCaseRow {
+    pub(crate) id: String,
+    pub(crate) contact_id: String,
+    pub(crate) unit_id: Option<String>,
+    pub(crate) conversation_id: Option<String>,
+    pub(crate) channel: String,
+    pub(crate) sender: String,
+    pub(crate) rule_id: String,
+    pub(crate) priority: String,
+    pub(crate) sla_due_at: Timestamp,
+    pub(crate) opened_at: Timestamp,
+}
+
+/// One entry of a case's history.
+#[derive(Debug)]
+pub(crate) struct CaseEventRow {
+    pub(crate) case_id: String,
+    pub(crate) at: Timestamp,
+    pub(crate) actor: String,
+    pub(crate) kind: &'static str,
+    pub(crate) message_id: Option<String>,
+    pub(crate) details: Value,
+}
+
+/// A change to a case's row; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub(crate) struct CaseChange {
+    pub(crate) case_id: String,
+    /// The statuses the change applies from: a case that moved on meanwhile is left alone.
+    pub(crate) from_status: &'static [&'static str],
+    pub(crate) status: Option<&'static str>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) assignee_id: Option<String>,
+    pub(crate) follow_up: Option<&'static str>,
+    pub(crate) customer_wrote_at: Option<Timestamp>,
+    pub(crate) escalated_at: Option<Timestamp>,
+    pub(crate) resolved_at: Option<Timestamp>,
+    pub(crate) closed_at: Option<Timestamp>,
+    pub(crate) updated_at: Option<Timestamp>,
 }
 
 /// A conversation's new state, fenced on the version it had when the transaction read it.
@@ -96,6 +144,8 @@ pub(crate) struct OutgoingRow {
     /// Started by hearback (an opening, a reminder), not an answer to the customer: counted by
     /// the per-number daily cap.
     pub(crate) unprompted: bool,
+    /// The case whose thread it belongs to.
+    pub(crate) case_id: Option<String>,
     pub(crate) created_at: Timestamp,
 }
 
@@ -250,9 +300,30 @@ impl WriteSet {
             encoding: counted.encoding.as_str(),
             segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
             unprompted: waits_for_window,
+            case_id: None,
             created_at: now,
         });
         id
+    }
+
+    /// An entry of a case's history.
+    pub(crate) fn case_event(
+        &mut self,
+        case_id: &str,
+        kind: &'static str,
+        actor: &str,
+        message_id: Option<&str>,
+        details: Value,
+        at: Timestamp,
+    ) {
+        self.case_events.push(CaseEventRow {
+            case_id: case_id.to_string(),
+            at,
+            actor: actor.to_string(),
+            kind,
+            message_id: message_id.map(str::to_string),
+            details,
+        });
     }
 
     /// A job of `kind` about `subject`, due at `run_at`.
@@ -342,7 +413,7 @@ macro_rules! flush_writes {
         if !writes.outgoing.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
-                 encoding, segments, unprompted, status, created_at, updated_at) ",
+                 encoding, segments, unprompted, case_id, status, created_at, updated_at) ",
             );
             insert.push_values(&writes.outgoing, |mut row, m| {
                 row.push_bind(&m.id)
@@ -351,11 +422,12 @@ macro_rules! flush_writes {
                     .push_bind("outbound")
                     .push_bind(&m.channel)
                     .push_bind(&m.sender)
-                    .push_bind(m.purpose.as_str())
+                    .push_bind(m.purpose.column())
                     .push_bind(&m.body)
                     .push_bind(m.encoding)
                     .push_bind(m.segments)
                     .push_bind(m.unprompted)
+                    .push_bind(&m.case_id)
                     .push_bind("queued")
                     .push_bind(m.created_at)
                     .push_bind(m.created_at);
@@ -379,9 +451,83 @@ macro_rules! flush_writes {
             });
             insert.build().execute(&mut *$tx).await?;
         }
+        if !writes.case_events.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO case_events (case_id, at, actor, kind, message_id, details) ",
+            );
+            insert.push_values(&writes.case_events, |mut row, e| {
+                row.push_bind(&e.case_id)
+                    .push_bind(e.at)
+                    .push_bind(&e.actor)
+                    .push_bind(e.kind)
+                    .push_bind(&e.message_id)
+                    .push_bind(sqlx::types::Json(&e.details));
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+        // Case changes are rare (a customer's text, an agent's action): a statement each.
+        for change in &writes.case_changes {
+            let mut update = sqlx::QueryBuilder::new("UPDATE cases SET updated_at = COALESCE(");
+            update.push_bind(change.updated_at).push(", updated_at)");
+            macro_rules! set {
+                ($column:literal, $value:expr) => {
+                    if let Some(value) = &$value {
+                        update.push(concat!(", ", $column, " = ")).push_bind(value.clone());
+                    }
+                };
+            }
+            set!("status", change.status);
+            set!("outcome", change.outcome);
+            set!("assignee_id", change.assignee_id);
+            set!("follow_up", change.follow_up);
+            set!("customer_wrote_at", change.customer_wrote_at);
+            set!("escalated_at", change.escalated_at);
+            set!("resolved_at", change.resolved_at);
+            set!("closed_at", change.closed_at);
+            update.push(" WHERE id = ").push_bind(&change.case_id);
+            if !change.from_status.is_empty() {
+                update.push(" AND status IN (");
+                let mut list = update.separated(", ");
+                for status in change.from_status {
+                    list.push_bind(*status);
+                }
+                update.push(")");
+            }
+            update.build().execute(&mut *$tx).await?;
+        }
     }};
 }
 pub(crate) use flush_writes;
+
+/// Writes the cases a transaction opens, through `$tx`; before its messages, which may belong
+/// to them.
+macro_rules! insert_new_cases {
+    ($tx:expr, $writes:expr) => {{
+        let writes: &$crate::storage::WriteSet = $writes;
+        if !writes.new_cases.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO cases (id, contact_id, unit_id, conversation_id, channel, sender, rule_id, priority, \
+                 status, sla_due_at, opened_at, updated_at) ",
+            );
+            insert.push_values(&writes.new_cases, |mut row, c| {
+                row.push_bind(&c.id)
+                    .push_bind(&c.contact_id)
+                    .push_bind(&c.unit_id)
+                    .push_bind(&c.conversation_id)
+                    .push_bind(&c.channel)
+                    .push_bind(&c.sender)
+                    .push_bind(&c.rule_id)
+                    .push_bind(&c.priority)
+                    .push_bind("open")
+                    .push_bind(c.sla_due_at)
+                    .push_bind(c.opened_at)
+                    .push_bind(c.opened_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use insert_new_cases;
 
 #[cfg(test)]
 mod tests {
@@ -400,6 +546,7 @@ mod tests {
             sender: "+33757000000".into(),
             state: Json(json!({"step": 0})),
             version,
+            unit_id: None,
         }
     }
 

@@ -1400,7 +1400,7 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
                     events: vec![],
                     messages: vec![],
                 }),
-                replies: vec![],
+                ..InboundPlan::default()
             },
         ),
     };
@@ -1666,7 +1666,12 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
                     },
                     send_max_attempts: 3,
                     plan: Arc::new(move |context: &InboundContext| {
-                        hearback::conversation::plan_inbound(&flows, context, keyword, &text, now)
+                        let planning = hearback::conversation::Planning {
+                            flows: &flows,
+                            rules: &hearback::alerts::AlertRules::empty(),
+                            email: false,
+                        };
+                        hearback::conversation::plan_inbound(planning, context, keyword, &text, now)
                     }),
                 }
             })
