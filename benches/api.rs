@@ -28,6 +28,7 @@ fn authenticated_get(c: &mut Criterion) {
             id: token.id().into(),
             name: "bench".into(),
             secret_hash: token.secret_hash(),
+            user_id: None,
         };
         storage
             .create_api_key(&new, &Actor::Cli, Timestamp::now())

@@ -84,6 +84,7 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
     // A channel that cannot be built (a malformed key) stops start-up, before anything else.
     http::build_channels(&config).map_err(|(name, source)| ServeError::Channel { name, source })?;
     let flows = load_flows(&config)?;
+    let rules = load_alert_rules(&config, &flows)?;
     let storage = open_storage(&config, migrate).await?;
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -93,7 +94,7 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     run_with_flows(
         &config,
-        flows,
+        (flows, rules),
         storage,
         listener,
         (shutdown, Clock::system()),
@@ -117,13 +118,28 @@ pub(crate) fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeE
     Ok(flows)
 }
 
+/// Where the alert rules are: `flows.alerts`, a relative path being taken beside the flows
+/// folder (in the folder that holds it), so that a set of flows and its rules travel together.
+pub(crate) fn alerts_path(config: &Config) -> std::path::PathBuf {
+    let alerts = &config.flows.alerts;
+    if alerts.is_absolute() {
+        return alerts.clone();
+    }
+    config
+        .flows
+        .dir
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join(alerts)
+}
+
 /// Loads the alert rules beside the flows. The file is optional (no rules, no alerts); a file
 /// with any problem is refused whole, every problem listed with its line.
 pub(crate) fn load_alert_rules(
     config: &Config,
     flows: &crate::flow::FlowSet,
 ) -> Result<crate::alerts::AlertRules, ServeError> {
-    let path = &config.flows.alerts;
+    let path = &alerts_path(config);
     if !path.exists() {
         info!(file = %path.display(), "no alert rules file: no alert will be raised");
         return Ok(crate::alerts::AlertRules::empty());
@@ -162,13 +178,14 @@ pub async fn run_with_clock(
     clock: Clock,
 ) -> Result<(), ServeError> {
     let flows = load_flows(config)?;
-    run_with_flows(config, flows, storage, listener, (shutdown, clock)).await
+    let rules = load_alert_rules(config, &flows)?;
+    run_with_flows(config, (flows, rules), storage, listener, (shutdown, clock)).await
 }
 
-/// [`run`] with the flows already loaded and checked.
+/// [`run`] with the flows and alert rules already loaded and checked.
 async fn run_with_flows(
     config: &Config,
-    flows: crate::flow::FlowSet,
+    (flows, rules): (crate::flow::FlowSet, crate::alerts::AlertRules),
     storage: Storage,
     listener: TcpListener,
     (shutdown, clock): (CancellationToken, Clock),
@@ -178,7 +195,6 @@ async fn run_with_flows(
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
 
-    let rules = load_alert_rules(config, &flows)?;
     let mailer = crate::email::Mailer::new(&config.email)
         .map_err(ServeError::Email)?
         .map(Arc::new);

@@ -2,6 +2,7 @@
 
 mod flows;
 mod import;
+mod users;
 
 use crate::auth::api_key::ApiKeyToken;
 use crate::config::{Config, ConfigError, ConfigSource};
@@ -77,6 +78,9 @@ enum Command {
     /// The organisation tree.
     #[command(subcommand)]
     Units(UnitsCommand),
+    /// The people who handle cases.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print, as one JSON line, how a reply is understood, e.g. {"kind":"nps","value":9}.
     Understand {
         /// What the reply answers: nps, csat, ces, yesno, or keyword (STOP, HELP, START…).
@@ -140,12 +144,40 @@ enum UnitsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user. An agent or a manager sees and changes the cases of their unit and its
+    /// sub-units; an admin, every case. Prints {"id","email","role"}.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, manager or agent.
+        #[arg(long)]
+        role: String,
+        /// The unit's code (required but for an admin).
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read a password (for the web inbox) from standard input; it is kept as an argon2id
+        /// hash.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ApiKeysCommand {
-    /// Create a key and print it once; only its hash is stored.
+    /// Create a key and print it once; only its hash is stored. A key for an integration
+    /// (`--name`) acts for the whole organisation; a key for a user (`--user`) acts with that
+    /// user's unit scope.
+    #[command(group(clap::ArgGroup::new("owner").required(true).args(["name", "user"])))]
     Create {
         /// What the key is for, e.g. "crm" (unique among active keys).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
+        /// The e-mail of the user the key acts for (`hearback users create`).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// List every key: id, name, creation and revocation times (never the secret).
     List,
@@ -236,6 +268,25 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             Command::Units(UnitsCommand::Import { file }) => {
                 import::import_units(&config, file).await?
             }
+            Command::Users(UsersCommand::Create {
+                email,
+                role,
+                unit,
+                name,
+                password_stdin,
+            }) => {
+                users::create_user(
+                    &config,
+                    users::UserArgs {
+                        email,
+                        role,
+                        unit,
+                        name,
+                        password_stdin,
+                    },
+                )
+                .await?
+            }
             Command::Flows(_) | Command::Understand { .. } | Command::Segments { .. } => {
                 unreachable!("handled before the runtime starts")
             }
@@ -305,8 +356,21 @@ async fn api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), CliErr
     let storage = server::open_storage(config, false).await?;
     let now = Timestamp::now();
     match command {
-        ApiKeysCommand::Create { name } => {
-            let name = name.trim().to_string();
+        ApiKeysCommand::Create { name, user } => {
+            let user = match user {
+                None => None,
+                Some(email) => Some(storage.user_by_email(email.trim()).await?.ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "no user has the e-mail '{email}'; create them with `hearback users create`"
+                    ))
+                })?),
+            };
+            // A user's key is named after them, unless told otherwise.
+            let name = name
+                .or_else(|| user.as_ref().map(|u| format!("user:{}", u.email)))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             if name.is_empty() {
                 return Err(CliError::Usage("--name must not be empty".into()));
             }
@@ -315,6 +379,7 @@ async fn api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), CliErr
                 id: token.id().to_string(),
                 name,
                 secret_hash: token.secret_hash(),
+                user_id: user.map(|u| u.id),
             };
             let record = storage.create_api_key(&new, &Actor::Cli, now).await?;
             eprintln!(

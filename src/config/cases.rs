@@ -57,11 +57,13 @@ pub struct EmailConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_url: Option<Secret>,
     /// The sender, e.g. `hearback <alerts@example.com>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// The web address of hearback shown in notices (links to the case), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<url::Url>,
-    /// An SMTP exchange that takes longer fails (and is tried again later).
+    /// An SMTP exchange that takes longer fails (and is tried again later); 30 s by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
 }
 

@@ -126,7 +126,8 @@ impl Default for JobsConfig {
 pub struct FlowsConfig {
     /// The folder of flow files (`<id>.yaml`, transcripts `<id>.test.yaml` beside them).
     pub dir: PathBuf,
-    /// The alert rules file (see `crate::alerts`). Optional: without it no alert is raised.
+    /// The alert rules file (see `crate::alerts`), relative to the folder that holds `dir`.
+    /// Optional: without it no alert is raised.
     pub alerts: PathBuf,
 }
 

@@ -12,6 +12,21 @@ use axum::response::Response;
 pub struct Caller {
     pub key_id: String,
     pub key_name: String,
+    /// The user the key acts for; `None` for an integration's key.
+    pub user: Option<crate::storage::UserRecord>,
+    /// The cases the caller sees and changes: all for an integration or an admin, else their
+    /// unit's and its sub-units'.
+    pub scope: crate::storage::CaseScope,
+}
+
+impl Caller {
+    /// How the caller is named in a case's history.
+    pub fn actor(&self) -> String {
+        match &self.user {
+            Some(user) => format!("user:{}", user.email),
+            None => format!("api_key:{}", self.key_name),
+        }
+    }
 }
 
 pub async fn require_api_key(
@@ -42,9 +57,31 @@ pub async fn require_api_key(
     let credential = credential
         .filter(|c| c.revoked_at.is_none() && token.matches(&c.secret_hash))
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+    let (user, scope) = match &credential.user_id {
+        None => (None, crate::storage::CaseScope::All),
+        Some(user_id) => {
+            // A disabled user's keys stop working with them.
+            let user = state
+                .storage
+                .user(user_id)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+            let scope = match (user.role.as_str(), &user.unit_id) {
+                ("admin", _) => crate::storage::CaseScope::All,
+                (_, Some(unit)) => {
+                    crate::storage::CaseScope::Units(state.storage.unit_subtree(unit).await?)
+                }
+                // The schema gives every non-admin a unit; without one, nothing is theirs.
+                (_, None) => crate::storage::CaseScope::Units(Vec::new()),
+            };
+            (Some(user), scope)
+        }
+    };
     request.extensions_mut().insert(Caller {
         key_id: credential.id,
         key_name: credential.name,
+        user,
+        scope,
     });
     Ok(next.run(request).await)
 }

@@ -6,7 +6,7 @@
 //!   memory (one being written, one waiting, one being read), whatever the size of the file.
 //! - **Every row reported.** A row becomes a new invitation (accepted) or is rejected with the
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
-//!   `frequency_cap`, `quota_reached`, `open_conversation`), or `duplicate_event`. Rejections
+//!   `frequency_cap`, `quota_reached`, `open_conversation`, `open_case`), or `duplicate_event`. Rejections
 //!   are stored with their line (`GET /api/v1/imports/{id}`); accepted rows are counted.
 //! - **A batch's invitations and its report are two transactions.** An import that stops between
 //!   them has invitations its report does not count; posting the file again reports them as
@@ -290,6 +290,7 @@ fn declined_message(reason: &str) -> String {
         "open_conversation" => "the customer is in a survey on this sender already".into(),
         "frequency_cap" => "the customer was surveyed within the frequency cap".into(),
         "quota_reached" => "the unit's response quota for this flow is reached".into(),
+        "open_case" => "the customer has a case that is not closed".into(),
         other => format!("declined: {other}"),
     }
 }

@@ -10,6 +10,8 @@ pub struct NewApiKey {
     pub id: String,
     pub name: String,
     pub secret_hash: [u8; 32],
+    /// The user the key acts for (with their unit's scope); `None`: an integration's key.
+    pub user_id: Option<String>,
 }
 
 /// What may be shown about a key: never its secret or hash.
@@ -28,6 +30,7 @@ pub struct ApiKeyCredential {
     pub name: String,
     pub secret_hash: Vec<u8>,
     pub revoked_at: Option<Timestamp>,
+    pub user_id: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyCredential {
@@ -58,16 +61,17 @@ impl Storage {
             action: "api_key.created".into(),
             target_type: "api_key".into(),
             target_id: Some(new.id.clone()),
-            details: json!({ "name": new.name }),
+            details: json!({ "name": new.name, "user_id": new.user_id }),
         };
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
-                "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (id, name, secret_hash, user_id, created_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&new.id)
             .bind(&new.name)
             .bind(&new.secret_hash[..])
+            .bind(&new.user_id)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -141,10 +145,12 @@ impl Storage {
         id: &str,
     ) -> Result<Option<ApiKeyCredential>, StorageError> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as("SELECT id, name, secret_hash, revoked_at FROM api_keys WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT id, name, secret_hash, revoked_at, user_id FROM api_keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
         })?)
     }
 }

@@ -175,16 +175,17 @@ pub(crate) fn apply_case_effects(
     }
 
     let case = context.case.as_ref()?;
-    let Some(input) = plan.case else {
-        // A survey took the text: the agent sees it in the thread all the same.
-        return Some(case.id.clone());
-    };
+    // Whatever took the text, the customer just wrote: an agent may answer at any hour.
     writes.case_changes.push(CaseChange {
         case_id: case.id.clone(),
         customer_wrote_at: Some(now),
         updated_at: Some(now),
         ..CaseChange::default()
     });
+    let Some(input) = plan.case else {
+        // A survey or a keyword took the text: the agent sees it in the thread all the same.
+        return Some(case.id.clone());
+    };
     writes.case_event(
         &case.id,
         "message_in",
@@ -313,7 +314,8 @@ pub enum CaseScope {
 }
 
 impl CaseScope {
-    fn allows(&self, unit_id: Option<&str>) -> bool {
+    /// Whether a case of this unit is in the scope.
+    pub fn allows(&self, unit_id: Option<&str>) -> bool {
         match self {
             CaseScope::All => true,
             CaseScope::Units(units) => unit_id.is_some_and(|u| units.iter().any(|s| s == u)),
@@ -718,15 +720,15 @@ impl Storage {
         })
     }
 
-    /// Whether an invitation for this contact must wait: they have a case that is not closed.
-    pub async fn has_active_case(&self, contact_id: &str) -> Result<bool, StorageError> {
-        let found: Option<String> = on_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT id FROM cases WHERE contact_id = $1 AND status <> 'closed'")
+    /// The locale a contact's invitations gave, if any.
+    pub async fn contact_locale(&self, contact_id: &str) -> Result<Option<String>, StorageError> {
+        let locale: Option<Option<String>> = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT locale FROM contacts WHERE id = $1")
                 .bind(contact_id)
                 .fetch_optional(pool)
                 .await
         })?;
-        Ok(found.is_some())
+        Ok(locale.flatten())
     }
 }
 
@@ -841,7 +843,7 @@ impl Storage {
             None => Vec::new(),
             Some(unit) => on_pool!(self, |pool| {
                 sqlx::query_as(
-                    "WITH RECURSIVE up(id, parent_id, depth) AS (SELECT id, parent_id, 0 FROM units WHERE id = $1 \
+                    "WITH RECURSIVE up(id, parent_id, depth) AS (SELECT id, parent_id, CAST(0 AS BIGINT) FROM units WHERE id = $1 \
                      UNION ALL SELECT u.id, u.parent_id, up.depth + 1 FROM units u JOIN up ON u.id = up.parent_id) \
                      SELECT id, depth FROM up ORDER BY depth",
                 )

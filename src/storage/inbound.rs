@@ -470,18 +470,6 @@ impl Storage {
                     case: context_case(&cases, contact.as_deref()),
                 };
                 let plan = (a.plan)(&context);
-                if let Some(contact_id) = &context.contact_id {
-                    let message = received.last_mut().expect("pushed above");
-                    message.case_id = super::cases::apply_case_effects(
-                        &mut writes,
-                        &mut cases,
-                        contact_id,
-                        &context,
-                        &plan,
-                        (new.channel, new.to, new.body),
-                        now,
-                    );
-                }
                 if let (Some(advance), Some(view), Some(key)) =
                     (&plan.advance, &context.conversation, &conversation_key)
                 {
@@ -502,6 +490,19 @@ impl Storage {
                     } else {
                         open.remove(key);
                     }
+                }
+                // After the answers: an alert follows the answer that raised it.
+                if let Some(contact_id) = &context.contact_id {
+                    let message = received.last_mut().expect("pushed above");
+                    message.case_id = super::cases::apply_case_effects(
+                        &mut writes,
+                        &mut cases,
+                        contact_id,
+                        &context,
+                        &plan,
+                        (new.channel, new.to, new.body),
+                        now,
+                    );
                 }
                 if let Some(contact_id) = &context.contact_id {
                     for (purpose, body) in &plan.replies {

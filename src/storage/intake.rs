@@ -105,7 +105,7 @@ const SAME_EVENT_OTHER_PAYLOAD: StorageError =
 impl Storage {
     /// Records one invitation and starts its conversation: the first question is queued for its
     /// send time. Idempotent on (source, event id); declined, and kept as such, for an opted-out
-    /// number, one that already has an open conversation on this sender, one surveyed within the
+    /// number, a customer with a case that is not closed, one that already has an open conversation on this sender, one surveyed within the
     /// frequency cap, or a unit and flow whose quota is reached.
     pub async fn start_invitation(
         &self,
@@ -212,6 +212,25 @@ impl Storage {
                 }
             }
             let contact_ids: Vec<&str> = contacts.values().map(|(id, _)| id.as_str()).collect();
+
+            // Their cases that are not closed: a customer in a case is not surveyed meanwhile.
+            let mut in_case: HashSet<String> = HashSet::new();
+            if !contact_ids.is_empty() {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in &contact_ids {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                let rows: Vec<String> = select
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                in_case.extend(rows);
+            }
 
             // Their open conversations and their surveys due within any frequency cap asked.
             let mut open: HashSet<(String, String, String)> = HashSet::new();
@@ -332,6 +351,8 @@ impl Storage {
                 });
                 let declined = if opted_out {
                     Some("opted_out")
+                } else if in_case.contains(&contact_id) {
+                    Some("open_case")
                 } else if open.contains(&conversation_key) {
                     Some("open_conversation")
                 } else if recent {

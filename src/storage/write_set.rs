@@ -52,7 +52,7 @@ pub(crate) struct WriteSet {
     pub(crate) case_changes: Vec<CaseChange>,
 }
 
-/// A case opened by an alert.
+/// A case opened by an alert; the customer wrote when it opened (their text raised it).
 #[derive(Debug)]
 pub(crate) struct NewCaseRow {
     pub(crate) id: String,
@@ -507,7 +507,7 @@ macro_rules! insert_new_cases {
         if !writes.new_cases.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO cases (id, contact_id, unit_id, conversation_id, channel, sender, rule_id, priority, \
-                 status, sla_due_at, opened_at, updated_at) ",
+                 status, sla_due_at, customer_wrote_at, opened_at, updated_at) ",
             );
             insert.push_values(&writes.new_cases, |mut row, c| {
                 row.push_bind(&c.id)
@@ -520,6 +520,7 @@ macro_rules! insert_new_cases {
                     .push_bind(&c.priority)
                     .push_bind("open")
                     .push_bind(c.sla_due_at)
+                    .push_bind(c.opened_at)
                     .push_bind(c.opened_at)
                     .push_bind(c.opened_at);
             });

@@ -384,6 +384,11 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/imports"),
     ("get", "/api/v1/imports/{id}"),
     ("get", "/api/v1/console/messages"),
+    ("get", "/api/v1/cases"),
+    ("get", "/api/v1/cases/{id}"),
+    ("post", "/api/v1/cases/{id}/messages"),
+    ("post", "/api/v1/cases/{id}/assign"),
+    ("post", "/api/v1/cases/{id}/resolve"),
 ];
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod cases;
 mod conversations;
 mod flows_cli;
 mod intake;

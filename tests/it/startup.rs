@@ -153,6 +153,34 @@ fn a_channel_that_cannot_receive_replies_stops_start_up() {
 }
 
 #[test]
+fn alert_rules_with_mistakes_stop_start_up_with_each_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: low\n    when:\n      - answer: nps <= 11\n  - id: words\n    flows: [nowhere]\n    when:\n      - words: [legal]\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[flows]\ndir = \"{flows}\"\nalerts = \"{}\"\n",
+        rules.display()
+    );
+    std::fs::write(dir.path().join("hearback.toml"), config).unwrap();
+    let line = single_error_line(hearback(dir.path()).arg("serve"));
+    assert!(line.contains("alert rules refused"), "{line}");
+    assert!(line.contains("rules.yaml:4:"), "{line}");
+    assert!(
+        line.contains("rules.yaml:6:") && line.contains("nowhere"),
+        "{line}"
+    );
+    assert!(
+        !dir.path().join("hearback.db").exists(),
+        "refused before the database was touched"
+    );
+}
+
+#[test]
 fn a_missing_explicit_configuration_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let line = single_error_line(hearback(dir.path()).args(["--config", "absent.toml", "serve"]));

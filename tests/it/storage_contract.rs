@@ -202,6 +202,7 @@ fn new_key(id: &str, name: &str) -> NewApiKey {
         id: id.into(),
         name: name.into(),
         secret_hash: [7; 32],
+        user_id: None,
     }
 }
 

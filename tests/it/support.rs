@@ -4,8 +4,8 @@
 use hearback::config::{Config, DatabaseConfig, DatabaseUrl};
 use hearback::storage::Storage;
 use std::io::Write;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -244,6 +244,7 @@ pub async fn api_key(storage: &Storage, name: &str) -> String {
         id: token.id().into(),
         name: name.into(),
         secret_hash: token.secret_hash(),
+        user_id: None,
     };
     storage
         .create_api_key(
@@ -271,4 +272,94 @@ pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> Stri
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
     mac.update(signed.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// An e-mail as a real SMTP server (mailin) received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The message as sent: headers and MIME parts.
+    pub data: String,
+}
+
+/// A real SMTP server on a free port, in a thread of the test, keeping what it receives.
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub port: u16,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+}
+
+#[derive(Clone)]
+struct SinkHandler {
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for SinkHandler {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.from = from.to_string();
+        self.to = to.to_vec();
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.received.lock().unwrap().push(ReceivedMail {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            data: String::from_utf8_lossy(&self.data).into_owned(),
+        });
+        mailin_embedded::response::OK
+    }
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let handler = SinkHandler {
+            received: Arc::clone(&received),
+            from: String::new(),
+            to: Vec::new(),
+            data: Vec::new(),
+        };
+        std::thread::spawn(move || {
+            let mut server = mailin_embedded::Server::new(handler);
+            server.with_name("smtp.test").with_tcp_listener(listener);
+            // Runs until the test process ends.
+            let _ = server.serve();
+        });
+        SmtpSink { port, received }
+    }
+
+    pub fn received(&self) -> Vec<ReceivedMail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits for at least `count` e-mails.
+    pub async fn wait_for(&self, count: usize) -> Vec<ReceivedMail> {
+        for _ in 0..500 {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("expected {count} e-mails, received {:?}", self.received());
+    }
 }

@@ -57,7 +57,7 @@ pub struct RejectionBody {
     /// `invalid_number`, `not_mobile`, `unknown_flow`, `unknown_unit`, `missing_variable`,
     /// `invalid_variable`, `invalid_event_id`, `invalid_event_time`, `invalid_locale`,
     /// `no_channel`, `window_never_opens`, `unreadable`, `opted_out`, `frequency_cap`,
-    /// `quota_reached`, `open_conversation` or `duplicate_event`.
+    /// `quota_reached`, `open_conversation`, `open_case` or `duplicate_event`.
     pub reason: String,
     pub message: String,
     /// The invitation the event already had, or the one recorded as declined.

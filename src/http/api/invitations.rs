@@ -36,8 +36,8 @@ pub struct InvitationBody {
     pub flow: String,
     pub channel: Option<String>,
     /// `scheduled`, `held` (by an SMS-pumping guard: `contact_daily_cap`, `unit_spend_cap`),
-    /// `sent`, `failed`, or `declined` (with a reason: `opted_out`, `open_conversation`,
-    /// `frequency_cap`, `quota_reached`).
+    /// `sent`, `failed`, or `declined` (with a reason: `opted_out`, `open_case` — the customer
+    /// has a case that is not closed —, `open_conversation`, `frequency_cap`, `quota_reached`).
     pub status: String,
     pub status_reason: Option<String>,
     /// When the first message goes out: the flow's delay after the event, inside the sending

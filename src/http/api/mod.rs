@@ -1,6 +1,7 @@
 //! `/api/v1`: the authenticated API. Every route is registered through [`routes`], which records
 //! it in the OpenAPI document at the same time.
 
+pub mod cases;
 pub mod console;
 pub mod imports;
 pub mod invitations;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
         (name = "units", description = "The organisation tree"),
         (name = "invitations", description = "Customer events that start surveys"),
         (name = "imports", description = "Files of customer events"),
+        (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
         (name = "console", description = "The development channel's outbox")
     )
 )]
@@ -55,4 +57,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(imports::create_import))
         .routes(routes!(imports::get_import))
         .routes(routes!(console::list_console_messages))
+        .routes(routes!(cases::list_cases))
+        .routes(routes!(cases::get_case))
+        .routes(routes!(cases::send_case_message))
+        .routes(routes!(cases::assign_case))
+        .routes(routes!(cases::resolve_case))
 }

@@ -350,6 +350,7 @@ async fn converse(case: &Case) {
                 id: token.id().into(),
                 name: "crm".into(),
                 secret_hash: token.secret_hash(),
+                user_id: None,
             },
             &Actor::Cli,
             Timestamp::now(),
