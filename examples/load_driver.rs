@@ -10,6 +10,11 @@
 //!   transaction per request: the durable-write ceiling, on SQLite (`--synchronous normal|full`)
 //!   or PostgreSQL.
 //! - `stand-in`: a Twilio Messages API that accepts everything, for hearback's send jobs.
+//! - `alerts`: time to alert. Runs an SMTP server (mailin) that hearback's notices go to, then
+//!   sends each customer's score once, at a fixed rate (`--rate`, open loop), a share of them
+//!   detractors (`--detractors-percent`). For each detractor it measures the webhook's answer
+//!   (the answer comes after the commit that holds `alert.raised`) and the arrival of the case's
+//!   e-mail at the SMTP server.
 //!
 //! `scripts/load.sh` runs the whole comparison with the servers on one core and the driver on
 //! the other; figures go to docs/PERFORMANCE.md.
@@ -61,12 +66,39 @@ enum Command {
         #[arg(long)]
         listen: String,
     },
+    Alerts(Alerts),
+}
+
+#[derive(clap::Args)]
+struct Alerts {
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value = "load-test-token")]
+    token: String,
+    #[arg(long)]
+    api_key: String,
+    #[arg(long, default_value_t = 5000)]
+    customers: u32,
+    /// Replies per second, sent on a fixed schedule whatever the answers' latency.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    #[arg(long, default_value_t = 20)]
+    detractors_percent: u32,
+    /// Where the SMTP server listens (hearback's `email.smtp_url` points here).
+    #[arg(long)]
+    smtp_listen: String,
+    /// The server's database: the driver waits there for the first questions to go out.
+    #[arg(long)]
+    verify_database: String,
+    #[arg(long, default_value_t = 0)]
+    run: u32,
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
         Command::Drive(d) => drive(d).await,
+        Command::Alerts(a) => alerts(a).await,
         Command::Bare { listen } => {
             let app = Router::new().fallback(|| async { StatusCode::OK });
             serve(&listen, app).await;
@@ -464,4 +496,196 @@ async fn naive_handler(State(state): State<Naive>, headers: HeaderMap, body: Byt
         NaivePool::Postgres(pool) => commit!(pool),
     }
     StatusCode::OK
+}
+
+/// E-mails received by the driver's SMTP server: when, and the message.
+type Inbox = Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
+
+#[derive(Clone)]
+struct InboxHandler {
+    inbox: Inbox,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for InboxHandler {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> mailin_embedded::Response {
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let text = String::from_utf8_lossy(&self.data).into_owned();
+        self.inbox.lock().unwrap().push((Instant::now(), text));
+        mailin_embedded::response::OK
+    }
+}
+
+async fn alerts(a: Alerts) {
+    let inbox: Inbox = Arc::default();
+    let listener = std::net::TcpListener::bind(&a.smtp_listen).expect("bind the SMTP port");
+    let handler = InboxHandler {
+        inbox: Arc::clone(&inbox),
+        data: Vec::new(),
+    };
+    std::thread::spawn(move || {
+        let mut server = mailin_embedded::Server::new(handler);
+        server
+            .with_name("smtp.load")
+            .with_num_threads(8)
+            .with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    let db = ServerDb::open(&a.verify_database).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let invited = futures::stream::iter(0..a.customers)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{}/api/v1/invitations", a.url);
+            let body = json!({
+                "event_id": format!("alert-{}-{n}", a.run),
+                "flow": "delivery",
+                "phone": customer(a.run, n),
+                "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
+            });
+            let key = a.api_key.clone();
+            async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::ACCEPTED)
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    eprintln!("{invited} invitations created");
+    let waiting = Instant::now();
+    while db
+        .count("SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'")
+        .await
+        > 0
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(300),
+            "the first questions are not going out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let ServerDb::Postgres(pool) = &db {
+        sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+    }
+
+    let webhook = format!("{}/webhooks/twilio/inbound", a.url);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let every = 100 / a.detractors_percent.clamp(1, 100);
+    for n in 0..a.customers {
+        // Open loop: the n-th reply leaves at its time, however slow the earlier ones are.
+        tokio::time::sleep_until((started + interval * n).into()).await;
+        let detractor = n % every == 0;
+        let text = if detractor { "3" } else { "9" };
+        let from = customer(a.run, n);
+        let sid = format!("SMalert{}c{n}", a.run);
+        let params = [
+            ("AccountSid", "ACload"),
+            ("Body", text),
+            ("From", from.as_str()),
+            ("MessageSid", sid.as_str()),
+            ("NumSegments", "1"),
+            ("To", "+33757000000"),
+        ];
+        let signature = twilio_signature(&a.token, &webhook, &params);
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let (client, webhook) = (client.clone(), webhook.clone());
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let ok = client
+                .post(&webhook)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (from, detractor, sent, sent.elapsed(), ok)
+        });
+    }
+    let mut sent_at = std::collections::HashMap::new();
+    let mut committed = Vec::new();
+    let mut failures = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (from, detractor, sent, latency, ok) = result.expect("a request task");
+        failures += u32::from(!ok);
+        if detractor {
+            committed.push(latency);
+            sent_at.insert(from, sent);
+        }
+    }
+    let sending = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while inbox.lock().unwrap().len() < sent_at.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut mailed = Vec::new();
+    for (at, text) in inbox.lock().unwrap().iter() {
+        let Some(phone) = text
+            .split("Customer: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            continue;
+        };
+        if let Some(sent) = sent_at.get(phone) {
+            mailed.push(at.duration_since(*sent));
+        }
+    }
+    let report = |what: &str, mut values: Vec<Duration>| {
+        values.sort();
+        if values.is_empty() {
+            println!("{what}: none");
+            return;
+        }
+        let pct = |p: f64| values[((values.len() as f64 * p) as usize).min(values.len() - 1)];
+        println!(
+            "{what}: {} measured, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            values.len(),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.95).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            values[values.len() - 1].as_secs_f64() * 1e3,
+        );
+    };
+    println!(
+        "{} replies in {:.2} s = {:.0}/s ({} detractors), failures {failures}",
+        a.customers,
+        sending.as_secs_f64(),
+        f64::from(a.customers) / sending.as_secs_f64(),
+        sent_at.len()
+    );
+    report(
+        "webhook → alert.raised committed (the webhook's answer)",
+        committed,
+    );
+    report("webhook → e-mail accepted by the SMTP server", mailed);
 }

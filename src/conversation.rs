@@ -122,33 +122,41 @@ pub fn plan_inbound(
             }
         }
         (None, Some(Keyword::Help)) => {}
-        (None, None) => match conversation.zip(state.as_ref()) {
-            Some((view, state)) => {
-                plan.advance = run(flows, view, state, Input::Reply(text), now);
-                if let Some(advance) = &plan.advance {
-                    plan.alerts = alerts(planning, view, Some(state), &advance.answers, false);
+        (None, None) => {
+            // The recovery question is the last thing the customer was asked: their yes or no
+            // answers it, even with a survey still open on the number.
+            let follow_up = context
+                .case
+                .as_ref()
+                .and_then(|case| follow_up_answer(case, text, lang));
+            match (follow_up, conversation.zip(state.as_ref())) {
+                (Some(answer), _) => plan.case = Some(answer),
+                (None, Some((view, state))) => {
+                    plan.advance = run(flows, view, state, Input::Reply(text), now);
+                    if let Some(advance) = &plan.advance {
+                        plan.alerts = alerts(planning, view, Some(state), &advance.answers, false);
+                    }
                 }
+                (None, None) => plan.case = context.case.as_ref().map(|_| CaseInput::Thread),
             }
-            None => {
-                plan.case = context
-                    .case
-                    .as_ref()
-                    .map(|case| case_input(case, text, lang))
-            }
-        },
+        }
     }
     plan
 }
 
-/// What a text no survey takes is to the customer's case: the answer to its recovery question
-/// while one waits, else a text for the agent.
-fn case_input(case: &crate::storage::ActiveCase, text: &str, lang: Lang) -> CaseInput {
-    if case.status == "resolved" && case.follow_up.as_deref() == Some("asked") {
-        if let Ok(reading) = crate::understand::yes_no(text, lang) {
-            return CaseInput::FollowUp(reading.value == crate::understand::YesNo::Yes);
-        }
+/// The answer to the case's recovery question, if it waits for one and the text is a yes or a no.
+fn follow_up_answer(
+    case: &crate::storage::ActiveCase,
+    text: &str,
+    lang: Lang,
+) -> Option<CaseInput> {
+    if case.status != "resolved" || case.follow_up.as_deref() != Some("asked") {
+        return None;
     }
-    CaseInput::Thread
+    let reading = crate::understand::yes_no(text, lang).ok()?;
+    Some(CaseInput::FollowUp(
+        reading.value == crate::understand::YesNo::Yes,
+    ))
 }
 
 /// The alerts one step raises: its new answers (or its opt-out) through the rules.

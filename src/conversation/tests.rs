@@ -353,6 +353,8 @@ fn active_case(status: &str, follow_up: Option<&str>) -> crate::storage::ActiveC
         sender: "+33700000000".into(),
         status: status.into(),
         follow_up: follow_up.map(str::to_string),
+        priority: "high".into(),
+        sla_due_at: now(),
     }
 }
 

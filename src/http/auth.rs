@@ -77,6 +77,14 @@ pub async fn require_api_key(
             (Some(user), scope)
         }
     };
+    // A user's key acts with the user's unit scope; the routes that know scopes are the cases'
+    // so far, so an agent's or a manager's key reaches those only (an admin's, everything).
+    let unscoped_route = !request.uri().path().starts_with("/api/v1/cases");
+    if unscoped_route && user.as_ref().is_some_and(|u| u.role != "admin") {
+        return Err(ApiError::forbidden(
+            "this key acts for a user of a unit: it reaches /api/v1/cases only",
+        ));
+    }
     request.extensions_mut().insert(Caller {
         key_id: credential.id,
         key_name: credential.name,

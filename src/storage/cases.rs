@@ -40,6 +40,18 @@ pub struct ActiveCase {
     pub status: String,
     /// `asked` while the recovery question waits for its answer.
     pub follow_up: Option<String>,
+    pub priority: String,
+    pub sla_due_at: Timestamp,
+}
+
+/// How pressing a priority is: a later, graver alert raises its case to it.
+fn severity(priority: &str) -> u8 {
+    match priority {
+        "urgent" => 3,
+        "high" => 2,
+        "normal" => 1,
+        _ => 0,
+    }
 }
 
 /// An alert a step raised, as the rules decided it.
@@ -78,7 +90,10 @@ pub(crate) fn apply_case_effects(
 ) -> Option<String> {
     let conversation = context.conversation.as_ref();
     let message_id = context.message_id.as_str();
-    for alert in &plan.alerts {
+    // The gravest first: a case opened by a step that fires several rules takes its priority.
+    let mut alerts: Vec<&NewAlert> = plan.alerts.iter().collect();
+    alerts.sort_by_key(|a| std::cmp::Reverse(severity(a.priority)));
+    for alert in alerts {
         let alert_data = |case_id: &str| {
             json!({
                 "case": { "id": case_id },
@@ -91,17 +106,51 @@ pub(crate) fn apply_case_effects(
                 "reasons": alert.reasons,
             })
         };
-        if let Some(case) = cases.get(contact_id) {
+        if let Some(case) = cases.get_mut(contact_id) {
             let case_id = case.id.clone();
+            // A graver alert raises the case: its priority, an SLA no later than the alert's,
+            // and a notice (once per priority, as a priority only goes up).
+            let raised = severity(alert.priority) > severity(&case.priority);
             writes.case_event(
                 &case_id,
                 "alert",
                 "system",
                 Some(message_id),
-                json!({ "rule": alert.rule_id, "reasons": alert.reasons }),
+                json!({ "rule": alert.rule_id, "reasons": alert.reasons, "raised_to": raised.then_some(alert.priority) }),
                 now,
             );
             writes.event("alert.raised", Some(contact_id), alert_data(&case_id), now);
+            if raised {
+                let sla_due_at = case.sla_due_at.min(now + alert.sla);
+                writes.case_changes.push(CaseChange {
+                    case_id: case_id.clone(),
+                    from_status: ACTIVE,
+                    priority: Some(alert.priority),
+                    sla_due_at: Some(sla_due_at),
+                    updated_at: Some(now),
+                    ..CaseChange::default()
+                });
+                if alert.email {
+                    writes.job(
+                        CASE_NOTICE_JOB,
+                        &format!("{case_id}:{}", alert.priority),
+                        json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify }),
+                        now,
+                        MAX_NOTICE_ATTEMPTS,
+                        now,
+                    );
+                }
+                writes.job(
+                    CASE_SLA_JOB,
+                    &format!("{case_id}:{}", alert.priority),
+                    json!({ "case_id": case_id }),
+                    sla_due_at,
+                    MAX_NOTICE_ATTEMPTS,
+                    now,
+                );
+                case.priority = alert.priority.to_string();
+                case.sla_due_at = sla_due_at;
+            }
             continue;
         }
         let case_id = format!("case_{}", uuid::Uuid::now_v7().simple());
@@ -170,11 +219,20 @@ pub(crate) fn apply_case_effects(
                 sender: sender.to_string(),
                 status: "open".into(),
                 follow_up: None,
+                priority: alert.priority.to_string(),
+                sla_due_at,
             },
         );
     }
 
-    let case = context.case.as_ref()?;
+    let Some(case) = context.case.as_ref() else {
+        // The text that opened a case starts its thread.
+        return writes
+            .new_cases
+            .iter()
+            .find(|c| c.contact_id == contact_id)
+            .map(|c| c.id.clone());
+    };
     // Whatever took the text, the customer just wrote: an agent may answer at any hour.
     writes.case_changes.push(CaseChange {
         case_id: case.id.clone(),
@@ -209,6 +267,7 @@ pub(crate) fn apply_case_effects(
         writes.case_changes.push(CaseChange {
             case_id: case.id.clone(),
             from_status: &["resolved"],
+            strict: true,
             status: Some("closed"),
             follow_up: Some(answer),
             closed_at: Some(now),
@@ -454,6 +513,7 @@ impl Storage {
         writes.case_changes.push(CaseChange {
             case_id: id.to_string(),
             from_status: WORKED_ON,
+            strict: true,
             status: Some("in_progress"),
             assignee_id: Some(assignee.id.clone()),
             updated_at: Some(now),
@@ -525,8 +585,16 @@ impl Storage {
             }),
             text.now,
         );
+        // Not closed meanwhile (by the customer's answer to the recovery question, say).
+        writes.case_changes.push(CaseChange {
+            case_id: case.id.clone(),
+            from_status: ACTIVE,
+            strict: true,
+            updated_at: Some(text.now),
+            ..CaseChange::default()
+        });
         if case.status == "open" {
-            // Writing to the customer takes the case.
+            // Writing to the customer takes the case (unless someone took it meanwhile).
             writes.case_changes.push(CaseChange {
                 case_id: case.id.clone(),
                 from_status: &["open"],
@@ -552,6 +620,7 @@ impl Storage {
         writes.case_changes.push(CaseChange {
             case_id: case.id.clone(),
             from_status: WORKED_ON,
+            strict: true,
             status: Some("resolved"),
             outcome: Some(resolution.outcome.to_string()),
             follow_up: resolution.follow_up.as_ref().map(|_| "asked"),
@@ -633,6 +702,7 @@ impl Storage {
         writes.case_changes.push(CaseChange {
             case_id: case.id.clone(),
             from_status: &["resolved"],
+            strict: true,
             status: Some("closed"),
             closed_at: Some(now),
             updated_at: Some(now),
@@ -648,8 +718,7 @@ impl Storage {
             }),
             now,
         );
-        self.write_case(&case.contact_id, &writes).await?;
-        Ok(true)
+        self.write_case_once(&case.contact_id, &writes).await
     }
 
     /// Escalates a case still open (not taken) at its SLA: once. Returns whether it did.
@@ -669,6 +738,8 @@ impl Storage {
         writes.case_changes.push(CaseChange {
             case_id: case.id.clone(),
             from_status: &["open"],
+            strict: true,
+            unescalated: true,
             escalated_at: Some(now),
             updated_at: Some(now),
             ..CaseChange::default()
@@ -700,8 +771,21 @@ impl Storage {
                 now,
             );
         }
-        self.write_case(&case.contact_id, &writes).await?;
-        Ok(true)
+        self.write_case_once(&case.contact_id, &writes).await
+    }
+
+    /// [`Storage::write_case`] for a job: `false` when the case moved on meanwhile (the change
+    /// was made by another run, or is no longer due).
+    async fn write_case_once(
+        &self,
+        contact_id: &str,
+        writes: &WriteSet,
+    ) -> Result<bool, StorageError> {
+        match self.write_case(contact_id, writes).await {
+            Ok(()) => Ok(true),
+            Err(StorageError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Commits a case's changes with the customer's row locked, as their texts are.
@@ -769,7 +853,8 @@ impl Storage {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&id)
-            .bind(&new.email)
+            // Kept lowercased: an address is one person however it is typed.
+            .bind(new.email.to_lowercase())
             .bind(&new.name)
             .bind(&new.role)
             .bind(&new.unit_id)
@@ -788,7 +873,7 @@ impl Storage {
         })?;
         Ok(UserRecord {
             id,
-            email: new.email.clone(),
+            email: new.email.to_lowercase(),
             name: new.name.clone(),
             role: new.role.clone(),
             unit_id: new.unit_id.clone(),
@@ -799,9 +884,9 @@ impl Storage {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND disabled_at IS NULL"
+                "SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND disabled_at IS NULL"
             ))
-            .bind(email)
+            .bind(email.to_lowercase())
             .fetch_optional(pool)
             .await
         })?)

@@ -377,7 +377,7 @@ impl Storage {
             let mut cases: HashMap<String, ActiveCase> = HashMap::new();
             if !contacts.is_empty() {
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT id, contact_id, channel, sender, status, follow_up FROM cases \
+                    "SELECT id, contact_id, channel, sender, status, follow_up, priority, sla_due_at FROM cases \
                      WHERE status <> 'closed' AND contact_id IN (",
                 );
                 let mut list = select.separated(", ");

@@ -84,6 +84,14 @@ pub(crate) struct CaseChange {
     pub(crate) case_id: String,
     /// The statuses the change applies from: a case that moved on meanwhile is left alone.
     pub(crate) from_status: &'static [&'static str],
+    /// The change must apply: a case that moved on meanwhile (another instance, a double
+    /// click, a job run twice) fails the whole transaction with a conflict, so that no history
+    /// row, event or text is committed for a change that did not happen.
+    pub(crate) strict: bool,
+    /// Applies only to a case not escalated yet.
+    pub(crate) unescalated: bool,
+    pub(crate) priority: Option<&'static str>,
+    pub(crate) sla_due_at: Option<Timestamp>,
     pub(crate) status: Option<&'static str>,
     pub(crate) outcome: Option<String>,
     pub(crate) assignee_id: Option<String>,
@@ -484,7 +492,12 @@ macro_rules! flush_writes {
             set!("escalated_at", change.escalated_at);
             set!("resolved_at", change.resolved_at);
             set!("closed_at", change.closed_at);
+            set!("priority", change.priority);
+            set!("sla_due_at", change.sla_due_at);
             update.push(" WHERE id = ").push_bind(&change.case_id);
+            if change.unescalated {
+                update.push(" AND escalated_at IS NULL");
+            }
             if !change.from_status.is_empty() {
                 update.push(" AND status IN (");
                 let mut list = update.separated(", ");
@@ -493,7 +506,12 @@ macro_rules! flush_writes {
                 }
                 update.push(")");
             }
-            update.build().execute(&mut *$tx).await?;
+            let applied = update.build().execute(&mut *$tx).await?.rows_affected();
+            if change.strict && applied == 0 {
+                return Err($crate::storage::StorageError::Conflict(
+                    "the case changed meanwhile; read it again",
+                ));
+            }
         }
     }};
 }

@@ -293,8 +293,9 @@ async fn the_whole_loop_from_a_detractor_score_to_a_recovered_customer(db: &Test
             )
         })
         .collect();
-    assert_eq!(thread.len(), 4, "{thread:?}");
-    assert_eq!(thread[3], ("inbound", "OUI merci"));
+    assert_eq!(thread.len(), 5, "{thread:?}");
+    assert_eq!(thread[0], ("inbound", "3 livreur en retard"));
+    assert_eq!(thread[4], ("inbound", "OUI merci"));
 
     let types = event_types(db).await;
     assert!(
@@ -520,11 +521,15 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
         .unwrap();
     assert_eq!(bad_filter.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    // Nothing changed: still open, nothing sent but the survey's questions, no history but its
-    // opening.
+    // Nothing changed: still open, no history but its opening, no text in its thread but the
+    // score that opened it, no case event but its opening.
     let detail = get_json(&client, url(""), &crm).await;
     assert_eq!(detail["status"], "open");
     assert_eq!(detail["history"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["thread"].as_array().unwrap().len(), 1, "{detail}");
+    let types = event_types(db).await;
+    let case_events: Vec<&String> = types.iter().filter(|t| t.starts_with("case.")).collect();
+    assert_eq!(case_events, ["case.opened"], "{types:?}");
 
     // Resolved without the recovery question, it closes at once; a closed case takes no text.
     let (status, _) = post(
@@ -558,7 +563,185 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
     server.stop().await;
 }
 
+/// A started server with the shipped rules, its organisation, and a case opened by a score of 3.
+struct Opened {
+    server: TestServer,
+    smtp: SmtpSink,
+    client: Client,
+    crm: String,
+    people: Organisation,
+    id: String,
+    conversation: String,
+}
+
+async fn a_case_opened_by_a_score_of_3(db: &TestDb) -> Opened {
+    let smtp = SmtpSink::start();
+    let server = TestServer::start(config(db, &smtp, SHIPPED_RULES), db.storage.clone()).await;
+    let client = Client::new();
+    let crm = api_key(&db.storage, "crm").await;
+    let people = organisation(db).await;
+    let (_, invitation) = invite(&client, &server, &crm, &lyon_invitation("order-9")).await;
+    sent_to_customer(&client, &server, &crm, 1).await;
+    reply(&client, &server, "in-score", "3").await;
+    wait_until("a case is open", || async {
+        get_json(&client, server.url("/api/v1/cases"), &crm).await["cases"][0]["id"].is_string()
+    })
+    .await;
+    let cases = get_json(&client, server.url("/api/v1/cases"), &crm).await;
+    let id = cases["cases"][0]["id"].as_str().unwrap().to_string();
+    Opened {
+        server,
+        smtp,
+        client,
+        crm,
+        people,
+        id,
+        conversation: invitation["conversation_id"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn a_customer_who_texted_stop_receives_no_agent_text(db: &TestDb) {
+    let o = a_case_opened_by_a_score_of_3(db).await;
+    sent_to_customer(&o.client, &o.server, &o.crm, 2).await;
+    reply(&o.client, &o.server, "in-stop", "STOP").await;
+    let confirmed = sent_to_customer(&o.client, &o.server, &o.crm, 3).await;
+    let url = o.server.url(&format!("/api/v1/cases/{}", o.id));
+    let (status, accepted) = post(
+        &o.client,
+        format!("{url}/messages"),
+        &o.people.agent_key,
+        json!({ "text": "Bonjour, puis-je vous aider ?" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    wait_until("the agent's text is given up", || async {
+        let detail = get_json(&o.client, url.clone(), &o.crm).await;
+        detail["thread"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|m| m["direction"] == "outbound" && m["status"] == "failed_permanent")
+        })
+    })
+    .await;
+    let all = crate::conversations::console_messages(&o.client, &o.server, &o.crm).await;
+    let sent: Vec<&Value> = all.iter().filter(|m| m["status"] == "sent").collect();
+    assert_eq!(
+        sent.len(),
+        confirmed.len(),
+        "nothing more reached the number: {all:?}"
+    );
+    o.server.stop().await;
+}
+
+async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db: &TestDb) {
+    let o = a_case_opened_by_a_score_of_3(db).await;
+    let url = o.server.url(&format!("/api/v1/cases/{}", o.id));
+    let (status, resolved) = post(
+        &o.client,
+        format!("{url}/resolve"),
+        &o.crm,
+        json!({ "outcome": "solved" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    // Resolving twice is refused, and changes nothing.
+    let (status, _) = post(
+        &o.client,
+        format!("{url}/resolve"),
+        &o.crm,
+        json!({ "outcome": "not_solved" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    reply(&o.client, &o.server, "in-yes", "non").await;
+    wait_until("the case is closed", || async {
+        get_json(&o.client, url.clone(), &o.crm).await["status"] == "closed"
+    })
+    .await;
+    let detail = get_json(&o.client, url.clone(), &o.crm).await;
+    assert_eq!(detail["follow_up"], "no");
+    assert_eq!(detail["outcome"], "solved", "the first resolution stands");
+    let (survey, _) = db
+        .storage
+        .conversation_status(&o.conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(survey, "open", "the survey did not take the answer");
+    let types = event_types(db).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "case.resolved").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| *t == "case.closed").count(),
+        1,
+        "{types:?}"
+    );
+    o.server.stop().await;
+}
+
+async fn a_graver_alert_raises_the_open_case_and_is_e_mailed(db: &TestDb) {
+    let o = a_case_opened_by_a_score_of_3(db).await;
+    o.smtp.wait_for(1).await;
+    reply(&o.client, &o.server, "in-why", "Je vais prendre un avocat").await;
+    let url = o.server.url(&format!("/api/v1/cases/{}", o.id));
+    wait_until("the case is urgent", || async {
+        get_json(&o.client, url.clone(), &o.crm).await["priority"] == "urgent"
+    })
+    .await;
+    let mails = o.smtp.wait_for(2).await;
+    assert!(
+        mails[1].data.contains("urgent case, LYON-2: detractor"),
+        "{}",
+        mails[1].data
+    );
+    let cases = get_json(&o.client, o.server.url("/api/v1/cases"), &o.crm).await;
+    assert_eq!(
+        cases["cases"].as_array().unwrap().len(),
+        1,
+        "one case per customer"
+    );
+    let types = event_types(db).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "alert.raised").count(),
+        2,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| *t == "case.opened").count(),
+        1,
+        "{types:?}"
+    );
+    o.server.stop().await;
+}
+
+async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
+    let o = a_case_opened_by_a_score_of_3(db).await;
+    for path in [
+        "/api/v1/invitations",
+        "/api/v1/units",
+        "/api/v1/console/messages",
+    ] {
+        let response = o
+            .client
+            .get(o.server.url(path))
+            .bearer_auth(&o.people.agent_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    o.server.stop().await;
+}
+
 crate::both_backends!(
+    a_customer_who_texted_stop_receives_no_agent_text,
+    the_recovery_answer_reaches_the_case_even_with_the_survey_still_open,
+    a_graver_alert_raises_the_open_case_and_is_e_mailed,
+    a_user_s_key_reaches_only_the_cases,
     the_whole_loop_from_a_detractor_score_to_a_recovered_customer,
     a_case_nobody_takes_in_time_is_escalated_to_the_parent_unit_s_managers,
     a_customer_with_a_case_is_not_surveyed_again_until_it_is_closed,

@@ -322,6 +322,13 @@ pub async fn send_case_message(
         return Err(ApiError::invalid_fields(problems));
     }
     let case = visible_case(&state, &caller, &id).await?;
+    if case.status == "closed" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the case is closed; its thread takes no more texts",
+        ));
+    }
     let now = Timestamp::now();
     if let Some(conversation) = &case.conversation_id {
         let flows = std::sync::Arc::clone(&state.flows);
