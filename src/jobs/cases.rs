@@ -64,20 +64,30 @@ impl JobHandler for SendCaseNotice {
                 tracing::warn!(case = %id, "no user to notify about this case: add managers or agents to its unit, or an admin");
                 return Ok(());
             }
-            let (history, _) = storage.case_history(&id).await.map_err(retry)?;
-            let reasons = history
-                .iter()
-                .filter(|e| matches!(e.kind.as_str(), "opened" | "alert"))
-                .flat_map(|e| {
-                    e.details
-                        .0
-                        .get("reasons")
-                        .and_then(|r| r.as_array())
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|r| r.as_str().map(str::to_string))
-                .collect();
+            // The alert's reasons travel with the notice; an escalation repeats the history's.
+            let reasons: Vec<String> = match job.payload.get("reasons").and_then(|r| r.as_array()) {
+                Some(reasons) => reasons
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect(),
+                None => storage
+                    .case_history(&id)
+                    .await
+                    .map_err(retry)?
+                    .0
+                    .iter()
+                    .filter(|e| matches!(e.kind.as_str(), "opened" | "alert"))
+                    .flat_map(|e| {
+                        e.details
+                            .0
+                            .get("reasons")
+                            .and_then(|r| r.as_array())
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect(),
+            };
             let answers = match &case.conversation_id {
                 Some(conversation) => storage
                     .conversation_answers(conversation)

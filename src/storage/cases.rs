@@ -134,7 +134,7 @@ pub(crate) fn apply_case_effects(
                     writes.job(
                         CASE_NOTICE_JOB,
                         &format!("{case_id}:{}", alert.priority),
-                        json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify }),
+                        json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify, "reasons": alert.reasons }),
                         now,
                         MAX_NOTICE_ATTEMPTS,
                         now,
@@ -196,7 +196,7 @@ pub(crate) fn apply_case_effects(
             writes.job(
                 CASE_NOTICE_JOB,
                 &format!("{case_id}:opened"),
-                json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify }),
+                json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify, "reasons": alert.reasons }),
                 now,
                 MAX_NOTICE_ATTEMPTS,
                 now,
@@ -918,52 +918,38 @@ impl Storage {
 
     /// Who a case's notice goes to: for `opened`, the managers and agents of its unit; for
     /// `escalated`, the managers of the nearest unit above it that has some. With no unit (or
-    /// nobody found), the admins.
+    /// nobody found), the admins. One statement in the common case.
     pub async fn case_notice_recipients(
         &self,
         unit_id: Option<&str>,
         escalated: bool,
     ) -> Result<Vec<String>, StorageError> {
-        let ancestors: Vec<(String, i64)> = match unit_id {
+        let found: Vec<(String, i64)> = match unit_id {
             None => Vec::new(),
             Some(unit) => on_pool!(self, |pool| {
                 sqlx::query_as(
-                    "WITH RECURSIVE up(id, parent_id, depth) AS (SELECT id, parent_id, CAST(0 AS BIGINT) FROM units WHERE id = $1 \
-                     UNION ALL SELECT u.id, u.parent_id, up.depth + 1 FROM units u JOIN up ON u.id = up.parent_id) \
-                     SELECT id, depth FROM up ORDER BY depth",
+                    "WITH RECURSIVE up(id, parent_id, depth) AS ( \
+                       SELECT id, parent_id, CAST(0 AS BIGINT) FROM units WHERE id = $1 \
+                       UNION ALL SELECT u.id, u.parent_id, up.depth + 1 FROM units u JOIN up ON u.id = up.parent_id) \
+                     SELECT us.email, up.depth FROM up JOIN users us ON us.unit_id = up.id \
+                     WHERE us.disabled_at IS NULL AND ( \
+                       ($2 AND up.depth > 0 AND us.role = 'manager') \
+                       OR (NOT $2 AND up.depth = 0 AND us.role IN ('manager', 'agent'))) \
+                     ORDER BY up.depth, us.email",
                 )
                 .bind(unit)
+                .bind(escalated)
                 .fetch_all(pool)
                 .await
             })?,
         };
-        let candidates: Vec<&str> = if escalated {
-            ancestors
-                .iter()
-                .skip(1)
-                .map(|(id, _)| id.as_str())
-                .collect()
-        } else {
-            ancestors
-                .iter()
-                .take(1)
-                .map(|(id, _)| id.as_str())
-                .collect()
-        };
-        for unit in candidates {
-            let emails: Vec<String> = on_pool!(self, |pool| {
-                sqlx::query_scalar(
-                    "SELECT email FROM users WHERE unit_id = $1 AND disabled_at IS NULL \
-                     AND (role = 'manager' OR ($2 AND role = 'agent')) ORDER BY email",
-                )
-                .bind(unit)
-                .bind(!escalated)
-                .fetch_all(pool)
-                .await
-            })?;
-            if !emails.is_empty() {
-                return Ok(emails);
-            }
+        if let Some((_, nearest)) = found.first() {
+            let nearest = *nearest;
+            return Ok(found
+                .into_iter()
+                .filter(|(_, depth)| *depth == nearest)
+                .map(|(email, _)| email)
+                .collect());
         }
         Ok(on_pool!(self, |pool| {
             sqlx::query_scalar(
