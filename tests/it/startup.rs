@@ -431,6 +431,102 @@ async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
     assert!(unknown.contains("API key not found"), "{unknown}");
 }
 
+#[tokio::test]
+async fn a_user_s_key_is_issued_by_e_mail_and_reaches_only_the_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("units.csv"),
+        "code,name,parent\nLYON-2,Lyon 2,\n",
+    )
+    .unwrap();
+    let imported = run_bounded(hearback(dir.path()).args(["units", "import", "units.csv"]));
+    assert!(imported.status.success(), "{imported:?}");
+
+    let no_unit = single_error_line(hearback(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "lea@example.com",
+        "--role",
+        "agent",
+    ]));
+    assert!(no_unit.contains("--unit"), "{no_unit}");
+    let bad_role = single_error_line(hearback(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "lea@example.com",
+        "--role",
+        "boss",
+        "--unit",
+        "LYON-2",
+    ]));
+    assert!(bad_role.contains("admin, manager, agent"), "{bad_role}");
+    let unknown_unit = single_error_line(hearback(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "lea@example.com",
+        "--role",
+        "agent",
+        "--unit",
+        "NOWHERE",
+    ]));
+    assert!(unknown_unit.contains("NOWHERE"), "{unknown_unit}");
+
+    let created = run_bounded(hearback(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "Lea@Example.com",
+        "--role",
+        "agent",
+        "--unit",
+        "LYON-2",
+    ]));
+    assert!(created.status.success(), "{created:?}");
+    let user: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(user["email"], "lea@example.com", "kept lowercased");
+    let twice = single_error_line(hearback(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "LEA@example.com",
+        "--role",
+        "agent",
+        "--unit",
+        "LYON-2",
+    ]));
+    assert!(twice.contains("already exists"), "{twice}");
+
+    let nobody = single_error_line(hearback(dir.path()).args([
+        "api-keys",
+        "create",
+        "--user",
+        "bob@example.com",
+    ]));
+    assert!(nobody.contains("bob@example.com"), "{nobody}");
+    let issued =
+        run_bounded(hearback(dir.path()).args(["api-keys", "create", "--user", "LEA@example.com"]));
+    assert!(issued.status.success(), "{issued:?}");
+    let key = String::from_utf8(issued.stdout).unwrap().trim().to_string();
+
+    let mut command = hearback(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let served = Served::start(command);
+    let client = reqwest::Client::new();
+    let status = |path: &str| {
+        let request = client
+            .get(format!("{}{path}", served.base))
+            .bearer_auth(&key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/api/v1/cases").await, 200);
+    assert_eq!(status("/api/v1/units").await, 403);
+    let (exit, _) = served.terminate();
+    assert!(exit.success());
+}
+
 #[test]
 fn every_command_explains_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -439,6 +535,7 @@ fn every_command_explains_itself() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["api-keys", "create", "--help"],
+        vec!["users", "create", "--help"],
     ] {
         let output = run_bounded(hearback(dir.path()).args(&args));
         assert!(output.status.success(), "{args:?}");
