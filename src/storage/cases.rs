@@ -542,7 +542,17 @@ impl Storage {
 
     /// Queues an agent's text to the customer, from the channel and number the customer talks
     /// to. Returns the message's id.
-    pub async fn send_case_text(&self, text: &CaseText<'_>) -> Result<String, StorageError> {
+    /// The survey that raised the case, if it still waits for answers, is closed in the same
+    /// transaction by `end_survey` (the engine's expiry): from then on the customer's texts are
+    /// for the agent.
+    pub async fn send_case_text<P>(
+        &self,
+        text: &CaseText<'_>,
+        end_survey: P,
+    ) -> Result<String, StorageError>
+    where
+        P: FnOnce(&super::ConversationView) -> Option<super::Advance> + Send,
+    {
         let case = self.case(text.case_id, &CaseScope::All).await?;
         let case = case.ok_or(StorageError::NotFound("case"))?;
         if case.status == "closed" {
@@ -603,7 +613,40 @@ impl Storage {
                 ..CaseChange::default()
             });
         }
-        self.write_case(&case.contact_id, &writes).await?;
+        let _writing = self.writing().await;
+        let lock = self.row_lock();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(&format!("SELECT id FROM contacts WHERE id = $1{lock}"))
+                .bind(&case.contact_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(conversation) = &case.conversation_id {
+                let view: Option<super::ConversationView> =
+                    sqlx::query_as(super::conversations::OPEN_CONVERSATION_VIEW)
+                        .bind(conversation)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((view, advance)) =
+                    view.and_then(|view| end_survey(&view).map(|advance| (view, advance)))
+                {
+                    // Written first: the survey ends, then the agent writes.
+                    let mut ending = WriteSet::default();
+                    ending.advance(
+                        &view,
+                        &advance,
+                        None,
+                        text.send_max_attempts,
+                        text.now,
+                        text.now,
+                    );
+                    flush_writes!(tx, &ending);
+                }
+            }
+            flush_writes!(tx, &writes);
+            tx.commit().await?;
+            Ok::<_, StorageError>(())
+        })?;
         Ok(message_id)
     }
 

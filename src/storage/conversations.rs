@@ -139,6 +139,11 @@ pub enum InvitationOutcome {
 pub(super) const INVITATION_COLUMNS: &str = "i.id, i.event_id, i.flow_id, i.channel, i.status, i.status_reason, i.send_at, i.created_at, \
      (SELECT c.id FROM conversations c WHERE c.invitation_id = i.id) AS conversation_id";
 
+/// One conversation (bound as `$1`) as the engine needs it, if it is open.
+pub(crate) const OPEN_CONVERSATION_VIEW: &str = "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
+     FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+     WHERE c.id = $1 AND c.status = 'open'";
+
 /// Appends one event of the public contract to the outbox, through `$tx`.
 macro_rules! insert_event {
     ($tx:expr, $event_type:expr, $contact:expr, $data:expr, $now:expr) => {{
@@ -226,14 +231,10 @@ impl Storage {
             if contact.is_none() {
                 return Ok(false);
             }
-            let view: Option<ConversationView> = sqlx::query_as(
-                "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
-                 FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                 WHERE c.id = $1 AND c.status = 'open'",
-            )
-            .bind(conversation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let view: Option<ConversationView> = sqlx::query_as(OPEN_CONVERSATION_VIEW)
+                .bind(conversation_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some(advance) = view.as_ref().and_then(|view| plan(view).map(|a| (view, a))) else {
                 return Ok(false);
             };

@@ -419,7 +419,7 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
     let client = Client::new();
     let crm = api_key(&db.storage, "crm").await;
     let people = organisation(db).await;
-    invite(&client, &server, &crm, &lyon_invitation("order-5")).await;
+    let (_, invitation) = invite(&client, &server, &crm, &lyon_invitation("order-5")).await;
     sent_to_customer(&client, &server, &crm, 1).await;
     reply(&client, &server, "in-1", "0").await;
     wait_until("a case is open", || async {
@@ -560,6 +560,14 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{closed}");
+    // The refused text did not end the survey that raised the case either.
+    let (survey, _) = db
+        .storage
+        .conversation_status(invitation["conversation_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(survey, "open");
     server.stop().await;
 }
 

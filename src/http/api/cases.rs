@@ -330,29 +330,23 @@ pub async fn send_case_message(
         ));
     }
     let now = Timestamp::now();
-    if let Some(conversation) = &case.conversation_id {
-        let flows = std::sync::Arc::clone(&state.flows);
-        state
-            .storage
-            .advance_open_conversation(conversation, state.send_max_attempts, now, |view| {
-                crate::conversation::expiry(&flows, view, now)
-            })
-            .await?;
-    }
     let waits_for_window = case
         .customer_wrote_at
         .is_none_or(|wrote| wrote + state.cases.reply_window < now);
     let actor = caller.actor();
     let message_id = state
         .storage
-        .send_case_text(&CaseText {
-            case_id: &case.id,
-            body: text,
-            actor: &actor,
-            waits_for_window,
-            send_max_attempts: state.send_max_attempts,
-            now,
-        })
+        .send_case_text(
+            &CaseText {
+                case_id: &case.id,
+                body: text,
+                actor: &actor,
+                waits_for_window,
+                send_max_attempts: state.send_max_attempts,
+                now,
+            },
+            |survey| crate::conversation::expiry(&state.flows, survey, now),
+        )
         .await?;
     Ok((
         StatusCode::ACCEPTED,
