@@ -180,55 +180,15 @@ async fn drive(d: Drive) {
         .build()
         .unwrap();
     if let Some(key) = &d.api_key {
-        let invited = futures::stream::iter(0..d.customers)
-            .map(|n| {
-                let client = client.clone();
-                let url = format!("{}/api/v1/invitations", d.url);
-                let body = json!({
-                    "event_id": format!("load-{}-{n}", d.run),
-                    "flow": "delivery",
-                    "phone": customer(d.run, n),
-                    "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
-                });
-                let key = key.clone();
-                async move {
-                    let response = client.post(url).bearer_auth(key).json(&body).send().await;
-                    response
-                        .map(|r| r.status() == StatusCode::ACCEPTED)
-                        .unwrap_or(false)
-                }
-            })
-            .buffer_unordered(d.connections)
-            .filter(|ok| futures::future::ready(*ok))
-            .count()
-            .await;
-        eprintln!("{invited} invitations created");
-        // Customers answer a survey they have received: wait until every first question is out
-        // (a reply to a survey not sent yet answers nothing).
-        if let Some(db) = &server_db {
-            let waiting = Instant::now();
-            while db
-                .count("SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'")
-                .await
-                > 0
-            {
-                assert!(
-                    waiting.elapsed() < Duration::from_secs(300),
-                    "the first questions are not going out"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            eprintln!(
-                "every first question sent in {:.1} s",
-                waiting.elapsed().as_secs_f64()
-            );
-        }
-        // A running PostgreSQL has statistics about its tables (autovacuum analyses them every
-        // minute); this database was created seconds ago, and without them the planner takes
-        // tables of thousands of rows for empty ones.
-        if let Some(ServerDb::Postgres(pool)) = &server_db {
-            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
-        }
+        open_surveys(
+            &client,
+            &d.url,
+            key,
+            (d.run, d.customers),
+            d.connections,
+            server_db.as_ref(),
+        )
+        .await;
     }
     let webhook = format!("{}/webhooks/twilio/inbound", d.url);
     let cpu_before = d.server_pid.map(cpu_seconds);
@@ -326,6 +286,65 @@ async fn drive(d: Drive) {
             "{label}: verified in the database: every reply stored and applied once",
             label = d.label
         );
+    }
+}
+
+/// Creates one delivery survey per customer through the API (not timed) and, given the server's
+/// database, waits until every first question is out: a reply to a survey not sent yet answers
+/// nothing.
+async fn open_surveys(
+    client: &reqwest::Client,
+    base_url: &str,
+    key: &str,
+    (run, customers): (u32, u32),
+    in_flight: usize,
+    server_db: Option<&ServerDb>,
+) {
+    let invited = futures::stream::iter(0..customers)
+        .map(|n| {
+            let request = client
+                .post(format!("{base_url}/api/v1/invitations"))
+                .bearer_auth(key)
+                .json(&json!({
+                    "event_id": format!("load-{run}-{n}"),
+                    "flow": "delivery",
+                    "phone": customer(run, n),
+                    "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
+                }));
+            async move {
+                request
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::ACCEPTED)
+            }
+        })
+        .buffer_unordered(in_flight)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    eprintln!("{invited} invitations created");
+    let Some(db) = server_db else { return };
+    let waiting = Instant::now();
+    while db
+        .count("SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'")
+        .await
+        > 0
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(300),
+            "the first questions are not going out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "every first question sent in {:.1} s",
+        waiting.elapsed().as_secs_f64()
+    );
+    // A running PostgreSQL has statistics about its tables (autovacuum analyses them every
+    // minute); this database was created seconds ago, and without them the planner takes
+    // tables of thousands of rows for empty ones.
+    if let ServerDb::Postgres(pool) = db {
+        sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
     }
 }
 
@@ -551,47 +570,15 @@ async fn alerts(a: Alerts) {
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
-    let invited = futures::stream::iter(0..a.customers)
-        .map(|n| {
-            let client = client.clone();
-            let url = format!("{}/api/v1/invitations", a.url);
-            let body = json!({
-                "event_id": format!("alert-{}-{n}", a.run),
-                "flow": "delivery",
-                "phone": customer(a.run, n),
-                "variables": { "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" },
-            });
-            let key = a.api_key.clone();
-            async move {
-                client
-                    .post(url)
-                    .bearer_auth(key)
-                    .json(&body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == StatusCode::ACCEPTED)
-            }
-        })
-        .buffer_unordered(64)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    eprintln!("{invited} invitations created");
-    let waiting = Instant::now();
-    while db
-        .count("SELECT COUNT(*) FROM invitations WHERE status = 'scheduled'")
-        .await
-        > 0
-    {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(300),
-            "the first questions are not going out"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if let ServerDb::Postgres(pool) = &db {
-        sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
-    }
+    open_surveys(
+        &client,
+        &a.url,
+        &a.api_key,
+        (a.run, a.customers),
+        64,
+        Some(&db),
+    )
+    .await;
 
     let webhook = format!("{}/webhooks/twilio/inbound", a.url);
     let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));

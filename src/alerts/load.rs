@@ -4,7 +4,7 @@
 
 use super::words::{self, Phrase, Stemmers};
 use super::{AlertRules, Comparison, Condition, Op, Priority, Rule, Selector, Value};
-use crate::flow::{Flow, QuestionKind};
+use crate::flow::{Flow, QuestionKind, line_of, yaml_error};
 use crate::understand::Scale;
 use marked_yaml::{LoaderOptions, Spanned};
 use serde::Deserialize;
@@ -95,8 +95,14 @@ pub fn parse_rules(
     flows: &BTreeMap<String, Flow>,
 ) -> Result<AlertRules, Vec<RuleError>> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let raw: RulesFile = marked_yaml::from_yaml_with_options(0, source, options)
-        .map_err(|e| vec![yaml_error(file, source, &e)])?;
+    let raw: RulesFile = marked_yaml::from_yaml_with_options(0, source, options).map_err(|e| {
+        let (line, reason) = yaml_error(source, &e);
+        vec![RuleError {
+            file: file.to_path_buf(),
+            line,
+            reason,
+        }]
+    })?;
     let mut checker = Checker {
         file,
         flows,
@@ -123,74 +129,11 @@ pub fn parse_rules(
     }
 }
 
-fn yaml_error(file: &Path, source: &str, error: &marked_yaml::FromYamlError) -> RuleError {
-    let (line, reason) = match error {
-        marked_yaml::FromYamlError::ParseYaml(load) => (load_error_line(load), load.to_string()),
-        marked_yaml::FromYamlError::FromNode(node) => {
-            let line = node
-                .start_mark()
-                .map(|m| m.line())
-                .or_else(|| match &**node {
-                    marked_yaml::Error::UnknownFieldError(key, _, _) => line_of_key(source, key),
-                    _ => None,
-                });
-            (line, node.to_string())
-        }
-    };
-    RuleError {
-        file: file.to_path_buf(),
-        line,
-        reason: reason.replace("Unknown field", "unknown key"),
-    }
-}
-
-/// The YAML reader does not always know where an unknown key is; the first line that defines a
-/// key of that name is where the author will look.
-fn line_of_key(source: &str, key: &str) -> Option<usize> {
-    source
-        .lines()
-        .position(|line| {
-            let line = line.trim_start().trim_start_matches("- ").trim_start();
-            line.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
-        })
-        .map(|index| index + 1)
-}
-
-fn load_error_line(error: &marked_yaml::LoadError) -> Option<usize> {
-    use marked_yaml::LoadError::*;
-    match error {
-        TopLevelMustBeMapping(m)
-        | TopLevelMustBeSequence(m)
-        | UnexpectedAnchor(m)
-        | MappingKeyMustBeScalar(m)
-        | UnexpectedTag(m)
-        | ScanError(m, _) => Some(m.line()),
-        DuplicateKey(inner) => inner.key.span().start().map(|m| m.line()),
-    }
-}
-
-fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
-    value.span().start().map(|m| m.line())
-}
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn valid_email(address: &str) -> bool {
-    match address.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !address.chars().any(char::is_whitespace)
-        }
-        None => false,
-    }
 }
 
 struct Checker<'a> {
@@ -233,7 +176,7 @@ impl Checker<'_> {
         }
         let (priority, sla) = self.case(raw);
         for address in &raw.notify {
-            if !valid_email(address) {
+            if address.parse::<lettre::Address>().is_err() {
                 self.error(
                     line_of(address),
                     format!(

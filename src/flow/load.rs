@@ -130,27 +130,11 @@ pub fn load_paths(paths: &[PathBuf]) -> FlowSet {
 pub fn parse_flow(file: &Path, source: &str) -> Result<Flow, Vec<FlowError>> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let raw: FlowFile = marked_yaml::from_yaml_with_options(0, source, options).map_err(|e| {
-        let (line, reason) = match &e {
-            marked_yaml::FromYamlError::ParseYaml(load) => {
-                (load_error_line(load), load.to_string())
-            }
-            marked_yaml::FromYamlError::FromNode(node) => {
-                let line = node
-                    .start_mark()
-                    .map(|m| m.line())
-                    .or_else(|| match &**node {
-                        marked_yaml::Error::UnknownFieldError(key, _, _) => {
-                            line_of_key(source, key)
-                        }
-                        _ => None,
-                    });
-                (line, node.to_string())
-            }
-        };
+        let (line, reason) = yaml_error(source, &e);
         vec![FlowError {
             file: file.to_path_buf(),
             line,
-            reason: reason.replace("Unknown field", "unknown key"),
+            reason,
         }]
     })?;
     let mut checker = Checker {
@@ -169,6 +153,28 @@ pub fn parse_flow(file: &Path, source: &str) -> Result<Flow, Vec<FlowError>> {
             Err(errors)
         }
     }
+}
+
+/// Where a YAML file the reader refused is wrong, and why, worded for the file's author (flows
+/// and alert rules alike).
+pub(crate) fn yaml_error(
+    source: &str,
+    error: &marked_yaml::FromYamlError,
+) -> (Option<usize>, String) {
+    let (line, reason) = match error {
+        marked_yaml::FromYamlError::ParseYaml(load) => (load_error_line(load), load.to_string()),
+        marked_yaml::FromYamlError::FromNode(node) => {
+            let line = node
+                .start_mark()
+                .map(|m| m.line())
+                .or_else(|| match &**node {
+                    marked_yaml::Error::UnknownFieldError(key, _, _) => line_of_key(source, key),
+                    _ => None,
+                });
+            (line, node.to_string())
+        }
+    };
+    (line, reason.replace("Unknown field", "unknown key"))
 }
 
 /// The YAML reader does not always know where an unknown key is; the first line that defines a
@@ -197,7 +203,7 @@ fn load_error_line(error: &marked_yaml::LoadError) -> Option<usize> {
     }
 }
 
-fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
+pub(crate) fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
     value.span().start().map(|m| m.line())
 }
 

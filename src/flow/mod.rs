@@ -11,6 +11,7 @@ mod template;
 
 pub(crate) use load::weekday;
 pub use load::{FlowError, FlowSet, is_transcript, load_paths, parse_flow};
+pub(crate) use load::{line_of, yaml_error};
 pub use template::Template;
 
 use crate::lang::Lang;

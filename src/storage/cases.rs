@@ -561,11 +561,9 @@ impl Storage {
             ));
         }
         let mut writes = WriteSet::default();
-        let message_id = writes.outgoing(
-            None,
-            &case.contact_id,
-            (&case.channel, &case.sender),
-            Purpose::Case,
+        // An agent's text is not hearback's own: the per-number daily cap does not count it.
+        let message_id = writes.case_text(
+            &case,
             text.body,
             text.send_max_attempts,
             Timing {
@@ -573,10 +571,8 @@ impl Storage {
                 send_at: text.now,
                 waits_for_window: text.waits_for_window,
             },
+            false,
         );
-        writes.outgoing[0].case_id = Some(case.id.clone());
-        // An agent's text is not hearback's own: the per-number daily cap does not count it.
-        writes.outgoing[0].unprompted = false;
         writes.case_event(
             &case.id,
             "message_out",
@@ -690,11 +686,9 @@ impl Storage {
             now,
         );
         if let Some(question) = &resolution.follow_up {
-            let message_id = writes.outgoing(
-                None,
-                &case.contact_id,
-                (&case.channel, &case.sender),
-                Purpose::Case,
+            // hearback asks it: counted by the per-number daily cap, in the sending window.
+            let message_id = writes.case_text(
+                &case,
                 question,
                 resolution.send_max_attempts,
                 Timing {
@@ -702,8 +696,8 @@ impl Storage {
                     send_at: now,
                     waits_for_window: true,
                 },
+                true,
             );
-            writes.outgoing[0].case_id = Some(case.id.clone());
             writes.case_event(
                 &case.id,
                 "message_out",
@@ -1004,9 +998,29 @@ impl Storage {
     }
 }
 
-impl CaseRecord {
-    /// Whether the case is not closed.
-    pub fn is_active(&self) -> bool {
-        ACTIVE.contains(&self.status.as_str())
+impl WriteSet {
+    /// A text of `case`'s thread, from the channel and number the customer talks to; returns
+    /// its id. `unprompted`: hearback's own (counted by the per-number daily cap).
+    fn case_text(
+        &mut self,
+        case: &CaseRecord,
+        body: &str,
+        send_max_attempts: u32,
+        timing: Timing,
+        unprompted: bool,
+    ) -> String {
+        let id = self.outgoing(
+            None,
+            &case.contact_id,
+            (&case.channel, &case.sender),
+            Purpose::Case,
+            body,
+            send_max_attempts,
+            timing,
+        );
+        let row = self.outgoing.last_mut().expect("pushed above");
+        row.case_id = Some(case.id.clone());
+        row.unprompted = unprompted;
+        id
     }
 }
