@@ -26,3 +26,4 @@ pub mod telemetry;
 pub mod time;
 pub mod understand;
 pub mod units;
+pub mod webhooks;

@@ -107,6 +107,9 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
 /// for the server's delayed acknowledgement, about 40 ms on Linux): workers, not CPU, bound the
 /// rate, and eight keep up with 100 alerts a second (docs/PERFORMANCE.md).
 const NOTICE_WORKERS: usize = 8;
+/// Workers of webhook deliveries, in a lane of their own: a CRM that answers slowly (up to
+/// `webhooks.timeout_secs` a request) never holds back texts or notices.
+const WEBHOOK_WORKERS: usize = 8;
 
 /// Loads the flows (logging each one refused) and checks that every channel can carry them.
 pub(crate) fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {
@@ -277,16 +280,24 @@ async fn run_with_flows(
     });
     let now = Timestamp::now();
     PurgeFinishedJobs::schedule(&storage, now, now).await?;
+    let webhooks = webhook_lane(config, &storage, &clock, now).await?;
     let runner = JobRunner::new(
         storage.clone(),
         registry,
         RunnerSettings {
-            clock,
+            clock: clock.clone(),
             ..RunnerSettings::from(&config.jobs)
         },
     );
     let workers = tokio::spawn(runner.run(shutdown.clone()));
     let notice_workers = notices.map(|runner| tokio::spawn(runner.run(shutdown.clone())));
+    let webhook_workers = tokio::spawn(webhooks.run(shutdown.clone()));
+    let fan_out = tokio::spawn(crate::jobs::webhooks::fan_out(
+        storage.clone(),
+        Duration::from_millis(config.webhooks.fan_out_interval_ms),
+        clock.clone(),
+        shutdown.clone(),
+    ));
 
     let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
     let app = http::router(state, &config.server);
@@ -302,6 +313,8 @@ async fn run_with_flows(
         if let Some(notice_workers) = notice_workers {
             let _ = notice_workers.await;
         }
+        let _ = webhook_workers.await;
+        let _ = fan_out.await;
         let _ = upkeep.await;
         served
     };
@@ -327,6 +340,54 @@ async fn run_with_flows(
     };
     storage.close().await;
     result
+}
+
+/// The configured endpoints made those of the database, and the runner of webhook deliveries.
+async fn webhook_lane(
+    config: &Config,
+    storage: &Storage,
+    clock: &Clock,
+    now: Timestamp,
+) -> Result<JobRunner, ServeError> {
+    let settings = &config.webhooks;
+    let endpoints: Vec<_> = settings
+        .endpoints
+        .iter()
+        .map(|(name, endpoint)| {
+            let endpoint = crate::storage::NewEndpoint {
+                url: endpoint.url.to_string(),
+                secret: endpoint.secret.expose().to_string(),
+                event_types: endpoint.events.clone(),
+            };
+            (name.clone(), endpoint)
+        })
+        .collect();
+    storage.sync_configured_endpoints(&endpoints, now).await?;
+    let policy = Arc::new(
+        settings
+            .address_policy()
+            .expect("webhooks.allow_networks is checked when the configuration loads"),
+    );
+    let client = crate::jobs::webhooks::webhook_client(Arc::clone(&policy), settings.timeout())
+        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
+    let handler = crate::jobs::webhooks::DeliverWebhook {
+        storage: storage.clone(),
+        client,
+        policy,
+        schedule: settings
+            .retry_schedule()
+            .expect("webhooks.retry_schedule is checked when the configuration loads"),
+        clock: clock.clone(),
+    };
+    Ok(JobRunner::new(
+        storage.clone(),
+        JobRegistry::default().with(handler),
+        RunnerSettings {
+            clock: clock.clone(),
+            concurrency: WEBHOOK_WORKERS,
+            ..RunnerSettings::from(&config.jobs)
+        },
+    ))
 }
 
 async fn metrics_upkeep(

@@ -8,6 +8,7 @@ mod channels;
 mod database;
 mod dispatch;
 mod secret;
+mod webhooks;
 
 pub use cases::{CasesConfig, EmailConfig};
 pub use channels::{
@@ -18,6 +19,7 @@ pub use channels::{
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError, SqliteSync};
 pub use dispatch::DispatchConfig;
 pub use secret::Secret;
+pub use webhooks::{EndpointConfig, WebhooksConfig};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -42,6 +44,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub cases: CasesConfig,
     pub email: EmailConfig,
+    pub webhooks: WebhooksConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -271,6 +274,9 @@ impl Config {
                 }
                 Some(_) => {}
             }
+        }
+        if let Err((key, reason)) = self.webhooks.validate() {
+            return invalid(&format!("webhooks.{key}"), &reason);
         }
         for (name, channel) in &self.channels {
             self.validate_channel(name, channel)?;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub alert_rules: Arc<crate::alerts::AlertRules>,
     /// How cases are followed up; whether their notices are e-mailed.
     pub cases: CaseSettings,
+    /// The addresses webhook endpoints may reach (`webhooks.allow_networks`).
+    pub webhook_policy: Arc<crate::webhooks::AddressPolicy>,
 }
 
 /// `[cases]`, checked, and whether `[email]` is set.
@@ -127,6 +129,8 @@ impl AppState {
             send_max_attempts: config.jobs.max_attempts,
             alert_rules: Arc::new(crate::alerts::AlertRules::empty()),
             cases: CaseSettings::new(config),
+            // Validated at load; a configuration built in code may hold anything.
+            webhook_policy: Arc::new(config.webhooks.address_policy().unwrap_or_default()),
         })
     }
 

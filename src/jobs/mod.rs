@@ -12,6 +12,7 @@ pub mod expire;
 pub mod maintenance;
 pub mod remind;
 pub mod send_sms;
+pub mod webhooks;
 
 use crate::config::JobsConfig;
 use crate::storage::{ClaimedJob, Storage};

@@ -19,6 +19,7 @@ mod listing;
 mod schema;
 mod sending;
 mod units;
+mod webhooks;
 mod write_set;
 
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
@@ -46,6 +47,10 @@ pub use listing::{InvitationFilter, InvitationListRow};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, Spend, status_rank};
 pub use units::{NewUnit, Unit};
+pub use webhooks::{
+    AttemptRecord, AttemptResult, DeliveryFilter, DeliveryNext, DeliveryRecord, DeliveryToSend,
+    EndpointRecord, NewEndpoint, WEBHOOK_DELIVERY_JOB,
+};
 pub(crate) use write_set::{Timing, WriteSet, flush_writes, insert_new_cases};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};

@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod cases;
 mod conversations;
+mod crm_webhooks;
 mod flows_cli;
 mod intake;
 mod jobs;

@@ -6,6 +6,7 @@ pub mod console;
 pub mod imports;
 pub mod invitations;
 pub mod units;
+pub mod webhooks;
 
 use super::AppState;
 use super::error::ErrorBody;
@@ -27,6 +28,7 @@ use utoipa_axum::routes;
         (name = "invitations", description = "Customer events that start surveys"),
         (name = "imports", description = "Files of customer events"),
         (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
+        (name = "webhooks", description = "Events pushed to the CRM: endpoints and deliveries"),
         (name = "console", description = "The development channel's outbox")
     )
 )]
@@ -62,4 +64,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cases::send_case_message))
         .routes(routes!(cases::assign_case))
         .routes(routes!(cases::resolve_case))
+        .routes(routes!(webhooks::list_endpoints, webhooks::create_endpoint))
+        .routes(routes!(webhooks::replay_endpoint))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
 }

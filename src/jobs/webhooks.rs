@@ -1,0 +1,301 @@
+//! Pushing events to the CRM: the fan-out that hands new outbox events to the endpoints, and the
+//! `webhook.deliver` job that makes one delivery's requests.
+//!
+//! A request carries the event's envelope (`{"id","type","version","timestamp","data"}`) signed
+//! per Standard Webhooks; the `webhook-id` is the event's id, the same on every retry, so a
+//! receiver drops what it has already seen. A 2xx delivers; anything else (an error status, a
+//! timeout, a refused address, a redirect) is an attempt that failed, tried again on the
+//! schedule (`webhooks.retry_schedule`, never sooner than a `Retry-After` in seconds asks), and
+//! after the last one the delivery is dead, to be replayed by the API. Retries are counted on the
+//! delivery: the job itself is only put back until then.
+
+use super::{JobFailure, JobFuture, JobHandler};
+use crate::storage::{
+    AttemptResult, ClaimedJob, DeliveryNext, DeliveryToSend, Storage, WEBHOOK_DELIVERY_JOB,
+};
+use crate::time::Clock;
+use crate::webhooks::{AddressPolicy, GuardedResolver, RetrySchedule, SigningSecret};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Events handed out per fan-out transaction; a full batch is followed by another at once.
+const FAN_OUT_BATCH: u32 = 500;
+/// How much of a failed answer's body is kept with the attempt, for whoever looks into it.
+const KEPT_BODY_BYTES: usize = 300;
+
+/// The body of every webhook request.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    version: i32,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    data: &'a Value,
+}
+
+/// The request body of a delivery: the event's envelope, the same bytes on every attempt.
+pub fn envelope(delivery: &DeliveryToSend) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        id: &delivery.event_id,
+        event_type: &delivery.event_type,
+        version: delivery.version,
+        timestamp: delivery.occurred_at.as_datetime(),
+        data: &delivery.payload.0,
+    })
+    .expect("an envelope serialises")
+}
+
+/// The HTTP client of webhook requests: the guarded resolver, the timeout, no redirects.
+pub fn webhook_client(
+    policy: Arc<AddressPolicy>,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy)))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("hearback/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+#[derive(Clone)]
+pub struct DeliverWebhook {
+    pub storage: Storage,
+    pub client: reqwest::Client,
+    pub policy: Arc<AddressPolicy>,
+    pub schedule: RetrySchedule,
+    pub clock: Clock,
+}
+
+impl JobHandler for DeliverWebhook {
+    fn kind(&self) -> &'static str {
+        WEBHOOK_DELIVERY_JOB
+    }
+
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let id = job
+                .payload
+                .get("delivery_id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| JobFailure::Permanent("the payload has no delivery_id".into()))?;
+            let retry = |e: crate::storage::StorageError| JobFailure::Retry(e.to_string());
+            // Gone (erased with its contact) or settled by an earlier run: nothing to do.
+            let Some(delivery) = this
+                .storage
+                .webhook_delivery_to_send(id)
+                .await
+                .map_err(retry)?
+            else {
+                return Ok(());
+            };
+            if delivery.state != "pending" {
+                return Ok(());
+            }
+            let started = Instant::now();
+            let result = if delivery.endpoint_disabled_at.is_some() {
+                Err(Failure::from(AttemptResult {
+                    status: None,
+                    error: Some("the endpoint is disabled".into()),
+                    duration_ms: 0,
+                }))
+            } else {
+                this.request(&delivery).await
+            };
+            let now = this.clock.now();
+            let (result, next, retry_in) = match result {
+                Ok(status) => (
+                    AttemptResult {
+                        status: Some(status),
+                        error: None,
+                        duration_ms: elapsed_ms(started),
+                    },
+                    DeliveryNext::Delivered,
+                    None,
+                ),
+                Err(failure) => {
+                    let asked = failure.retry_after;
+                    let failed = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
+                    let spread = rand::random::<f64>() * 2.0 - 1.0;
+                    match this.schedule.after_failure(failed, asked, spread) {
+                        Some(wait) if delivery.endpoint_disabled_at.is_none() => (
+                            failure.result,
+                            DeliveryNext::RetryAt(now + wait),
+                            Some(wait),
+                        ),
+                        _ => (failure.result, DeliveryNext::Dead, None),
+                    }
+                }
+            };
+            let outcome = match next {
+                DeliveryNext::Delivered => "delivered",
+                DeliveryNext::RetryAt(_) => "failed",
+                DeliveryNext::Dead => "dead",
+            };
+            metrics::counter!("hearback_webhook_attempts_total", "outcome" => outcome).increment(1);
+            let recorded = this
+                .storage
+                .record_webhook_attempt(&delivery, &result, next, now)
+                .await
+                .map_err(retry)?;
+            if !recorded {
+                return Ok(());
+            }
+            match (next, retry_in) {
+                (DeliveryNext::RetryAt(_), Some(wait)) => Err(JobFailure::Later(
+                    wait,
+                    result.error.unwrap_or_else(|| "failed".into()),
+                )),
+                (DeliveryNext::Dead, _) => {
+                    warn!(delivery = delivery.id, endpoint = %delivery.endpoint_id, "webhook delivery is dead after its last attempt");
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+/// A request that did not deliver.
+struct Failure {
+    result: AttemptResult,
+    retry_after: Option<Duration>,
+}
+
+impl From<AttemptResult> for Failure {
+    fn from(result: AttemptResult) -> Self {
+        Failure {
+            result,
+            retry_after: None,
+        }
+    }
+}
+
+impl DeliverWebhook {
+    /// One signed request; the 2xx status, or what went wrong.
+    async fn request(&self, delivery: &DeliveryToSend) -> Result<u16, Failure> {
+        let started = Instant::now();
+        let failed = |error: String| AttemptResult {
+            status: None,
+            error: Some(error),
+            duration_ms: elapsed_ms(started),
+        };
+        let url = url::Url::parse(&delivery.url).map_err(|e| failed(format!("bad URL: {e}")))?;
+        self.policy
+            .check_url(&url)
+            .map_err(|e| failed(e.to_string()))?;
+        let secret = SigningSecret::parse(&delivery.secret)
+            .map_err(|e| failed(format!("the endpoint's secret {e}")))?;
+        let body = envelope(delivery);
+        let timestamp = self.clock.now().as_millis().div_euclid(1000);
+        let signature = secret.sign(&delivery.event_id, timestamp, &body);
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failed(describe(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let why = if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            format!("redirected to {to}; redirects are not followed, update the endpoint's URL")
+        } else {
+            let start = first_bytes(response, KEPT_BODY_BYTES).await;
+            format!("HTTP {status}: {start}")
+        };
+        Err(Failure {
+            result: AttemptResult {
+                status: Some(status.as_u16()),
+                error: Some(why),
+                duration_ms: elapsed_ms(started),
+            },
+            retry_after,
+        })
+    }
+}
+
+/// The start of a body, as text, without reading more of it.
+async fn first_bytes(mut response: reqwest::Response, limit: usize) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    kept.truncate(limit);
+    String::from_utf8_lossy(&kept).trim().to_string()
+}
+
+/// reqwest's error and its causes (the refused address is a cause).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn elapsed_ms(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Hands new events to the endpoints every `interval` (at once again after a full batch) until
+/// `shutdown`. Nothing here needs to survive a crash: an event not handed out stays marked so in
+/// the outbox and goes with the next round.
+pub async fn fan_out(
+    storage: Storage,
+    interval: Duration,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    info!(
+        interval_ms = interval.as_millis() as u64,
+        "webhook fan-out started"
+    );
+    while !shutdown.is_cancelled() {
+        let handed = match storage.fan_out_events(FAN_OUT_BATCH, clock.now()).await {
+            Ok(handed) => handed,
+            Err(e) => {
+                warn!(error = %e, "cannot hand events to the webhook endpoints; trying again shortly");
+                0
+            }
+        };
+        if handed == FAN_OUT_BATCH as usize {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

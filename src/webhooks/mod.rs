@@ -1,0 +1,50 @@
+//! Webhooks to the company's CRM, the pure part: how a request is signed (Standard Webhooks),
+//! which addresses an endpoint may reach, and when a failed delivery is tried again.
+//!
+//! The I/O lives elsewhere: the deliveries and their order in `storage::webhooks`, the requests
+//! in `jobs::webhooks`, the routes in `http::api::webhooks`.
+
+pub mod address;
+pub mod retry;
+pub mod signature;
+
+#[cfg(test)]
+mod tests;
+
+pub use address::{AddressPolicy, GuardedResolver};
+pub use retry::RetrySchedule;
+pub use signature::{SecretError, SigningSecret};
+
+/// Every event type of the public contract (DESIGN.md, "Outbound events"); an endpoint subscribes
+/// to some of them, or to all with an empty list.
+pub const EVENT_TYPES: [&str; 15] = [
+    "invitation.sent",
+    "invitation.failed",
+    "response.answered",
+    "response.completed",
+    "response.expired",
+    "alert.raised",
+    "case.opened",
+    "case.assigned",
+    "case.message",
+    "case.escalated",
+    "case.resolved",
+    "case.closed",
+    "contact.opted_out",
+    "contact.opted_in",
+    "contact.erased",
+];
+
+/// Whether an endpoint subscribed to `types` wants `event_type` (no types: every event).
+pub fn subscribes(types: &[String], event_type: &str) -> bool {
+    types.is_empty() || types.iter().any(|t| t == event_type)
+}
+
+/// The names in `types` that are not event types of the contract.
+pub fn unknown_event_types(types: &[String]) -> Vec<&str> {
+    types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !EVENT_TYPES.contains(t))
+        .collect()
+}
