@@ -85,11 +85,79 @@ pub async fn require_api_key(
             "this key acts for a user of a unit: it reaches /api/v1/cases only",
         ));
     }
-    request.extensions_mut().insert(Caller {
+    let caller = Caller {
         key_id: credential.id,
         key_name: credential.name,
         user,
         scope,
-    });
-    Ok(next.run(request).await)
+    };
+    let action = AuditedRequest::of(&request);
+    let actor = caller.actor();
+    request.extensions_mut().insert(caller);
+    let response = next.run(request).await;
+    let target = response.extensions().get::<AuditTarget>().cloned();
+    action
+        .record(&state.storage, actor, response.status(), target)
+        .await;
+    Ok(response)
+}
+
+/// The record a handler can leave on its response for the audit log: the id of what it read or
+/// changed, when the path does not say it plainly (a phone number is personal data: the
+/// contact's id goes to the log instead).
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
+/// What an API request was, for the audit log: its route template (never the raw path) and the
+/// record it names.
+struct AuditedRequest {
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+}
+
+impl AuditedRequest {
+    fn of(request: &Request) -> AuditedRequest {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", |p| p.as_str())
+            .to_string();
+        let resource = route.trim_start_matches("/api/v1/");
+        let target_type = resource.split('/').next().unwrap_or_default().to_string();
+        // The path's segment where the template has a parameter, unless it is a phone number.
+        let target_id = route
+            .split('/')
+            .zip(request.uri().path().split('/'))
+            .find(|(template, _)| template.starts_with('{') && *template != "{phone}")
+            .map(|(_, value)| value.to_string());
+        AuditedRequest {
+            action: format!("{} {route}", request.method()),
+            target_type,
+            target_id,
+        }
+    }
+
+    /// Appends the entry; a failure is logged, never turned into the caller's error (the work
+    /// is done by now).
+    async fn record(
+        self,
+        storage: &crate::storage::Storage,
+        actor: String,
+        status: axum::http::StatusCode,
+        target: Option<AuditTarget>,
+    ) {
+        let target_id = target.map(|t| t.0).or(self.target_id);
+        let entry = crate::storage::AuditEntry {
+            at: crate::time::Timestamp::now(),
+            actor,
+            action: self.action,
+            target_type: self.target_type,
+            target_id,
+            details: serde_json::json!({ "status": status.as_u16() }),
+        };
+        if let Err(e) = storage.append_audit(&entry).await {
+            tracing::warn!(error = %e, "cannot write the audit entry of an API request");
+        }
+    }
 }

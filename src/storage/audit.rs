@@ -69,6 +69,15 @@ macro_rules! insert_audit {
 pub(crate) use insert_audit;
 
 impl Storage {
+    /// Appends one entry on its own (an API request; changes write theirs in their transaction).
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StorageError> {
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            insert_audit!(pool, entry)?;
+            Ok(())
+        })
+    }
+
     /// The latest entries about one kind of record, newest first.
     pub async fn audit_entries(
         &self,

@@ -486,8 +486,8 @@ impl Storage {
         })?)
     }
 
-    /// Sends a delivery again, whatever became of it: it is pending once more and its job is
-    /// queued at once (out of its contact's order: it was asked for). A pending one is a
+    /// Sends a delivery again, whatever became of it: it is pending once more, with the whole
+    /// retry schedule before it (its earlier attempts stay listed), and its job is queued at once (out of its contact's order: it was asked for). A pending one is a
     /// conflict: it is on its way already.
     pub async fn retry_webhook_delivery(
         &self,
@@ -505,7 +505,7 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let updated = sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'pending', replays = replays + 1, next_attempt_at = $1, \
+                "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = $1, \
                  delivered_at = NULL, updated_at = $1 WHERE id = $2 AND state <> 'pending'",
             )
             .bind(now)
@@ -536,8 +536,8 @@ impl Storage {
         })
     }
 
-    /// Sends an endpoint's dead deliveries created at or after `since` again, each contact's in
-    /// their order; returns how many.
+    /// Sends an endpoint's dead deliveries created at or after `since` again, each with the whole
+    /// retry schedule before it and each contact's in their order; returns how many.
     pub async fn replay_dead_deliveries(
         &self,
         endpoint_id: &str,
@@ -549,7 +549,7 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let replayed = sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'pending', replays = replays + 1, next_attempt_at = $1, \
+                "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = $1, \
                  updated_at = $1 WHERE endpoint_id = $2 AND state = 'dead' AND created_at >= $3",
             )
             .bind(now)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-/// `Retry-After` is honoured up to this long; a receiver asking for more gets the schedule.
+/// `Retry-After` is honoured up to this long; a receiver asking for more waits this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// Each delay moves by up to this fraction either way.
 const JITTER: f64 = 0.1;

@@ -389,6 +389,11 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/messages"),
     ("post", "/api/v1/cases/{id}/assign"),
     ("post", "/api/v1/cases/{id}/resolve"),
+    ("get", "/api/v1/webhook-endpoints"),
+    ("post", "/api/v1/webhook-endpoints"),
+    ("post", "/api/v1/webhook-endpoints/{id}/replay"),
+    ("get", "/api/v1/webhook-deliveries"),
+    ("post", "/api/v1/webhook-deliveries/{id}/retry"),
 ];
 
 #[tokio::test]
@@ -454,4 +459,60 @@ fn api_routes_are_registered_only_through_the_documenting_macro() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn every_api_call_is_in_the_audit_log_with_its_caller_route_and_target() {
+    let (db, server, key) = started().await;
+    let client = Client::new();
+    let created = client
+        .post(server.url("/api/v1/units"))
+        .bearer_auth(&key)
+        .json(&json!({"code": "ACME", "name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let missing = client
+        .get(server.url("/api/v1/units/NOPE"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let unauthenticated = client
+        .get(server.url("/api/v1/units/ACME"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+
+    let entries = db.storage.audit_entries("units", 10).await.unwrap();
+    let requests: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action.starts_with("GET ") || e.action.starts_with("POST "))
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.target_id.as_deref(),
+                e.details["status"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        vec![
+            (
+                "api_key:crm",
+                "GET /api/v1/units/{code}",
+                Some("NOPE"),
+                Some(404)
+            ),
+            ("api_key:crm", "POST /api/v1/units", None, Some(201)),
+        ],
+        "newest first; a call without a valid key is not anyone's"
+    );
+    server.stop().await;
+    db.cleanup().await;
 }
