@@ -7,6 +7,7 @@ mod cases;
 mod channels;
 mod database;
 mod dispatch;
+mod privacy;
 mod secret;
 
 pub use cases::{CasesConfig, EmailConfig};
@@ -17,6 +18,7 @@ pub use channels::{
 };
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError, SqliteSync};
 pub use dispatch::DispatchConfig;
+pub use privacy::{MIN_HASH_KEY_CHARS, PrivacyConfig};
 pub use secret::Secret;
 
 use figment::Figment;
@@ -42,6 +44,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub cases: CasesConfig,
     pub email: EmailConfig,
+    pub privacy: PrivacyConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -248,6 +251,9 @@ impl Config {
             .and(self.dispatch.spend_cap_micros().map(drop))
         {
             return invalid(&format!("dispatch.{key}"), &reason);
+        }
+        if let Err((key, reason)) = self.privacy.check() {
+            return invalid(&format!("privacy.{key}"), &reason);
         }
         if let Err(reason) = self.cases.close_after() {
             return invalid("cases.close_after", &reason);
