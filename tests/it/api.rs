@@ -389,6 +389,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/messages"),
     ("post", "/api/v1/cases/{id}/assign"),
     ("post", "/api/v1/cases/{id}/resolve"),
+    ("get", "/api/v1/contacts/{phone}"),
+    ("delete", "/api/v1/contacts/{phone}"),
 ];
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod console;
+pub mod contacts;
 pub mod imports;
 pub mod invitations;
 pub mod units;
@@ -27,6 +28,7 @@ use utoipa_axum::routes;
         (name = "invitations", description = "Customer events that start surveys"),
         (name = "imports", description = "Files of customer events"),
         (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
+        (name = "contacts", description = "One customer's card and their erasure (GDPR)"),
         (name = "console", description = "The development channel's outbox")
     )
 )]
@@ -62,4 +64,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cases::send_case_message))
         .routes(routes!(cases::assign_case))
         .routes(routes!(cases::resolve_case))
+        .routes(routes!(contacts::get_contact, contacts::erase_contact))
 }
