@@ -177,6 +177,9 @@ pub struct NewStatus<'a> {
     pub received_at: Timestamp,
 }
 
+/// A contact as the upsert returns it: id, phone, opted out at, locale, created at.
+type UpsertedContact = (String, String, Option<Timestamp>, Option<String>, Timestamp);
+
 /// A customer message to apply, and what decides its effects.
 struct Applying<'a> {
     new: NewInbound<'a>,
@@ -305,7 +308,7 @@ impl Storage {
                     " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
                      RETURNING id, phone, opted_out_at, locale, created_at",
                 );
-                let rows: Vec<(String, String, Option<Timestamp>, Option<String>, Timestamp)> =
+                let rows: Vec<UpsertedContact> =
                     upsert.build_query_as().fetch_all(&mut *tx).await?;
                 // A number erased after it opted out starts opted out again: its texts are
                 // kept, but start no survey and earn no second opt-out confirmation.
