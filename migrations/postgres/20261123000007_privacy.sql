@@ -12,3 +12,13 @@ CREATE TABLE blocked_numbers (
     phone_hmac  BYTEA PRIMARY KEY CHECK (length(phone_hmac) = 32),
     blocked_at  TIMESTAMPTZ NOT NULL
 );
+
+-- A customer's card and erasure find their rows by contact: without these, each of them (and
+-- each contact a retention run checks for recent activity) read the whole table. Each costs a
+-- little on every insert (messages is the busiest table; not yet measured against the runs of
+-- docs/PERFORMANCE.md).
+CREATE INDEX messages_contact ON messages (contact_id, created_at);
+CREATE INDEX conversations_contact ON conversations (contact_id);
+CREATE INDEX cases_contact ON cases (contact_id);
+CREATE INDEX import_rejections_invitation ON import_rejections (invitation_id)
+    WHERE invitation_id IS NOT NULL;

@@ -9,7 +9,8 @@
 
 use super::audit::insert_audit;
 use super::{
-    Actor, AuditEntry, Backend, BeginWrite, CaseEventRecord, ConsentRecord, Storage, StorageError,
+    Actor, AuditEntry, Backend, BeginWrite, CASE_CLOSE_JOB, CASE_NOTICE_JOB, CASE_SLA_JOB,
+    CaseEventRecord, ConsentRecord, EXPIRE_JOB, REMIND_JOB, SEND_JOB, Storage, StorageError,
     insert_event, on_pool,
 };
 use crate::phone::Phone;
@@ -427,13 +428,10 @@ impl Storage {
                 "erasure needs the privacy key ([privacy] hash_key or its key file)".into(),
             )
         })?;
-        // The keys the jobs of a contact's messages, conversations and cases carry in their
-        // payload, read in each dialect.
-        let (lock, job_key) = match &self.backend {
-            Backend::Sqlite(_) => ("", "json_extract(payload, '$.{}')"),
-            Backend::Postgres(_) => (" FOR UPDATE", "(payload->>'{}')"),
+        let (lock, case_id_of_job) = match &self.backend {
+            Backend::Sqlite(_) => ("", "json_extract(payload, '$.case_id')"),
+            Backend::Postgres(_) => (" FOR UPDATE", "(payload->>'case_id')"),
         };
-        let job_field = |field: &str| job_key.replace("{}", field);
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -465,26 +463,39 @@ impl Storage {
                     .execute(&mut *tx)
                     .await?;
             }
+            // A job's unique key is `<kind>:<subject>` (`WriteSet::job`): the jobs of the
+            // contact's messages and conversations are found through its index. A case's jobs
+            // have several keys each; they are found by their payload, a scan of the jobs
+            // table, for the few contacts that had a case.
             sqlx::query(&format!(
-                "DELETE FROM jobs WHERE state <> 'running' AND ( \
-                 {} IN (SELECT id FROM messages WHERE contact_id = $1) \
-                 OR {} IN (SELECT id FROM conversations WHERE contact_id = $1) \
-                 OR {} IN (SELECT id FROM cases WHERE contact_id = $1))",
-                job_field("message_id"),
-                job_field("conversation_id"),
-                job_field("case_id"),
+                "DELETE FROM jobs WHERE state <> 'running' AND unique_key IN ( \
+                 SELECT '{SEND_JOB}:' || id FROM messages WHERE contact_id = $1 \
+                 UNION ALL SELECT '{EXPIRE_JOB}:' || id FROM conversations WHERE contact_id = $1 \
+                 UNION ALL SELECT '{REMIND_JOB}:' || id FROM conversations WHERE contact_id = $1)"
             ))
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE messages SET body = '' WHERE contact_id = $1 \
-                 OR conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1) \
-                 OR case_id IN (SELECT id FROM cases WHERE contact_id = $1)",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            let had_case: Option<String> =
+                sqlx::query_scalar("SELECT id FROM cases WHERE contact_id = $1 LIMIT 1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if had_case.is_some() {
+                sqlx::query(&format!(
+                    "DELETE FROM jobs WHERE state <> 'running' \
+                     AND kind IN ('{CASE_NOTICE_JOB}', '{CASE_SLA_JOB}', '{CASE_CLOSE_JOB}') \
+                     AND {case_id_of_job} IN (SELECT id FROM cases WHERE contact_id = $1)"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Every text of its conversations and cases carries the contact too.
+            sqlx::query("UPDATE messages SET body = '' WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             // A long text still in parts is known by the customer's number only.
             sqlx::query("DELETE FROM message_parts WHERE sender = $1")
                 .bind(&phone)

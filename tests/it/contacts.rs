@@ -321,6 +321,33 @@ async fn erasure_removes_the_number_and_texts_everywhere_and_keeps_the_scores(db
     assert_eq!(again["status"], "scheduled", "{again}");
     let (_, card_after) = card(&client, &server, &key, PHONE_PATH).await;
     assert_ne!(card_after["contact"]["id"], json!(contact_id));
+
+    // Erased while that survey is open: it ends, and its reminder and expiry are dropped.
+    let conversation = again["conversation_id"].as_str().unwrap().to_string();
+    let jobs_of = |rows: &str| {
+        rows.lines()
+            .filter(|l| l.starts_with("jobs: ") && l.contains(conversation.as_str()))
+            .count()
+    };
+    assert_eq!(
+        jobs_of(&every_row(db).await),
+        2,
+        "its reminder and expiry are queued"
+    );
+    let (status, _) = erase(&client, &server, &key, PHONE_PATH).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = every_row(db).await;
+    assert_eq!(jobs_of(&rows), 0, "{rows}");
+    assert_eq!(
+        db.storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .map(|(status, _)| status)
+            .as_deref(),
+        Some("expired")
+    );
+    assert_eq!(traces_in(&rows), Vec::<&str>::new());
     server.stop().await;
 }
 
@@ -419,7 +446,59 @@ async fn retention_removes_old_texts_and_idle_numbers(db: &TestDb) {
     server.stop().await;
 }
 
+/// A detractor's case: erasure closes it, empties its history's details and drops its jobs
+/// (found by their payload), and the customer's words in the case are gone.
+async fn erasure_closes_the_customer_s_case_and_drops_its_jobs(db: &TestDb) {
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts.yaml");
+    let config = db.config_from_toml(&format!(
+        "[flows]\ndir = \"{flows}\"\nalerts = \"{rules}\"\n\n\
+         [jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n\
+         [dispatch]\nimmediate = true\nfrequency_cap_days = 0\n\n\
+         [channels.console]\nprovider = \"console\"\n"
+    ));
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let client = Client::new();
+    let key = api_key(&db.storage, "crm").await;
+    let (status, _) = invite(&client, &server, &key, &invitation("order-case")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_for_texts(&client, &server.base, &key, 1).await;
+    text_from_customer(&client, &server.base, "in-1", &format!("2 {COMMENT}")).await;
+    let mut case_id = String::new();
+    for _ in 0..500 {
+        let (_, body) = card(&client, &server, &key, PHONE_PATH).await;
+        if let Some(id) = body["cases"][0]["id"].as_str() {
+            case_id = id.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!case_id.is_empty(), "the detractor's case opens");
+    let jobs_of_case = |rows: &str| {
+        rows.lines()
+            .filter(|l| l.starts_with("jobs: ") && l.contains(case_id.as_str()))
+            .count()
+    };
+    assert!(jobs_of_case(&every_row(db).await) > 0, "its SLA is queued");
+
+    let (status, _) = erase(&client, &server, &key, PHONE_PATH).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = every_row(db).await;
+    assert_eq!(jobs_of_case(&rows), 0, "{rows}");
+    assert_eq!(traces_in(&rows), Vec::<&str>::new(), "{rows}");
+    let case = rows
+        .lines()
+        .find(|l| l.starts_with("cases: ") && l.contains(case_id.as_str()))
+        .unwrap();
+    assert!(
+        case.contains("closed") && case.contains("no_action_needed"),
+        "{case}"
+    );
+    server.stop().await;
+}
+
 crate::both_backends!(
+    erasure_closes_the_customer_s_case_and_drops_its_jobs,
     the_card_shows_the_whole_conversation,
     erasure_removes_the_number_and_texts_everywhere_and_keeps_the_scores,
     an_erased_number_that_had_opted_out_stays_blocked,
