@@ -162,6 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_too_short_to_be_a_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE_NAME);
+        std::fs::write(&path, "1234\n").unwrap();
+        let error = HashKey::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("fewer than 32 characters"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1234\n",
+            "left as it was"
+        );
+    }
+
+    #[test]
     fn the_key_file_is_beside_the_sqlite_file() {
         let mut config = Config::default();
         config.database.url =

@@ -543,6 +543,10 @@ async fn after_erasure_no_file_or_log_line_holds_the_number_or_the_texts() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (status, log) = served.terminate_with_whole_log();
+    assert!(
+        dir.path().join("hearback.key").exists(),
+        "with no hash_key configured, the key was generated beside the database"
+    );
     assert!(status.success(), "{log}");
     assert!(log.contains("contact erased"), "{log}");
     assert_eq!(traces_in(&log), Vec::<&str>::new(), "in the log:\n{log}");
