@@ -17,6 +17,7 @@ pub mod intake;
 pub mod jobs;
 pub mod lang;
 pub mod phone;
+pub mod privacy;
 pub mod providers;
 pub mod schedule;
 pub mod server;

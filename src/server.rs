@@ -5,6 +5,7 @@ use crate::http::{self, AppState};
 use crate::jobs::expire::ExpireConversation;
 use crate::jobs::maintenance::PurgeFinishedJobs;
 use crate::jobs::remind::RemindConversation;
+use crate::jobs::retention::ApplyRetention;
 use crate::jobs::send_sms::{SendChannel, SendSms};
 use crate::jobs::{JobRegistry, JobRunner, RunnerSettings};
 use crate::storage::{Storage, StorageError};
@@ -41,6 +42,8 @@ pub enum ServeError {
     AlertRules(String),
     #[error("e-mail: {0}")]
     Email(String),
+    #[error(transparent)]
+    PrivacyKey(#[from] crate::privacy::KeyError),
 }
 
 /// Connects, brings the schema up to date where that is this process's job, and checks it.
@@ -200,6 +203,12 @@ async fn run_with_flows(
     (shutdown, clock): (CancellationToken, Clock),
 ) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Http)?;
+    // Contacts are created here (invitations, texts): they must recognise blocked numbers.
+    let storage = if storage.has_privacy_key() {
+        storage
+    } else {
+        storage.with_privacy_key(crate::privacy::HashKey::from_config(config)?)
+    };
     for (name, channel) in config.effective_channels() {
         info!(channel = %name, provider = channel.provider(), "channel configured");
     }
@@ -224,7 +233,7 @@ async fn run_with_flows(
             ))
         })
         .collect();
-    let registry = JobRegistry::default()
+    let mut registry = JobRegistry::default()
         .with(crate::jobs::cases::EscalateCase {
             storage: storage.clone(),
             email: mailer.is_some(),
@@ -281,6 +290,15 @@ async fn run_with_flows(
     let now = Timestamp::now();
     PurgeFinishedJobs::schedule(&storage, now, now).await?;
     let webhooks = webhook_lane(config, &storage, &clock, now).await?;
+    if let Some(days) = config.privacy.retention_days {
+        registry = registry.with(ApplyRetention {
+            storage: storage.clone(),
+            retention: Duration::from_secs(u64::from(days) * 86_400),
+            clock: clock.clone(),
+        });
+        let now = clock.now();
+        ApplyRetention::schedule(&storage, now, now).await?;
+    }
     let runner = JobRunner::new(
         storage.clone(),
         registry,

@@ -44,7 +44,10 @@ pub async fn import_file(
         .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", path.display())))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let flows = server::load_flows(config)?;
-    let storage = server::open_storage(config, false).await?;
+    // Imported rows create contacts: a number erased after it opted out must stay blocked.
+    let storage = server::open_storage(config, false).await?.with_privacy_key(
+        crate::privacy::HashKey::from_config(config).map_err(server::ServeError::PrivacyKey)?,
+    );
     let intake = Intake::new(config, Arc::new(flows.flows));
     let mut report = match report {
         None => None,

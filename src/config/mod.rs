@@ -7,6 +7,7 @@ mod cases;
 mod channels;
 mod database;
 mod dispatch;
+mod privacy;
 mod secret;
 mod webhooks;
 
@@ -18,6 +19,7 @@ pub use channels::{
 };
 pub use database::{DatabaseConfig, DatabaseKind, DatabaseUrl, DatabaseUrlError, SqliteSync};
 pub use dispatch::DispatchConfig;
+pub use privacy::{MIN_HASH_KEY_CHARS, PrivacyConfig};
 pub use secret::Secret;
 pub use webhooks::{EndpointConfig, WebhooksConfig};
 
@@ -45,6 +47,7 @@ pub struct Config {
     pub cases: CasesConfig,
     pub email: EmailConfig,
     pub webhooks: WebhooksConfig,
+    pub privacy: PrivacyConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
 
@@ -251,6 +254,9 @@ impl Config {
             .and(self.dispatch.spend_cap_micros().map(drop))
         {
             return invalid(&format!("dispatch.{key}"), &reason);
+        }
+        if let Err((key, reason)) = self.privacy.check() {
+            return invalid(&format!("privacy.{key}"), &reason);
         }
         if let Err(reason) = self.cases.close_after() {
             return invalid("cases.close_after", &reason);

@@ -329,3 +329,42 @@ fn channel_secrets_do_not_leak_through_debug_or_serialisation() {
         Ok(())
     });
 }
+
+#[test]
+fn the_privacy_key_comes_from_the_environment_and_never_shows() {
+    Jail::expect_with(|jail| {
+        let key = "k3y-from-the-environment-0123456789abcdef";
+        jail.set_env("HEARBACK_PRIVACY__HASH_KEY", key);
+        jail.create_file("hearback.toml", "[privacy]\nretention_days = 90\n")?;
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.privacy.hash_key.as_ref().unwrap().expose(), key);
+        assert_eq!(config.privacy.retention_days, Some(90));
+        assert!(!format!("{config:?}").contains(key));
+        assert!(!serde_json::to_string(&config).unwrap().contains(key));
+        Ok(())
+    });
+}
+
+#[test]
+fn privacy_values_that_cannot_work_are_refused_with_their_key() {
+    for (toml, key, reason) in [
+        ("retention_days = 0", "privacy.retention_days", "at least 1"),
+        (
+            "hash_key = \"short\"",
+            "privacy.hash_key",
+            "at least 32 characters",
+        ),
+        ("hash_key = \"\"", "privacy.hash_key", "cannot be empty"),
+        ("retention_days = -3", "privacy.retention_days", ""),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.create_file("hearback.toml", &format!("[privacy]\n{toml}\n"))?;
+            let message = error_of(load_in(jail, None));
+            assert!(
+                message.contains(key) && message.contains(reason),
+                "{toml}: {message}"
+            );
+            Ok(())
+        });
+    }
+}

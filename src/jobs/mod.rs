@@ -11,6 +11,7 @@ pub mod cases;
 pub mod expire;
 pub mod maintenance;
 pub mod remind;
+pub mod retention;
 pub mod send_sms;
 pub mod webhooks;
 

@@ -7,6 +7,7 @@
 //! history row and its outbox event.
 
 use super::cases::{ActiveCase, CaseInput, NewAlert};
+use super::contacts::block_new_contacts;
 use super::{
     Advance, BeginWrite, ConversationStatus, ConversationView, Purpose, Storage, StorageError,
     Timing, WriteSet, flush_writes, insert_new_cases, on_pool,
@@ -176,6 +177,9 @@ pub struct NewStatus<'a> {
     pub received_at: Timestamp,
 }
 
+/// A contact as the upsert returns it: id, phone, opted out at, locale, created at.
+type UpsertedContact = (String, String, Option<Timestamp>, Option<String>, Timestamp);
+
 /// A customer message to apply, and what decides its effects.
 struct Applying<'a> {
     new: NewInbound<'a>,
@@ -302,11 +306,22 @@ impl Storage {
                     // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
                     // `Storage::row_lock`).
                     " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
-                     RETURNING id, phone, opted_out_at, locale",
+                     RETURNING id, phone, opted_out_at, locale, created_at",
                 );
-                let rows: Vec<(String, String, Option<Timestamp>, Option<String>)> =
+                let rows: Vec<UpsertedContact> =
                     upsert.build_query_as().fetch_all(&mut *tx).await?;
-                for (id, phone, opted_out_at, locale) in rows {
+                // A number erased after it opted out starts opted out again: its texts are
+                // kept, but start no survey and earn no second opt-out confirmation.
+                let created: Vec<(String, String, Timestamp, Timestamp)> = rows
+                    .iter()
+                    .filter_map(|(id, phone, _, _, created_at)| {
+                        let (_, at) = numbers.iter().find(|(p, _)| *p == phone.as_str())?;
+                        Some((id.clone(), phone.clone(), *created_at, *at))
+                    })
+                    .collect();
+                let blocked = block_new_contacts!(tx, self, &created);
+                for (id, phone, opted_out_at, locale, created_at) in rows {
+                    let opted_out_at = opted_out_at.or(blocked.contains(&id).then_some(created_at));
                     contacts.insert(
                         phone,
                         ContactState {

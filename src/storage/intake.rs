@@ -13,6 +13,7 @@
 //! were small — a sequential scan — and an import into an empty database slowed from 2 000 to
 //! 600 rows/s within 60 000 rows as each batch scanned every invitation written before it.
 
+use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
 use super::{
     BeginWrite, ConversationView, EXPIRE_JOB, InvitationOutcome, InvitationRecord, REMIND_JOB,
@@ -200,15 +201,25 @@ impl Storage {
                 // `Storage::row_lock`).
                 upsert.push(
                     " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
-                     RETURNING id, phone, opted_out_at",
+                     RETURNING id, phone, opted_out_at, created_at",
                 );
-                let rows: Vec<(String, String, Option<Timestamp>)> = upsert
+                let rows: Vec<(String, String, Option<Timestamp>, Timestamp)> = upsert
                     .build_query_as()
                     .persistent(false)
                     .fetch_all(&mut *tx)
                     .await?;
-                for (id, phone, opted_out_at) in rows {
-                    contacts.insert(phone, (id, opted_out_at.is_some()));
+                // A number erased after it opted out starts opted out again.
+                let created: Vec<(String, String, Timestamp, Timestamp)> = rows
+                    .iter()
+                    .filter_map(|(id, phone, _, created_at)| {
+                        let (_, _, at) = numbers.iter().find(|(p, ..)| *p == phone.as_str())?;
+                        Some((id.clone(), phone.clone(), *created_at, *at))
+                    })
+                    .collect();
+                let blocked = block_new_contacts!(tx, self, &created);
+                for (id, phone, opted_out_at, _) in rows {
+                    let opted_out = opted_out_at.is_some() || blocked.contains(&id);
+                    contacts.insert(phone, (id, opted_out));
                 }
             }
             let contact_ids: Vec<&str> = contacts.values().map(|(id, _)| id.as_str()).collect();

@@ -10,6 +10,7 @@ mod audit;
 mod batch;
 mod cases;
 mod codec;
+mod contacts;
 mod conversations;
 mod imports;
 mod inbound;
@@ -29,6 +30,10 @@ pub use cases::{
     ActiveCase, CASE_CLOSE_JOB, CASE_NOTICE_JOB, CASE_SLA_JOB, CaseEventRecord, CaseFilter,
     CaseInput, CaseRecord, CaseScope, CaseText, NewAlert, NewUser, Resolution, ThreadMessage,
     UserRecord,
+};
+pub use contacts::{
+    CardAnswer, CardCase, CardConversation, CardInvitation, CardMessage, ContactCard,
+    ContactSummary, Retention,
 };
 pub(crate) use conversations::insert_event;
 pub use conversations::{
@@ -163,6 +168,9 @@ pub struct Storage {
     url: DatabaseUrl,
     /// SQLite's writers take turns here; see [`Storage::writing`].
     writer_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The key of `blocked_numbers` (see [`crate::privacy`]): contacts created for a blocked
+    /// number start opted out, and erasure needs it. Set by [`Storage::with_privacy_key`].
+    privacy_key: Option<Arc<crate::privacy::HashKey>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -204,6 +212,9 @@ impl Storage {
                         SqliteSync::Normal => SqliteSynchronous::Normal,
                     })
                     .foreign_keys(true)
+                    // An erased contact's texts are overwritten with zeros in the file, not left
+                    // in free pages where a copy of the file would still hold them.
+                    .pragma("secure_delete", "ON")
                     // SQLite's default page cache is 2 MiB: past that every page read is a
                     // system call. 64 MiB (the default) keeps the working set of a busy
                     // instance in memory (measured in docs/PERFORMANCE.md).
@@ -235,7 +246,20 @@ impl Storage {
             backend,
             url,
             writer_turn: Arc::default(),
+            privacy_key: None,
         })
+    }
+
+    /// This storage with the key of `blocked_numbers`. Every process that creates contacts
+    /// (`serve`, `import`) sets it: without it a blocked number is not recognised, and erasure
+    /// is refused.
+    pub fn with_privacy_key(mut self, key: crate::privacy::HashKey) -> Storage {
+        self.privacy_key = Some(Arc::new(key));
+        self
+    }
+
+    pub fn has_privacy_key(&self) -> bool {
+        self.privacy_key.is_some()
     }
 
     pub fn kind(&self) -> DatabaseKind {

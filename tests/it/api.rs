@@ -394,6 +394,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/webhook-endpoints/{id}/replay"),
     ("get", "/api/v1/webhook-deliveries"),
     ("post", "/api/v1/webhook-deliveries/{id}/retry"),
+    ("get", "/api/v1/contacts/{phone}"),
+    ("delete", "/api/v1/contacts/{phone}"),
 ];
 
 #[tokio::test]

@@ -296,6 +296,31 @@ async fn every_event_of_a_survey_reaches_the_crm_once_in_order_across_an_outage(
             .starts_with("HTTP 500")
     );
     assert_eq!(attempts.last().unwrap()["status"], 204);
+
+    // Erasing the customer purges what was pushed about them; only the erasure itself is sent.
+    let erased = client
+        .delete(server.url(&format!(
+            "/api/v1/contacts/{}",
+            crate::conversations::CUSTOMER
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), StatusCode::OK);
+    wait_until("the erasure reached the CRM", || async {
+        crm.accepted_ids().len() == events.len() + 1
+    })
+    .await;
+    let erasure: Value = serde_json::from_str(&crm.received().last().unwrap().body).unwrap();
+    assert_eq!(erasure["type"], "contact.erased");
+    let left = deliveries(&client, &server, &key, "").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["event_type"], "contact.erased");
+    assert_eq!(
+        outbox_ids(db, None).await,
+        vec![erasure["id"].as_str().unwrap().to_string()]
+    );
     server.stop().await;
 }
 

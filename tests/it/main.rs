@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod cases;
+mod contacts;
 mod conversations;
 mod crm_webhooks;
 mod flows_cli;

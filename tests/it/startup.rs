@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BINARY: &str = env!("CARGO_BIN_EXE_hearback");
 
 /// The binary in `dir`, with none of the caller's `HEARBACK_*` variables.
-fn hearback(dir: &Path) -> Command {
+pub(crate) fn hearback(dir: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command.current_dir(dir).env("HEARBACK_LOG__LEVEL", "info");
     for (name, _) in std::env::vars() {
@@ -35,7 +35,7 @@ fn single_error_line(command: &mut Command) -> String {
     errors[0].to_string()
 }
 
-fn run_bounded(command: &mut Command) -> Output {
+pub(crate) fn run_bounded(command: &mut Command) -> Output {
     let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -191,14 +191,16 @@ fn a_missing_explicit_configuration_file_is_an_error() {
 }
 
 /// A `hearback serve` child, its address read from the "listening" log line.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: mpsc::Receiver<String>,
+    /// The lines read while waiting for the "listening" one.
+    early: Vec<String>,
 }
 
 impl Served {
-    fn start(mut command: Command) -> Served {
+    pub(crate) fn start(mut command: Command) -> Served {
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -209,6 +211,7 @@ impl Served {
             child,
             base: String::new(),
             log,
+            early: Vec::new(),
         };
         let stderr = served.child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -222,6 +225,7 @@ impl Served {
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("a 'listening' line");
+            served.early.push(line.clone());
             if let Some(addr) = line
                 .contains("listening")
                 .then(|| line.split("addr=").nth(1))
@@ -233,8 +237,15 @@ impl Served {
         served
     }
 
-    /// Sends SIGTERM and returns the exit status and the rest of the log.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends SIGTERM and returns the exit status and the rest of the log (after the
+    /// "listening" line; [`Served::terminate_with_whole_log`] for all of it).
+    pub(crate) fn terminate_with_whole_log(mut self) -> (std::process::ExitStatus, String) {
+        let early = std::mem::take(&mut self.early);
+        let (status, rest) = self.terminate();
+        (status, format!("{}\n{rest}", early.join("\n")))
+    }
+
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")

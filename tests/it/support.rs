@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const POSTGRES_URL_VAR: &str = "HEARBACK_TEST_POSTGRES_URL";
 
+/// The privacy key of the PostgreSQL test servers.
+pub const TEST_HASH_KEY: &str = "test-privacy-key-0123456789abcdef0123456789";
+
 /// The PostgreSQL server to test against. Without it the PostgreSQL tests are skipped, loudly;
 /// under `CI=true` its absence is a failure.
 pub fn postgres_url() -> Option<String> {
@@ -111,9 +114,20 @@ impl TestDb {
     }
 
     pub fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             database: database_config(&self.url),
             ..Config::default()
+        };
+        self.keep_key_out_of_the_working_directory(&mut config);
+        config
+    }
+
+    /// With PostgreSQL the generated privacy key file would go to the working directory (the
+    /// repository): the tests give those servers a key of their own instead. SQLite's goes
+    /// beside its file, in the test's temporary folder.
+    fn keep_key_out_of_the_working_directory(&self, config: &mut Config) {
+        if self.schema.is_some() && config.privacy.hash_key.is_none() {
+            config.privacy.hash_key = Some(hearback::config::Secret::new(TEST_HASH_KEY));
         }
     }
 
@@ -129,6 +143,7 @@ impl TestDb {
         })
         .unwrap();
         config.database = self.config().database;
+        self.keep_key_out_of_the_working_directory(&mut config);
         config
     }
 

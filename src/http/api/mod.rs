@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod console;
+pub mod contacts;
 pub mod imports;
 pub mod invitations;
 pub mod units;
@@ -29,6 +30,7 @@ use utoipa_axum::routes;
         (name = "imports", description = "Files of customer events"),
         (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
         (name = "webhooks", description = "Events pushed to the CRM: endpoints and deliveries"),
+        (name = "contacts", description = "One customer's card and their erasure (GDPR)"),
         (name = "console", description = "The development channel's outbox")
     )
 )]
@@ -68,4 +70,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::replay_endpoint))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(contacts::get_contact, contacts::erase_contact))
 }

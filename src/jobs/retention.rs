@@ -1,0 +1,70 @@
+//! `[privacy] retention_days`: personal data is kept that long, then emptied or anonymised
+//! (see `Storage::apply_retention` and docs/privacy.md), once a day.
+
+use super::{JobFailure, JobFuture, JobHandler};
+use crate::storage::{ClaimedJob, NewJob, Storage, StorageError};
+use crate::time::{Clock, Timestamp};
+use serde_json::json;
+use std::time::Duration;
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The daily retention run. Each run queues the next; the per-day unique key keeps one run a
+/// day across instances. Reads "now" from `clock`, so that tests let the days pass.
+#[derive(Clone)]
+pub struct ApplyRetention {
+    pub storage: Storage,
+    pub retention: Duration,
+    pub clock: Clock,
+}
+
+impl ApplyRetention {
+    pub const KIND: &'static str = "privacy.retention";
+
+    /// Queues the run for `at`'s day, unless one is already queued.
+    pub async fn schedule(
+        storage: &Storage,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<i64, StorageError> {
+        let day = at.as_datetime().format("%Y-%m-%d");
+        let job = NewJob {
+            kind: Self::KIND.into(),
+            payload: json!({}),
+            run_at: at,
+            max_attempts: 5,
+            unique_key: Some(format!("{}:{day}", Self::KIND)),
+        };
+        storage.enqueue_job(&job, now).await
+    }
+}
+
+impl JobHandler for ApplyRetention {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn run(&self, _job: ClaimedJob) -> JobFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let now = this.clock.now();
+            let retry = |e: StorageError| JobFailure::Retry(e.to_string());
+            let done = this
+                .storage
+                .apply_retention(now - this.retention, now)
+                .await
+                .map_err(retry)?;
+            tracing::info!(
+                messages = done.messages_emptied,
+                answers = done.answers_emptied,
+                invitations = done.invitations_emptied,
+                contacts = done.contacts_anonymised,
+                "personal data past retention removed"
+            );
+            Self::schedule(&this.storage, now + DAY, now)
+                .await
+                .map_err(retry)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! The key that keeps erased opted-out numbers blocked.
+//!
+//! An erased contact's number is gone from the database, yet a customer who said STOP must not
+//! be texted again because an integration sends their number once more. The number is kept as
+//! its HMAC-SHA256 under a key that lives outside the database (`[privacy] hash_key`, or a key
+//! file generated once): a salted hash stored beside its salt could be reversed by hashing every
+//! possible phone number (there are only some billions); without the key it cannot.
+
+use crate::config::{Config, DatabaseKind};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+
+/// The name of the generated key file.
+pub const KEY_FILE_NAME: &str = "hearback.key";
+
+/// The HMAC key of `blocked_numbers`; `Debug` never shows it.
+#[derive(Clone)]
+pub struct HashKey(Vec<u8>);
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("privacy key file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+impl HashKey {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> HashKey {
+        HashKey(bytes.into())
+    }
+
+    /// HMAC-SHA256 of an E.164 number.
+    pub fn phone_hmac(&self, e164: &str) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(e164.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The configured key, else the one in the key file, generated there the first time.
+    pub fn from_config(config: &Config) -> Result<HashKey, KeyError> {
+        if let Some(key) = &config.privacy.hash_key {
+            return Ok(HashKey::new(key.expose().as_bytes()));
+        }
+        HashKey::from_file(&key_file(config))
+    }
+
+    /// Reads the key file, or creates it with 32 random bytes (hex), readable by its owner only.
+    pub fn from_file(path: &Path) -> Result<HashKey, KeyError> {
+        let error = |reason: String| KeyError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let key = text.trim();
+                if key.chars().count() < crate::config::MIN_HASH_KEY_CHARS {
+                    return Err(error(format!(
+                        "holds fewer than {} characters",
+                        crate::config::MIN_HASH_KEY_CHARS
+                    )));
+                }
+                Ok(HashKey::new(key.as_bytes()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = hex::encode(rand::random::<[u8; 32]>());
+                write_new(path, &key).map_err(|e| error(e.to_string()))?;
+                tracing::info!(file = %path.display(), "generated the privacy key; back it up with the database");
+                Ok(HashKey::new(key.as_bytes()))
+            }
+            Err(e) => Err(error(e.to_string())),
+        }
+    }
+}
+
+/// Creates the file (never overwriting one: two instances starting together keep the first
+/// key), mode 0600.
+fn write_new(path: &Path, key: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(key.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()
+        }
+        // Another process created it between our read and our write: its key stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `[privacy] key_file`, else `hearback.key` beside the SQLite file, or in the working directory.
+pub fn key_file(config: &Config) -> PathBuf {
+    if let Some(path) = &config.privacy.key_file {
+        return path.clone();
+    }
+    if config.database.url.kind() == DatabaseKind::Sqlite {
+        let raw = config.database.url.expose();
+        let file = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        let file = file.split('?').next().unwrap_or(file);
+        if let Some(parent) = Path::new(file).parent() {
+            return parent.join(KEY_FILE_NAME);
+        }
+    }
+    PathBuf::from(KEY_FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_number_under_the_same_key_gives_the_same_hmac_and_another_key_another() {
+        let key = HashKey::new(b"k".repeat(32));
+        assert_eq!(
+            key.phone_hmac("+33612345678"),
+            key.phone_hmac("+33612345678")
+        );
+        assert_ne!(
+            key.phone_hmac("+33612345678"),
+            key.phone_hmac("+33612345679")
+        );
+        let other = HashKey::new(b"o".repeat(32));
+        assert_ne!(
+            key.phone_hmac("+33612345678"),
+            other.phone_hmac("+33612345678")
+        );
+    }
+
+    #[test]
+    fn a_generated_key_file_is_kept_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE_NAME);
+        let first = HashKey::from_file(&path).unwrap();
+        let again = HashKey::from_file(&path).unwrap();
+        assert_eq!(
+            first.phone_hmac("+33612345678"),
+            again.phone_hmac("+33612345678")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_key_file_too_short_to_be_a_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE_NAME);
+        std::fs::write(&path, "1234\n").unwrap();
+        let error = HashKey::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("fewer than 32 characters"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1234\n",
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn the_key_file_is_beside_the_sqlite_file() {
+        let mut config = Config::default();
+        config.database.url =
+            crate::config::DatabaseUrl::parse("sqlite:///var/lib/hb/hearback.db").unwrap();
+        assert_eq!(key_file(&config), PathBuf::from("/var/lib/hb/hearback.key"));
+        config.database.url =
+            crate::config::DatabaseUrl::parse("postgres://u@localhost/hb").unwrap();
+        assert_eq!(key_file(&config), PathBuf::from("hearback.key"));
+    }
+}
