@@ -142,7 +142,7 @@ impl AppState {
 
 /// The whole application: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/api/v1`.
 pub fn router(state: AppState, server: &ServerConfig) -> Router {
-    let (api, openapi) = openapi_router().split_for_parts();
+    let (api, openapi) = split_openapi_router();
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -201,6 +201,15 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         .with_state(state)
 }
 
+/// The routes and the finished document: the answers common to every route are added once the
+/// routes are in (a modifier on [`api::ApiDoc`] would run before there is any).
+fn split_openapi_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::Modify;
+    let (routes, mut document) = openapi_router().split_for_parts();
+    api::CommonErrors.modify(&mut document);
+    (routes, document)
+}
+
 /// The `/api/v1` routes and their OpenAPI document, as served.
 fn openapi_router() -> OpenApiRouter<AppState> {
     use utoipa::OpenApi;
@@ -209,7 +218,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_router().split_for_parts().1
+    split_openapi_router().1
 }
 
 /// The span of one request: method, route template and request id; never the URI.

@@ -17,6 +17,7 @@ const MAX_LIMIT: u32 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsoleQuery {
     /// Only the messages to this number (international format).
     pub to: Option<String>,

@@ -34,6 +34,7 @@ const STALE_AFTER_SECS: i64 = 120;
 const MAX_REPORT_PAGE: u32 = 1_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ImportParams {
     /// `csv` or `jsonl`; by default from the Content-Type (`text/csv`, `application/x-ndjson`).
@@ -41,6 +42,7 @@ pub struct ImportParams {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReportParams {
     /// Rejections after this line of the file (the previous page's `next_after_line`).

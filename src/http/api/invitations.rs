@@ -138,6 +138,7 @@ pub async fn get_invitation(
 const MAX_PAGE: u32 = 1_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `scheduled`, `held` (by an SMS-pumping guard), `sent`, `failed`, `declined`, `cancelled`:

@@ -48,6 +48,58 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every operation can give besides its own, documented once here so that no route
+/// forgets one: a query string that does not parse (400), a missing or bad key (401), a user's
+/// key outside its routes (403); and for a body, malformed JSON (400), too large (413), not JSON
+/// (415).
+pub struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut common = vec![
+                    ("400", "A parameter or the body does not parse"),
+                    ("401", "Missing, malformed, unknown or revoked API key"),
+                    ("403", "A user's key outside the routes it reaches"),
+                ];
+                if operation.request_body.is_some() {
+                    common.push(("413", "The body is too large"));
+                    common.push(("415", "The body is not of a type the route takes"));
+                }
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
 /// The `/api/v1` routes with their documentation, paths relative to `/api/v1`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
