@@ -8,6 +8,7 @@ mod conversations;
 mod flows_cli;
 mod intake;
 mod jobs;
+mod responses;
 mod startup;
 mod storage_contract;
 mod webhooks;

@@ -5,6 +5,7 @@ pub mod cases;
 pub mod console;
 pub mod imports;
 pub mod invitations;
+pub mod responses;
 pub mod units;
 
 use super::AppState;
@@ -26,6 +27,7 @@ use utoipa_axum::routes;
         (name = "units", description = "The organisation tree"),
         (name = "invitations", description = "Customer events that start surveys"),
         (name = "imports", description = "Files of customer events"),
+        (name = "responses", description = "Surveys and their answers: pages, CSV and JSON-lines exports"),
         (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
         (name = "console", description = "The development channel's outbox")
     )
@@ -56,6 +58,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::get_invitation))
         .routes(routes!(imports::create_import))
         .routes(routes!(imports::get_import))
+        .routes(routes!(responses::list_responses))
         .routes(routes!(console::list_console_messages))
         .routes(routes!(cases::list_cases))
         .routes(routes!(cases::get_case))
