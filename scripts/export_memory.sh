@@ -9,7 +9,8 @@
 #   SIZES=10000 scripts/export_memory.sh
 #   CACHE_MIB=8 scripts/export_memory.sh              # database.sqlite_cache_mib (default 64)
 #
-# Builds the release binary into CARGO_TARGET_DIR (default target).
+# Builds the release binary into CARGO_TARGET_DIR (default target), unless HEARBACK names a
+# binary to measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,10 @@ CACHE_MIB=${CACHE_MIB:-64}
 PORT=${PORT:-18190}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-cargo build --release --bin hearback >&2
-HEARBACK=$TARGET/release/hearback
+if [ -z "${HEARBACK:-}" ]; then
+    cargo build --release --bin hearback >&2
+    HEARBACK=$TARGET/release/hearback
+fi
 work=$(mktemp -d)
 server=
 cleanup() {
@@ -44,7 +47,7 @@ EOF
 # 2026-01-01: a score, a text answer, a yes/no — what `answer_to_the_end` leaves in the tests.
 fill() {
     local n=$1
-    sqlite3 "$work/export.db" <<EOF
+    sqlite3 "$work/export.db" >/dev/null <<EOF
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = OFF;
 BEGIN;
