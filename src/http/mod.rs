@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 mod error;
+mod export;
 mod health;
 mod json;
 pub mod metrics;

@@ -295,10 +295,11 @@ fn declined_message(reason: &str) -> String {
     }
 }
 
-/// A caller's text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a
-/// leading apostrophe, for every CSV hearback writes.
+/// A caller's text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first, or a
+/// tab or carriage return, which some spreadsheets skip before reading one) gets a leading
+/// apostrophe, for every CSV hearback writes.
 pub fn spreadsheet_safe(text: String) -> String {
-    if text.starts_with(['=', '+', '-', '@']) {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text

@@ -48,14 +48,9 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             let mut query = sqlx::QueryBuilder::new("");
             if let Some(unit) = &filter.unit {
-                query
-                    .push(
-                        "WITH RECURSIVE subtree (id) AS (SELECT id FROM units WHERE code = ",
-                    )
-                    .push_bind(unit.clone())
-                    .push(
-                        " UNION ALL SELECT u.id FROM units u JOIN subtree s ON u.parent_id = s.id) ",
-                    );
+                query.push("WITH RECURSIVE ");
+                push_subtree(&mut query, unit);
+                query.push(" ");
             }
             query.push(
                 "SELECT i.id, i.event_id, i.flow_id, u.code AS unit, c.phone, c.number_status, i.channel, \
@@ -87,4 +82,18 @@ impl Storage {
             query.build_query_as().fetch_all(pool).await
         })?)
     }
+}
+
+/// Pushes the common table expression `subtree (id)`: the unit coded `unit` and every unit
+/// below it, for a listing's unit filter (`… IN (SELECT id FROM subtree)`). The caller writes
+/// `WITH RECURSIVE` before it.
+pub(super) fn push_subtree<'a, DB>(query: &mut sqlx::QueryBuilder<'a, DB>, unit: &str)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query
+        .push("subtree (id) AS (SELECT id FROM units WHERE code = ")
+        .push_bind(unit.to_string())
+        .push(" UNION ALL SELECT u.id FROM units u JOIN subtree s ON u.parent_id = s.id)");
 }

@@ -17,6 +17,7 @@ mod inbound;
 mod intake;
 mod jobs;
 mod listing;
+mod responses;
 mod schema;
 mod sending;
 mod units;
@@ -49,6 +50,7 @@ pub use inbound::{
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use listing::{InvitationFilter, InvitationListRow};
+pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};
 pub use schema::SchemaStatus;
 pub use sending::{ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, Spend, status_rank};
 pub use units::{NewUnit, Unit};

@@ -383,6 +383,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/invitations/{id}"),
     ("post", "/api/v1/imports"),
     ("get", "/api/v1/imports/{id}"),
+    ("get", "/api/v1/responses"),
     ("get", "/api/v1/console/messages"),
     ("get", "/api/v1/cases"),
     ("get", "/api/v1/cases/{id}"),

@@ -10,6 +10,7 @@ mod crm_webhooks;
 mod flows_cli;
 mod intake;
 mod jobs;
+mod responses;
 mod startup;
 mod storage_contract;
 mod webhooks;

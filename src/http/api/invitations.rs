@@ -9,22 +9,21 @@
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::export::{Page, accepts, csv_lines, paged_download};
 use crate::http::json::ApiJson;
 use crate::http::json::ApiQuery;
 pub use crate::intake::CreateInvitationRequest;
 use crate::intake::UnitIds;
 use crate::storage::{
-    InvitationFilter, InvitationListRow, InvitationOutcome, InvitationRecord, Storage,
+    InvitationFilter, InvitationListRow, InvitationOutcome, InvitationRecord, Storage, StorageError,
 };
 use crate::time::Timestamp;
 use axum::Extension;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -262,24 +261,8 @@ pub async fn list_invitations(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(&params)?;
-    if let Some(unit) = &filter.unit {
-        if state.storage.unit_id(unit).await?.is_none() {
-            let mut problems = Map::new();
-            problems.insert(
-                "unit".into(),
-                Value::from(format!(
-                    "no unit has the code '{}'",
-                    crate::intake::shown(unit)
-                )),
-            );
-            return Err(ApiError::invalid_fields(problems));
-        }
-    }
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/csv"));
-    if wants_csv {
+    super::units::require_known_unit(&state.storage, filter.unit.as_deref()).await?;
+    if accepts(&headers, "text/csv") {
         return Ok(csv_export(state.storage.clone(), filter, params.cursor));
     }
     let limit = params.limit.unwrap_or(100);
@@ -312,43 +295,28 @@ const CSV_COLUMNS: [&str; 12] = [
     "updated_at",
 ];
 
-/// Every matching invitation as CSV, read a page at a time while it is sent: memory stays the
-/// same whatever the number of rows. A database error mid-way ends the file early (the
-/// response has begun); it is logged.
+/// Every matching invitation as CSV, read a page at a time while it is sent.
 fn csv_export(storage: Storage, filter: InvitationFilter, cursor: Option<String>) -> Response {
-    let header_line = csv_lines([CSV_COLUMNS.map(String::from)]);
-    let pages = futures::stream::unfold(Some((storage, filter, cursor)), |state| async move {
-        let (storage, filter, cursor) = state?;
-        match storage
-            .list_invitations(&filter, cursor.as_deref(), MAX_PAGE)
-            .await
-        {
-            Ok(rows) if rows.is_empty() => None,
-            Ok(rows) => {
-                let last = rows.last().map(|r| r.id.clone());
+    paged_download(
+        "text/csv; charset=utf-8",
+        "invitations.csv",
+        "invitations",
+        csv_lines([CSV_COLUMNS]),
+        cursor,
+        move |cursor| {
+            let (storage, filter) = (storage.clone(), filter.clone());
+            async move {
+                let rows = storage
+                    .list_invitations(&filter, cursor.as_deref(), MAX_PAGE)
+                    .await?;
                 let full = rows.len() as u64 == u64::from(MAX_PAGE);
-                let chunk = csv_lines(rows.into_iter().map(csv_cells));
-                let next = full.then_some((storage, filter, last));
-                Some((Ok::<_, std::io::Error>(chunk), next))
+                let next = rows.last().filter(|_| full).map(|r| r.id.clone());
+                Ok::<Page, StorageError>(
+                    (!rows.is_empty()).then(|| (csv_lines(rows.into_iter().map(csv_cells)), next)),
+                )
             }
-            Err(e) => {
-                tracing::error!(error = %e, "the invitations export stopped");
-                Some((Err(std::io::Error::other(e.to_string())), None))
-            }
-        }
-    });
-    let body = futures::stream::once(async move { Ok(header_line) }).chain(pages);
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"invitations.csv\"",
-            ),
-        ],
-        Body::from_stream(body),
+        },
     )
-        .into_response()
 }
 
 fn csv_cells(row: InvitationListRow) -> [String; 12] {
@@ -368,15 +336,4 @@ fn csv_cells(row: InvitationListRow) -> [String; 12] {
         time(row.created_at),
         time(row.updated_at),
     ]
-}
-
-/// Records as CSV lines, through one writer.
-fn csv_lines<const N: usize>(records: impl IntoIterator<Item = [String; N]>) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for cells in records {
-        writer
-            .write_record(&cells)
-            .expect("writing to memory cannot fail");
-    }
-    writer.into_inner().expect("writing to memory cannot fail")
 }

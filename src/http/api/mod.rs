@@ -6,6 +6,7 @@ pub mod console;
 pub mod contacts;
 pub mod imports;
 pub mod invitations;
+pub mod responses;
 pub mod units;
 pub mod webhooks;
 
@@ -28,6 +29,7 @@ use utoipa_axum::routes;
         (name = "units", description = "The organisation tree"),
         (name = "invitations", description = "Customer events that start surveys"),
         (name = "imports", description = "Files of customer events"),
+        (name = "responses", description = "Surveys and their answers: pages, CSV and JSON-lines exports"),
         (name = "cases", description = "Unhappy customers' cases and their SMS threads"),
         (name = "webhooks", description = "Events pushed to the CRM: endpoints and deliveries"),
         (name = "contacts", description = "One customer's card and their erasure (GDPR)"),
@@ -112,6 +114,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::get_invitation))
         .routes(routes!(imports::create_import))
         .routes(routes!(imports::get_import))
+        .routes(routes!(responses::list_responses))
         .routes(routes!(console::list_console_messages))
         .routes(routes!(cases::list_cases))
         .routes(routes!(cases::get_case))

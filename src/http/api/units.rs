@@ -165,3 +165,24 @@ pub async fn get_unit(
         children: children.into_iter().map(String::from).collect(),
     }))
 }
+
+/// A listing's `unit` filter names a unit that exists: an unknown code is a 422, not an empty
+/// list that would read as "no data".
+pub(super) async fn require_known_unit(
+    storage: &crate::storage::Storage,
+    unit: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(unit) = unit else { return Ok(()) };
+    if storage.unit_id(unit).await?.is_some() {
+        return Ok(());
+    }
+    let mut problems = Map::new();
+    problems.insert(
+        "unit".into(),
+        Value::from(format!(
+            "no unit has the code '{}'",
+            crate::intake::shown(unit)
+        )),
+    );
+    Err(ApiError::invalid_fields(problems))
+}
