@@ -19,6 +19,7 @@ pub struct WebhooksConfig {
     /// How often new events are handed out to the endpoints, in milliseconds.
     pub fan_out_interval_ms: u64,
     /// Endpoints kept in the configuration, by name; more are added through the API.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, EndpointConfig>,
 }
 

@@ -272,10 +272,16 @@ async fn an_import_that_cannot_be_taken_is_refused_with_the_error_shape(db: &Tes
             "unsupported_format",
         ),
         (
-            ("text/csv", "?limit=x&format="),
+            ("text/csv", "?format="),
             header.clone(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
+        ),
+        (
+            ("text/csv", "?limit=x"),
+            header.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
         ),
         (
             ("text/csv", ""),
