@@ -15,6 +15,9 @@
 //!   detractors (`--detractors-percent`). For each detractor it measures the webhook's answer
 //!   (the answer comes after the commit that holds `alert.raised`) and the arrival of the case's
 //!   e-mail at the SMTP server.
+//! - `crm`: a CRM that receives hearback's webhooks and answers 204 at once; reports how long
+//!   `--expect` distinct events took to arrive (from the first), deliveries per second and, with
+//!   `--server-pid`, the server's CPU time per delivery (`scripts/webhook_throughput.sh`).
 //!
 //! `scripts/load.sh` runs the whole comparison with the servers on one core and the driver on
 //! the other; figures go to docs/PERFORMANCE.md.
@@ -67,6 +70,17 @@ enum Command {
         listen: String,
     },
     Alerts(Alerts),
+    Crm {
+        #[arg(long)]
+        listen: String,
+        /// Stop and report once this many distinct events have arrived.
+        #[arg(long)]
+        expect: usize,
+        /// A file that holds the server's pid by the time the first request comes (the server
+        /// starts after this stand-in, so that none of its requests finds the port closed).
+        #[arg(long)]
+        server_pid_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -99,6 +113,11 @@ async fn main() {
     match Cli::parse().command {
         Command::Drive(d) => drive(d).await,
         Command::Alerts(a) => alerts(a).await,
+        Command::Crm {
+            listen,
+            expect,
+            server_pid_file,
+        } => crm(&listen, expect, server_pid_file).await,
         Command::Bare { listen } => {
             let app = Router::new().fallback(|| async { StatusCode::OK });
             serve(&listen, app).await;
@@ -124,6 +143,65 @@ async fn main() {
             serve(&listen, app).await;
         }
     }
+}
+
+/// What the CRM stand-in has seen: distinct event ids, every request, and when the first came.
+#[derive(Default)]
+struct CrmSeen {
+    ids: std::collections::HashSet<String>,
+    requests: u64,
+    /// When the first request came, with the server's pid and CPU time then.
+    first: Option<(Instant, Option<(u32, f64)>)>,
+}
+
+async fn crm(listen: &str, expect: usize, server_pid_file: Option<std::path::PathBuf>) {
+    let server_pid = move || {
+        server_pid_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+    };
+    let seen = Arc::new(std::sync::Mutex::new(CrmSeen::default()));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let app = Router::new().fallback({
+        let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
+        move |headers: HeaderMap| {
+            let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
+            let server_pid = server_pid.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut seen = seen.lock().unwrap();
+                if seen.first.is_none() {
+                    let cpu = server_pid().map(|pid| (pid, cpu_seconds(pid)));
+                    seen.first = Some((Instant::now(), cpu));
+                }
+                seen.requests += 1;
+                seen.ids.insert(id);
+                if seen.ids.len() >= expect {
+                    done.notify_one();
+                }
+                StatusCode::NO_CONTENT
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    done.notified().await;
+    let seen = seen.lock().unwrap();
+    let (started, cpu_at_start) = seen.first.expect("a request came");
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_at_start.map_or(0.0, |(pid, at_start)| cpu_seconds(pid) - at_start);
+    println!(
+        "delivered {} events ({} requests) in {seconds:.2} s: {:.0} deliveries/s; server CPU {:.0} µs per delivery",
+        seen.ids.len(),
+        seen.requests,
+        seen.ids.len() as f64 / seconds,
+        cpu * 1e6 / seen.ids.len() as f64,
+    );
 }
 
 async fn serve(listen: &str, app: Router) {

@@ -26,15 +26,20 @@ impl PurgeFinishedJobs {
         at: Timestamp,
         now: Timestamp,
     ) -> Result<i64, StorageError> {
-        let day = at.as_datetime().format("%Y-%m-%d");
-        let job = NewJob {
-            kind: Self::KIND.into(),
-            payload: json!({}),
-            run_at: at,
-            max_attempts: 5,
-            unique_key: Some(format!("{}:{day}", Self::KIND)),
-        };
-        storage.enqueue_job(&job, now).await
+        storage.enqueue_job(&daily_job(Self::KIND, at), now).await
+    }
+}
+
+/// The run of a daily job `kind` for `at`'s day: its key is the day's, so that one run a day is
+/// queued across instances however many ask.
+pub(crate) fn daily_job(kind: &str, at: Timestamp) -> NewJob {
+    let day = at.as_datetime().format("%Y-%m-%d");
+    NewJob {
+        kind: kind.into(),
+        payload: json!({}),
+        run_at: at,
+        max_attempts: 5,
+        unique_key: Some(format!("{kind}:{day}")),
     }
 }
 

@@ -2,9 +2,8 @@
 //! (see `Storage::apply_retention` and docs/privacy.md), once a day.
 
 use super::{JobFailure, JobFuture, JobHandler};
-use crate::storage::{ClaimedJob, NewJob, Storage, StorageError};
+use crate::storage::{ClaimedJob, Storage, StorageError};
 use crate::time::{Clock, Timestamp};
-use serde_json::json;
 use std::time::Duration;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -27,15 +26,9 @@ impl ApplyRetention {
         at: Timestamp,
         now: Timestamp,
     ) -> Result<i64, StorageError> {
-        let day = at.as_datetime().format("%Y-%m-%d");
-        let job = NewJob {
-            kind: Self::KIND.into(),
-            payload: json!({}),
-            run_at: at,
-            max_attempts: 5,
-            unique_key: Some(format!("{}:{day}", Self::KIND)),
-        };
-        storage.enqueue_job(&job, now).await
+        storage
+            .enqueue_job(&super::maintenance::daily_job(Self::KIND, at), now)
+            .await
     }
 }
 

@@ -5,7 +5,7 @@
 //! per Standard Webhooks; the `webhook-id` is the event's id, the same on every retry, so a
 //! receiver drops what it has already seen. A 2xx delivers; anything else (an error status, a
 //! timeout, a refused address, a redirect) is an attempt that failed, tried again on the
-//! schedule (`webhooks.retry_schedule`, never sooner than a `Retry-After` in seconds asks), and
+//! schedule (`webhooks.retry_schedule`, never sooner than a `Retry-After` asks), and
 //! after the last one the delivery is dead, to be replayed by the API. Retries are counted on the
 //! delivery: the job itself is only put back until then.
 
@@ -14,7 +14,7 @@ use crate::storage::{
     AttemptResult, ClaimedJob, DeliveryNext, DeliveryToSend, Storage, WEBHOOK_DELIVERY_JOB,
 };
 use crate::time::Clock;
-use crate::webhooks::{AddressPolicy, GuardedResolver, RetrySchedule, SigningSecret};
+use crate::webhooks::{AddressPolicy, GuardedResolver, RetrySchedule, SigningSecret, retry_after};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -215,8 +215,7 @@ impl DeliverWebhook {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, self.clock.now().as_datetime()));
         let why = if status.is_redirection() {
             let to = response
                 .headers()

@@ -12,7 +12,7 @@ pub mod signature;
 mod tests;
 
 pub use address::{AddressPolicy, GuardedResolver};
-pub use retry::RetrySchedule;
+pub use retry::{RetrySchedule, retry_after};
 pub use signature::{SecretError, SigningSecret};
 
 /// Every event type of the public contract (DESIGN.md, "Outbound events"); an endpoint subscribes

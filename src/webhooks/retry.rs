@@ -60,3 +60,18 @@ impl RetrySchedule {
         Some(jittered.max(asked))
     }
 }
+
+/// A `Retry-After` header's wait: delay-seconds, or an HTTP date (how long from `now`; a date
+/// already past asks for no wait). `None` when it is neither.
+pub fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}

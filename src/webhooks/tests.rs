@@ -151,6 +151,24 @@ fn retry_after_is_honoured_up_to_a_day() {
 }
 
 #[test]
+fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+    let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+    assert_eq!(
+        retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(retry_after("soon", now), None);
+    assert_eq!(retry_after("-5", now), None);
+}
+
+#[test]
 fn subscriptions_match_listed_types_or_everything() {
     assert!(subscribes(&[], "case.opened"));
     let some = vec!["case.opened".to_string()];

@@ -224,21 +224,9 @@ pub async fn list_cases(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<CaseList>, ApiError> {
     let mut problems = Map::new();
-    if let Some(status) = &params.status {
-        if !STATUSES.contains(&status.as_str()) {
-            problems.insert(
-                "status".into(),
-                Value::from(format!("must be one of {}", STATUSES.join(", "))),
-            );
-        }
-    }
+    super::checks::one_of(&mut problems, "status", params.status.as_deref(), &STATUSES);
+    super::checks::page_limit(&mut problems, params.limit, MAX_PAGE);
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        problems.insert(
-            "limit".into(),
-            Value::from(format!("must be 1 to {MAX_PAGE}")),
-        );
-    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }

@@ -213,22 +213,8 @@ const STATUSES: [&str; 6] = [
 
 fn filter_of(params: &ListParams) -> Result<InvitationFilter, ApiError> {
     let mut problems = Map::new();
-    if let Some(status) = &params.status {
-        if !STATUSES.contains(&status.as_str()) {
-            problems.insert(
-                "status".into(),
-                Value::from(format!("must be one of {}", STATUSES.join(", "))),
-            );
-        }
-    }
-    if let Some(limit) = params.limit {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            problems.insert(
-                "limit".into(),
-                Value::from(format!("must be 1 to {MAX_PAGE}")),
-            );
-        }
-    }
+    super::checks::one_of(&mut problems, "status", params.status.as_deref(), &STATUSES);
+    super::checks::page_limit(&mut problems, params.limit, MAX_PAGE);
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }

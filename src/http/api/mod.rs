@@ -2,6 +2,7 @@
 //! it in the OpenAPI document at the same time.
 
 pub mod cases;
+mod checks;
 pub mod console;
 pub mod contacts;
 pub mod imports;

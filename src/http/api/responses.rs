@@ -144,22 +144,8 @@ fn instant(
 
 fn filter_of(params: &ListParams) -> Result<ResponseFilter, ApiError> {
     let mut problems = Map::new();
-    if let Some(status) = &params.status {
-        if !STATUSES.contains(&status.as_str()) {
-            problems.insert(
-                "status".into(),
-                Value::from(format!("must be one of {}", STATUSES.join(", "))),
-            );
-        }
-    }
-    if let Some(limit) = params.limit {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            problems.insert(
-                "limit".into(),
-                Value::from(format!("must be 1 to {MAX_PAGE}")),
-            );
-        }
-    }
+    super::checks::one_of(&mut problems, "status", params.status.as_deref(), &STATUSES);
+    super::checks::page_limit(&mut problems, params.limit, MAX_PAGE);
     let from = instant(&mut problems, "from", params.from.as_deref());
     let until = instant(&mut problems, "to", params.to.as_deref());
     if let (Some(from), Some(until)) = (from, until) {

@@ -318,26 +318,20 @@ pub async fn list_deliveries(
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let mut problems = Map::new();
-    if let Some(s) = &params.state {
-        if !DELIVERY_STATES.contains(&s.as_str()) {
-            problems.insert(
-                "state".into(),
-                Value::from(format!("must be one of {}", DELIVERY_STATES.join(", "))),
-            );
-        }
-    }
-    if let Some(t) = &params.event_type {
-        if !EVENT_TYPES.contains(&t.as_str()) {
-            problems.insert("event_type".into(), Value::from("not an event type"));
-        }
-    }
+    super::checks::one_of(
+        &mut problems,
+        "state",
+        params.state.as_deref(),
+        &DELIVERY_STATES,
+    );
+    super::checks::one_of(
+        &mut problems,
+        "event_type",
+        params.event_type.as_deref(),
+        &EVENT_TYPES,
+    );
+    super::checks::page_limit(&mut problems, params.limit, MAX_PAGE);
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        problems.insert(
-            "limit".into(),
-            Value::from(format!("must be 1 to {MAX_PAGE}")),
-        );
-    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }
