@@ -7,7 +7,9 @@
 //! timeout, a refused address, a redirect) is an attempt that failed, tried again on the
 //! schedule (`webhooks.retry_schedule`, never sooner than a `Retry-After` asks), and
 //! after the last one the delivery is dead, to be replayed by the API. Retries are counted on the
-//! delivery: the job itself is only put back until then.
+//! delivery: the job itself is only put back until then. A job that settles a delivery goes on
+//! with the contact's next one (up to [`CHAIN_TURNS`]), so a backlog costs one transaction per
+//! delivery, not three.
 
 use super::{JobFailure, JobFuture, JobHandler};
 use crate::storage::{
@@ -24,6 +26,10 @@ use tracing::{info, warn};
 
 /// Events handed out per fan-out transaction; a full batch is followed by another at once.
 const FAN_OUT_BATCH: u32 = 500;
+/// How many of a contact's deliveries one job makes in a row before it hands on to a new job:
+/// going down the chain saves a claim and a completion per delivery, handing on keeps one
+/// contact with a long backlog from holding a worker.
+const CHAIN_TURNS: u32 = 50;
 /// How much of a failed answer's body is kept with the attempt, for whoever looks into it.
 const KEPT_BODY_BYTES: usize = 300;
 
@@ -81,84 +87,128 @@ impl JobHandler for DeliverWebhook {
     fn run(&self, job: ClaimedJob) -> JobFuture {
         let this = self.clone();
         Box::pin(async move {
-            let id = job
+            let mut id = job
                 .payload
                 .get("delivery_id")
                 .and_then(Value::as_i64)
                 .ok_or_else(|| JobFailure::Permanent("the payload has no delivery_id".into()))?;
-            let retry = |e: crate::storage::StorageError| JobFailure::Retry(e.to_string());
-            // Gone (erased with its contact) or settled by an earlier run: nothing to do.
-            let Some(delivery) = this
-                .storage
-                .webhook_delivery_to_send(id)
-                .await
-                .map_err(retry)?
-            else {
-                return Ok(());
-            };
-            if delivery.state != "pending" {
-                return Ok(());
-            }
-            let started = Instant::now();
-            let result = if delivery.endpoint_disabled_at.is_some() {
-                Err(Failure::from(AttemptResult {
-                    status: None,
-                    error: Some("the endpoint is disabled".into()),
-                    duration_ms: 0,
-                }))
-            } else {
-                this.request(&delivery).await
-            };
-            let now = this.clock.now();
-            let (result, next, retry_in) = match result {
-                Ok(status) => (
-                    AttemptResult {
-                        status: Some(status),
-                        error: None,
-                        duration_ms: elapsed_ms(started),
-                    },
-                    DeliveryNext::Delivered,
-                    None,
-                ),
-                Err(failure) => {
-                    let asked = failure.retry_after;
-                    let failed = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
-                    let spread = rand::random::<f64>() * 2.0 - 1.0;
-                    match this.schedule.after_failure(failed, asked, spread) {
-                        Some(wait) if delivery.endpoint_disabled_at.is_none() => (
-                            failure.result,
-                            DeliveryNext::RetryAt(now + wait),
-                            Some(wait),
-                        ),
-                        _ => (failure.result, DeliveryNext::Dead, None),
+            for turn in 1..=CHAIN_TURNS {
+                // Gone (erased with its contact): nothing to do.
+                let Some(delivery) = this
+                    .storage
+                    .webhook_delivery_to_send(id)
+                    .await
+                    .map_err(storage_retry)?
+                else {
+                    return Ok(());
+                };
+                if delivery.state == "pending" {
+                    match this.attempt(&delivery, turn == CHAIN_TURNS).await? {
+                        Turn::Settled if turn < CHAIN_TURNS => {}
+                        Turn::Settled | Turn::Moved => return Ok(()),
+                        Turn::Later(wait, why) => return Err(JobFailure::Later(wait, why)),
                     }
                 }
-            };
-            let outcome = match next {
-                DeliveryNext::Delivered => "delivered",
-                DeliveryNext::RetryAt(_) => "failed",
-                DeliveryNext::Dead => "dead",
-            };
-            metrics::counter!("hearback_webhook_attempts_total", "outcome" => outcome).increment(1);
-            let recorded = this
-                .storage
-                .record_webhook_attempt(&delivery, &result, next, now)
-                .await
-                .map_err(retry)?;
-            if !recorded {
-                return Ok(());
-            }
-            match (next, retry_in) {
-                (DeliveryNext::RetryAt(_), Some(wait)) => Err(JobFailure::Later(
-                    wait,
-                    result.error.unwrap_or_else(|| "failed".into()),
-                )),
-                (DeliveryNext::Dead, _) => {
-                    warn!(delivery = delivery.id, endpoint = %delivery.endpoint_id, "webhook delivery is dead after its last attempt");
-                    Ok(())
+                // Delivered or dead (now, or by an earlier run that stopped half-way down the
+                // chain): on with the contact's next event, if any.
+                match this.chain_head(&delivery).await? {
+                    Some(head) if head != id => id = head,
+                    _ => return Ok(()),
                 }
-                _ => Ok(()),
             }
+            Ok(())
+        })
+    }
+}
+
+/// What became of one delivery's attempt.
+enum Turn {
+    /// Delivered or dead: the contact's next event may go.
+    Settled,
+    /// Failed, to be tried again after the wait.
+    Later(Duration, String),
+    /// Another run recorded it meanwhile (a duplicate run, a replay): this one stops.
+    Moved,
+}
+
+fn storage_retry(e: crate::storage::StorageError) -> JobFailure {
+    JobFailure::Retry(e.to_string())
+}
+
+impl DeliverWebhook {
+    /// The contact's oldest pending delivery to the same endpoint.
+    async fn chain_head(&self, delivery: &DeliveryToSend) -> Result<Option<i64>, JobFailure> {
+        match &delivery.contact_id {
+            Some(contact) => self
+                .storage
+                .webhook_chain_head(&delivery.endpoint_id, contact)
+                .await
+                .map_err(storage_retry),
+            None => Ok(None),
+        }
+    }
+
+    /// One request for a pending delivery, recorded with where the delivery goes next; on the
+    /// job's last turn (`hand_on`), a settled delivery queues the job of its contact's next one.
+    async fn attempt(&self, delivery: &DeliveryToSend, hand_on: bool) -> Result<Turn, JobFailure> {
+        let started = Instant::now();
+        let result = if delivery.endpoint_disabled_at.is_some() {
+            Err(Failure::from(AttemptResult {
+                status: None,
+                error: Some("the endpoint is disabled".into()),
+                duration_ms: 0,
+            }))
+        } else {
+            self.request(delivery).await
+        };
+        let now = self.clock.now();
+        let (result, next, retry_in) = match result {
+            Ok(status) => (
+                AttemptResult {
+                    status: Some(status),
+                    error: None,
+                    duration_ms: elapsed_ms(started),
+                },
+                DeliveryNext::Delivered,
+                None,
+            ),
+            Err(failure) => {
+                let asked = failure.retry_after;
+                let failed = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
+                let spread = rand::random::<f64>() * 2.0 - 1.0;
+                match self.schedule.after_failure(failed, asked, spread) {
+                    Some(wait) if delivery.endpoint_disabled_at.is_none() => (
+                        failure.result,
+                        DeliveryNext::RetryAt(now + wait),
+                        Some(wait),
+                    ),
+                    _ => (failure.result, DeliveryNext::Dead, None),
+                }
+            }
+        };
+        let outcome = match next {
+            DeliveryNext::Delivered => "delivered",
+            DeliveryNext::RetryAt(_) => "failed",
+            DeliveryNext::Dead => "dead",
+        };
+        metrics::counter!("hearback_webhook_attempts_total", "outcome" => outcome).increment(1);
+        let recorded = self
+            .storage
+            .record_webhook_attempt(delivery, &result, (next, hand_on), now)
+            .await
+            .map_err(storage_retry)?;
+        if !recorded {
+            return Ok(Turn::Moved);
+        }
+        Ok(match (next, retry_in) {
+            (DeliveryNext::RetryAt(_), Some(wait)) => {
+                Turn::Later(wait, result.error.unwrap_or_else(|| "failed".into()))
+            }
+            (DeliveryNext::Dead, _) => {
+                warn!(delivery = delivery.id, endpoint = %delivery.endpoint_id, "webhook delivery is dead after its last attempt");
+                Turn::Settled
+            }
+            _ => Turn::Settled,
         })
     }
 }

@@ -53,6 +53,7 @@ pub struct DeliveryToSend {
     pub state: String,
     pub attempts: i32,
     pub replays: i32,
+    pub contact_id: Option<String>,
     pub endpoint_id: String,
     pub url: String,
     pub secret: String,
@@ -264,7 +265,7 @@ impl Storage {
     /// finds another one at it returns 0 at once.
     pub async fn fan_out_events(&self, limit: u32, now: Timestamp) -> Result<usize, StorageError> {
         let _writing = self.writing().await;
-        let enqueue_heads = self.enqueue_heads_sql("d.event_seq BETWEEN $2 AND $3");
+        let enqueue_heads = self.enqueue_heads_sql("d.id > $2");
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             if matches!(self.backend, super::Backend::Postgres(_)) {
@@ -283,10 +284,14 @@ impl Storage {
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
-            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            if events.is_empty() {
                 return Ok(0);
-            };
-            let (first, last) = (first.seq, last.seq);
+            }
+            // Deliveries made from here on have larger ids: only they can be new heads.
+            let before: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM webhook_deliveries")
+                    .fetch_one(&mut *tx)
+                    .await?;
             let endpoints: Vec<EndpointTypes> = sqlx::query_as(
                 "SELECT id, event_types FROM webhook_endpoints WHERE disabled_at IS NULL ORDER BY id",
             )
@@ -321,8 +326,7 @@ impl Storage {
             if !deliveries.is_empty() {
                 sqlx::query(&enqueue_heads)
                     .bind(now)
-                    .bind(first)
-                    .bind(last)
+                    .bind(before)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -347,7 +351,7 @@ impl Storage {
     ) -> Result<Option<DeliveryToSend>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT d.id, d.state, d.attempts, d.replays, e.id AS endpoint_id, e.url, e.secret, \
+                "SELECT d.id, d.state, d.attempts, d.replays, d.contact_id, e.id AS endpoint_id, e.url, e.secret, \
                  e.disabled_at AS endpoint_disabled_at, o.event_id, o.event_type, o.version, o.occurred_at, o.payload \
                  FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                  JOIN outbox o ON o.seq = d.event_seq WHERE d.id = $1",
@@ -359,14 +363,15 @@ impl Storage {
     }
 
     /// Records an attempt of a delivery seen with `attempts` attempts and `replays` replays, and
-    /// where the delivery goes next; once it is delivered or dead, the job of its contact's next
-    /// delivery to the endpoint is queued. `false` (and nothing written) when the delivery moved
-    /// on meanwhile: another run recorded this attempt, or it was replayed.
+    /// where the delivery goes next; once it is delivered or dead, and `hand_on` says so, the job
+    /// of its contact's next delivery to the endpoint is queued (a job that goes on down the
+    /// chain itself does not hand on). `false` (and nothing written) when the delivery moved on
+    /// meanwhile: another run recorded this attempt, or it was replayed.
     pub async fn record_webhook_attempt(
         &self,
         delivery: &DeliveryToSend,
         result: &AttemptResult,
-        next: DeliveryNext,
+        (next, hand_on): (DeliveryNext, bool),
         now: Timestamp,
     ) -> Result<bool, StorageError> {
         let (state, next_attempt_at, delivered_at) = match next {
@@ -412,7 +417,7 @@ impl Storage {
             .bind(result.duration_ms)
             .execute(&mut *tx)
             .await?;
-            if state != "pending" {
+            if state != "pending" && hand_on {
                 sqlx::query(&enqueue_next)
                     .bind(now)
                     .bind(&delivery.endpoint_id)
@@ -423,6 +428,24 @@ impl Storage {
             tx.commit().await?;
             Ok(true)
         })
+    }
+
+    /// The oldest pending delivery of a contact's events to an endpoint: the one whose turn it is.
+    pub async fn webhook_chain_head(
+        &self,
+        endpoint_id: &str,
+        contact_id: &str,
+    ) -> Result<Option<i64>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND contact_id = $2 \
+                 AND state = 'pending' ORDER BY id LIMIT 1",
+            )
+            .bind(endpoint_id)
+            .bind(contact_id)
+            .fetch_optional(pool)
+            .await
+        })?)
     }
 
     /// Deliveries matching `filter`, newest first.
