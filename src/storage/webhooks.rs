@@ -22,6 +22,12 @@ const DELIVERY_JOB_MAX_ATTEMPTS: i32 = 20;
 const INSERT_CHUNK: usize = 500;
 /// PostgreSQL advisory lock key of the fan-out: one instance hands events out at a time.
 const FAN_OUT_LOCK: i64 = 0x6865_6172_6261_636b; // "hearback"
+/// PostgreSQL advisory lock key between the fan-out (exclusive) and the settling of deliveries
+/// (shared). Without it, a fan-out could add a contact's next delivery while the one before it is
+/// being settled: each transaction would see the other's rows as they were before, the new
+/// delivery would not be a head when handed out, and the job that settled the old one would not
+/// see it after: a chain without a job. SQLite's single writer orders them by construction.
+const CHAIN_LOCK: i64 = 0x6865_6172_6261_636c;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EndpointRecord {
@@ -264,6 +270,17 @@ impl Storage {
     /// handed out (all of them are marked so, wanted or not). On PostgreSQL, an instance that
     /// finds another one at it returns 0 at once.
     pub async fn fan_out_events(&self, limit: u32, now: Timestamp) -> Result<usize, StorageError> {
+        // Most rounds find nothing: a read (the partial index) says so without taking SQLite's
+        // write lock or a PostgreSQL transaction twice a second per instance.
+        let waiting: Option<i64> = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT seq FROM outbox WHERE dispatched = $1 LIMIT 1")
+                .bind(false)
+                .fetch_optional(pool)
+                .await
+        })?;
+        if waiting.is_none() {
+            return Ok(0);
+        }
         let _writing = self.writing().await;
         let enqueue_heads = self.enqueue_heads_sql("d.id > $2");
         on_pool!(self, |pool| {
@@ -276,6 +293,10 @@ impl Storage {
                 if !ours {
                     return Ok(0);
                 }
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHAIN_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
             }
             let events: Vec<PendingEvent> = sqlx::query_as(
                 "SELECT seq, event_type, contact_id FROM outbox WHERE dispatched = $1 ORDER BY seq LIMIT $2",
@@ -386,6 +407,12 @@ impl Storage {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            if state != "pending" && matches!(self.backend, super::Backend::Postgres(_)) {
+                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                    .bind(CHAIN_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let updated = sqlx::query(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
                  last_status = $3, last_error = $4, updated_at = $5, delivered_at = $6 \
