@@ -153,21 +153,27 @@ impl Storage {
         }
     }
 
-    /// Queues the job of every pending delivery matching `{scope}` (a condition on `d`, with
-    /// `$2`… bound by the caller) that is the oldest pending one of its (endpoint, contact);
-    /// `$1` is now. A head that has its job already keeps it (the job's key holds the number of
-    /// replays).
-    fn enqueue_heads_sql(&self, scope: &str) -> String {
+    /// Queues the job of every delivery `d` matching `{scope}` (a condition with `$2`… bound by
+    /// the caller; `$1` is now). A delivery that has its job already keeps it (the job's key
+    /// holds the number of replays).
+    fn enqueue_jobs_sql(&self, scope: &str) -> String {
         format!(
             "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
              SELECT '{WEBHOOK_DELIVERY_JOB}', {json}('delivery_id', d.id), \
              '{WEBHOOK_DELIVERY_JOB}:' || d.id || ':' || d.replays, 'pending', $1, 0, {DELIVERY_JOB_MAX_ATTEMPTS}, $1, $1 \
-             FROM webhook_deliveries d WHERE d.state = 'pending' AND {scope} \
-             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
-             AND p.contact_id = d.contact_id AND p.state = 'pending' AND p.id < d.id) \
-             ORDER BY d.id ON CONFLICT (unique_key) DO NOTHING",
+             FROM webhook_deliveries d WHERE {scope} ORDER BY d.id ON CONFLICT (unique_key) DO NOTHING",
             json = self.json_object_fn(),
         )
+    }
+
+    /// [`Storage::enqueue_jobs_sql`] for the pending deliveries matching `{scope}` that are the
+    /// oldest pending one of their (endpoint, contact): the ones whose turn it is.
+    fn enqueue_heads_sql(&self, scope: &str) -> String {
+        self.enqueue_jobs_sql(&format!(
+            "d.state = 'pending' AND {scope} \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
+             AND p.contact_id = d.contact_id AND p.state = 'pending' AND p.id < d.id)"
+        ))
     }
 
     /// Makes the endpoints of the configuration those of the database: each added or updated
@@ -544,13 +550,7 @@ impl Storage {
         id: i64,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        let enqueue = format!(
-            "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
-             SELECT '{WEBHOOK_DELIVERY_JOB}', {json}('delivery_id', d.id), \
-             '{WEBHOOK_DELIVERY_JOB}:' || d.id || ':' || d.replays, 'pending', $1, 0, {DELIVERY_JOB_MAX_ATTEMPTS}, $1, $1 \
-             FROM webhook_deliveries d WHERE d.id = $2 ON CONFLICT (unique_key) DO NOTHING",
-            json = self.json_object_fn(),
-        );
+        let enqueue = self.enqueue_jobs_sql("d.id = $2");
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;

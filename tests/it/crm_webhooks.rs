@@ -180,8 +180,7 @@ fn verified_by_the_reference_library(requests: &[Received]) {
 }
 
 /// Quick retries so that a test sees a delivery fail, wait and die in a second or two.
-fn webhooks_config(db: &TestDb, allow: &str, schedule: &str, endpoints: &str) -> String {
-    let _ = db;
+fn webhooks_config(allow: &str, schedule: &str, endpoints: &str) -> String {
     format!(
         "[webhooks]\nallow_networks = [{allow}]\nretry_schedule = [{schedule}]\nfan_out_interval_ms = 20\ntimeout_secs = 2\n\n{endpoints}\n\
          [channels.console]\nprovider = \"console\"\n"
@@ -225,7 +224,6 @@ async fn every_event_of_a_survey_reaches_the_crm_once_in_order_across_an_outage(
     let crm = Receiver::start(Some(500)).await;
     let reporting = Receiver::start(None).await;
     let toml = webhooks_config(
-        db,
         "\"127.0.0.1/32\"",
         "\"30ms\", \"60ms\", \"120ms\", \"240ms\", \"480ms\", \"960ms\"",
         &(endpoint("crm", &crm.url, "")
@@ -327,7 +325,6 @@ async fn every_event_of_a_survey_reaches_the_crm_once_in_order_across_an_outage(
 async fn dead_deliveries_hold_nothing_back_and_are_replayed_in_order(db: &TestDb) {
     let crm = Receiver::start(Some(503)).await;
     let toml = webhooks_config(
-        db,
         "\"127.0.0.1/32\"",
         "\"20ms\"",
         &endpoint("crm", &crm.url, ""),
@@ -429,7 +426,7 @@ async fn endpoints_on_private_addresses_are_refused_and_never_called(db: &TestDb
     let inside = Receiver::start(None).await;
     let named = inside.url.replace("127.0.0.1", "localhost");
     // Nothing allowed: a name that resolves to loopback is refused after resolution.
-    let toml = webhooks_config(db, "", "\"20ms\"", &endpoint("crm", &named, ""));
+    let toml = webhooks_config("", "\"20ms\"", &endpoint("crm", &named, ""));
     let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
     let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-wh-3")).await;
@@ -527,12 +524,7 @@ async fn a_redirect_is_not_followed(db: &TestDb) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let toml = webhooks_config(
-        db,
-        "\"127.0.0.1/32\"",
-        "\"20ms\"",
-        &endpoint("crm", &url, ""),
-    );
+    let toml = webhooks_config("\"127.0.0.1/32\"", "\"20ms\"", &endpoint("crm", &url, ""));
     let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
     invite(&client, &server, &key, &delivery_invitation("order-wh-4")).await;

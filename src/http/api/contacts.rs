@@ -5,6 +5,7 @@
 //! `%2B`. The path of these requests is never logged (spans carry the route template).
 
 use crate::http::AppState;
+use crate::http::api::cases::HistoryEntry;
 use crate::http::auth::{AuditTarget, Caller};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::phone::Phone;
@@ -108,16 +109,6 @@ pub struct CardConversationBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CardCaseEvent {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub kind: String,
-    pub message_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct CardCaseBody {
     pub id: String,
     /// open, in_progress, resolved or closed.
@@ -129,7 +120,7 @@ pub struct CardCaseBody {
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
     /// Every change and message of the case, in order.
-    pub events: Vec<CardCaseEvent>,
+    pub events: Vec<HistoryEntry>,
 }
 
 /// Everything hearback knows about one customer.
@@ -254,17 +245,7 @@ impl From<ContactCard> for ContactCardBody {
                     conversation_id: k.case.conversation_id,
                     opened_at: at(k.case.opened_at),
                     closed_at: k.case.closed_at.map(at),
-                    events: k
-                        .events
-                        .into_iter()
-                        .map(|e| CardCaseEvent {
-                            at: at(e.at),
-                            actor: e.actor,
-                            kind: e.kind,
-                            message_id: e.message_id,
-                            details: e.details.0,
-                        })
-                        .collect(),
+                    events: k.events.into_iter().map(HistoryEntry::from).collect(),
                 })
                 .collect(),
         }

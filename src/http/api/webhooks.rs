@@ -394,15 +394,19 @@ async fn with_attempts(
     deliveries: Vec<DeliveryRecord>,
 ) -> Result<Vec<DeliveryBody>, ApiError> {
     let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
-    let mut attempts = state.storage.webhook_attempts(&ids).await?;
+    let mut attempts: std::collections::HashMap<i64, Vec<AttemptBody>> =
+        std::collections::HashMap::new();
+    for attempt in state.storage.webhook_attempts(&ids).await? {
+        attempts
+            .entry(attempt.delivery_id)
+            .or_default()
+            .push(attempt.into());
+    }
     Ok(deliveries
         .into_iter()
         .map(|d| {
-            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut attempts)
-                .into_iter()
-                .partition(|a| a.delivery_id == d.id);
-            attempts = rest;
-            DeliveryBody::of(d, mine.into_iter().map(AttemptBody::from).collect())
+            let mine = attempts.remove(&d.id).unwrap_or_default();
+            DeliveryBody::of(d, mine)
         })
         .collect())
 }
