@@ -270,6 +270,7 @@ async fn drive(d: Drive) {
     }
     let webhook = format!("{}/webhooks/twilio/inbound", d.url);
     let cpu_before = d.server_pid.map(cpu_seconds);
+    let (machine_before, postgres_before) = (machine_busy_seconds(), postgres_cpu_seconds());
     let started = Instant::now();
     let mut latencies = Vec::with_capacity((d.customers * d.rounds) as usize);
     let mut failures = 0u64;
@@ -316,6 +317,8 @@ async fn drive(d: Drive) {
         }
     }
     let elapsed = started.elapsed();
+    let machine = machine_busy_seconds() - machine_before;
+    let postgres = postgres_cpu_seconds() - postgres_before;
     let cpu = d
         .server_pid
         .zip(cpu_before)
@@ -334,7 +337,31 @@ async fn drive(d: Drive) {
         p50 = pct(0.50).as_secs_f64() * 1e3,
         p99 = pct(0.99).as_secs_f64() * 1e3,
     );
+    println!(
+        "{label}: CPU per reply on the whole machine {machine:.0} µs, of which PostgreSQL's processes {postgres:.0} µs",
+        label = d.label,
+        machine = machine * 1e6 / count as f64,
+        postgres = postgres * 1e6 / count as f64,
+    );
     if let Some(db) = &server_db {
+        // The replies are answered as soon as they are stored; the questions and thanks they
+        // cause go out through the send jobs. The rate a server sustains is the one at which it
+        // does both.
+        let unsent = "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending')";
+        let backlog = db.count(unsent).await;
+        while db.count(unsent).await > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "the answers are not going out"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let drained = started.elapsed().as_secs_f64();
+        println!(
+            "{label}: {backlog} answers still to send when the last reply was answered; all sent after {drained:.2} s: {sustained:.0} replies/s with their answers sent",
+            label = d.label,
+            sustained = count as f64 / drained,
+        );
         let replies = i64::from(d.customers * d.rounds);
         let expected = [
             (
@@ -457,6 +484,41 @@ impl ServerDb {
         }
         .expect("count")
     }
+}
+
+/// Time the machine's CPUs spent busy (user, nice, system, interrupts), in seconds.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| cpu.get(i))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// CPU time of every process named `postgres` on the machine (its backends live as long as
+/// the server's pool keeps them), in seconds.
+fn postgres_cpu_seconds() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_seconds)
+        .sum()
 }
 
 /// utime + stime of a process, in seconds.

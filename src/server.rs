@@ -110,6 +110,10 @@ pub async fn serve(config: Config, migrate: bool) -> Result<(), ServeError> {
 /// for the server's delayed acknowledgement, about 40 ms on Linux): workers, not CPU, bound the
 /// rate, and eight keep up with 100 alerts a second (docs/PERFORMANCE.md).
 const NOTICE_WORKERS: usize = 8;
+/// Send jobs a worker of the texts' lane takes at a time: a batch is read, marked `sending` and
+/// recorded `sent` with one statement and one commit each, whatever its size
+/// (docs/PERFORMANCE.md).
+const SEND_BATCH: usize = 32;
 /// Workers of webhook deliveries, in a lane of their own: a CRM that answers slowly (up to
 /// `webhooks.timeout_secs` a request) never holds back texts or notices.
 const WEBHOOK_WORKERS: usize = 8;
@@ -259,8 +263,11 @@ async fn run_with_flows(
             scheduling: state.intake.scheduling.clone(),
             send_max_attempts: config.jobs.max_attempts,
             clock: clock.clone(),
-        })
-        .with(SendSms::new(
+        });
+    // Texts have a lane of their own, whose workers take send jobs in batches.
+    let texts = JobRunner::new(
+        storage.clone(),
+        JobRegistry::default().with(SendSms::new(
             storage.clone(),
             send_channels,
             (
@@ -270,7 +277,13 @@ async fn run_with_flows(
             ),
             crate::providers::http_client(),
             config.server.public_url.clone(),
-        ));
+        )),
+        RunnerSettings {
+            clock: clock.clone(),
+            batch: SEND_BATCH,
+            ..RunnerSettings::from(&config.jobs)
+        },
+    );
     // Case notices have a lane of their own: a backlog of texts (a busy hour, an import) never
     // delays telling a person about an unhappy customer (measured in docs/PERFORMANCE.md).
     let notices = mailer.map(|mailer| {
@@ -308,6 +321,7 @@ async fn run_with_flows(
         },
     );
     let workers = tokio::spawn(runner.run(shutdown.clone()));
+    let text_workers = tokio::spawn(texts.run(shutdown.clone()));
     let notice_workers = notices.map(|runner| tokio::spawn(runner.run(shutdown.clone())));
     let webhook_workers = tokio::spawn(webhooks.run(shutdown.clone()));
     let fan_out = tokio::spawn(crate::jobs::webhooks::fan_out(
@@ -328,6 +342,7 @@ async fn run_with_flows(
     let stopped = async {
         let served = server.await;
         let _ = workers.await;
+        let _ = text_workers.await;
         if let Some(notice_workers) = notice_workers {
             let _ = notice_workers.await;
         }

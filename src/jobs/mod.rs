@@ -43,11 +43,27 @@ pub enum JobFailure {
 }
 
 pub type JobFuture = BoxFuture<'static, Result<(), JobFailure>>;
+/// The outcomes of a batch, one per job, in the jobs' order.
+pub type BatchFuture = BoxFuture<'static, Vec<Result<(), JobFailure>>>;
 
 /// The code that runs one kind of job.
 pub trait JobHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn run(&self, job: ClaimedJob) -> JobFuture;
+
+    /// Runs several jobs of this kind together, for a runner whose `batch` is above one; returns
+    /// one outcome per job, in order. By default they run one after the other; a handler
+    /// overrides this when a batch costs less than its jobs apart (one statement, one commit).
+    fn run_batch(&self, jobs: Vec<ClaimedJob>) -> BatchFuture {
+        let runs: Vec<JobFuture> = jobs.into_iter().map(|job| self.run(job)).collect();
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(runs.len());
+            for run in runs {
+                outcomes.push(run.await);
+            }
+            outcomes
+        })
+    }
 }
 
 /// The handlers an instance has. An instance only claims the kinds it can run, so a release that
@@ -76,6 +92,8 @@ impl JobRegistry {
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
     pub concurrency: usize,
+    /// Jobs a worker takes at a time ([`JobHandler::run_batch`]); 1: one at a time.
+    pub batch: usize,
     pub poll_interval: Duration,
     pub lease: Duration,
     pub backoff_base: Duration,
@@ -88,6 +106,7 @@ impl From<&JobsConfig> for RunnerSettings {
     fn from(config: &JobsConfig) -> Self {
         Self {
             concurrency: config.concurrency.max(1),
+            batch: 1,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             lease: Duration::from_secs(config.lease_secs),
             backoff_base: Duration::from_millis(config.backoff_base_ms),
@@ -139,7 +158,8 @@ impl JobRunner {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
             if free > 0 {
-                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                let batch = shared.settings.batch.max(1);
+                let limit = u32::try_from(free * batch).unwrap_or(u32::MAX);
                 match shared
                     .storage
                     .claim_jobs(
@@ -151,12 +171,23 @@ impl JobRunner {
                     )
                     .await
                 {
-                    Ok(jobs) if !jobs.is_empty() => {
+                    Ok(jobs) if !jobs.is_empty() && batch == 1 => {
                         for job in jobs {
                             let slot = Arc::clone(&slots)
                                 .try_acquire_owned()
                                 .expect("claimed no more jobs than free slots");
                             running.spawn(execute(Arc::clone(&self.shared), job, slot));
+                        }
+                        continue;
+                    }
+                    Ok(jobs) if !jobs.is_empty() => {
+                        let mut jobs = jobs.into_iter().peekable();
+                        while jobs.peek().is_some() {
+                            let slot = Arc::clone(&slots)
+                                .try_acquire_owned()
+                                .expect("claimed no more batches than free slots");
+                            let chunk: Vec<ClaimedJob> = jobs.by_ref().take(batch).collect();
+                            running.spawn(execute_batch(Arc::clone(&self.shared), chunk, slot));
                         }
                         continue;
                     }
@@ -190,6 +221,124 @@ async fn execute(shared: Arc<Shared>, job: ClaimedJob, _slot: OwnedSemaphorePerm
     }
     .instrument(span)
     .await
+}
+
+/// Runs a batch of jobs in one slot: each kind's jobs through its handler's
+/// [`JobHandler::run_batch`], the leases renewed meanwhile; the successes are recorded in one
+/// statement, the other outcomes one by one.
+async fn execute_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>, _slot: OwnedSemaphorePermit) {
+    let span = info_span!("jobs", count = jobs.len());
+    async move {
+        let started = Instant::now();
+        let mut by_kind: BTreeMap<String, Vec<ClaimedJob>> = BTreeMap::new();
+        for job in jobs {
+            by_kind.entry(job.kind.clone()).or_default().push(job);
+        }
+        for (kind, jobs) in by_kind {
+            let outcomes = run_batch_with_lease(&shared, &kind, jobs.clone()).await;
+            let succeeded: Vec<i64> = jobs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| matches!(outcome, Some(Ok(()))))
+                .map(|(job, _)| job.id)
+                .collect();
+            let completed = match shared
+                .storage
+                .complete_jobs(&succeeded, &shared.worker_id, shared.settings.clock.now())
+                .await
+            {
+                Ok(completed) => Some(completed),
+                Err(e) => {
+                    error!(error = %e, jobs = succeeded.len(), "cannot record the jobs' outcomes; they will run again when their leases expire");
+                    None
+                }
+            };
+            for (job, outcome) in jobs.iter().zip(outcomes) {
+                let label = match (outcome, &completed) {
+                    (Some(Ok(())), Some(completed)) if completed.contains(&job.id) => "succeeded",
+                    (Some(Ok(())), Some(_)) => "lease_lost",
+                    (Some(Ok(())), None) => "unrecorded",
+                    (other, _) => settle(&shared, job, other).await,
+                };
+                metrics::counter!("hearback_jobs_finished_total", "kind" => kind.clone(), "outcome" => label).increment(1);
+            }
+            metrics::histogram!("hearback_job_batch_size", "kind" => kind.clone()).record(jobs.len() as f64);
+        }
+        metrics::histogram!("hearback_job_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+    }
+    .instrument(span)
+    .await
+}
+
+/// [`run_with_lease`] for a batch of one kind: one outcome per job, `None` for a job whose lease
+/// was lost meanwhile (its new owner decides).
+async fn run_batch_with_lease(
+    shared: &Shared,
+    kind: &str,
+    jobs: Vec<ClaimedJob>,
+) -> Vec<Option<Result<(), JobFailure>>> {
+    let Some(handler) = shared.registry.handler(kind) else {
+        let failure = JobFailure::Retry(format!("no handler for job kind '{kind}'"));
+        return jobs.iter().map(|_| Some(Err(failure.clone()))).collect();
+    };
+    // A job whose earlier worker died on its last attempt is not run again.
+    let mut outcomes: Vec<Option<Result<(), JobFailure>>> = jobs
+        .iter()
+        .map(|job| {
+            (job.attempt > job.max_attempts).then(|| {
+                Err(JobFailure::Permanent(format!(
+                    "the worker running attempt {} stopped without reporting and the lease expired",
+                    job.max_attempts
+                )))
+            })
+        })
+        .collect();
+    let (runnable, positions): (Vec<ClaimedJob>, Vec<usize>) = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_none())
+        .map(|(i, job)| (job.clone(), i))
+        .unzip();
+    if runnable.is_empty() {
+        return outcomes;
+    }
+    let lease = shared.settings.lease;
+    let mut lost = std::collections::BTreeSet::new();
+    let mut work = tokio::spawn(handler.run_batch(runnable));
+    let mut renewal = tokio::time::interval(lease / 3);
+    renewal.tick().await;
+    let finished = loop {
+        tokio::select! {
+            joined = &mut work => break joined,
+            _ = renewal.tick() => {
+                let now = shared.settings.clock.now();
+                for &i in &positions {
+                    let id = jobs[i].id;
+                    if lost.contains(&id) {
+                        continue;
+                    }
+                    match shared.storage.renew_job_lease(id, &shared.worker_id, now + lease, now).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!(job = id, "lease lost to another worker; its outcome is left to it");
+                            lost.insert(id);
+                        }
+                        Err(e) => warn!(error = %e, "cannot renew the lease; the job keeps running"),
+                    }
+                }
+            }
+        }
+    };
+    let results = finished.unwrap_or_else(|e| {
+        let failure = JobFailure::Retry(format!("the batch panicked: {e}"));
+        positions.iter().map(|_| Err(failure.clone())).collect()
+    });
+    for (i, result) in positions.into_iter().zip(results) {
+        if !lost.contains(&jobs[i].id) {
+            outcomes[i] = Some(result);
+        }
+    }
+    outcomes
 }
 
 /// Runs the handler in its own task (a panic becomes a failure), renewing the lease meanwhile.

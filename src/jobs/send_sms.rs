@@ -17,12 +17,14 @@
 //! - **Opt-out wins.** Only the opt-out confirmation reaches a number that has opted out; every
 //!   other message to it fails with `opted_out` when its turn comes, whenever it was queued.
 
-use super::{JobFailure, JobFuture, JobHandler};
+use super::{BatchFuture, JobFailure, JobFuture, JobHandler};
 use crate::config::ChannelConfig;
 use crate::http::Flows;
 use crate::providers::{Lookup, OutboundSms, PermanentReason, Provider, SendError};
 use crate::schedule::SchedulingRules;
-use crate::storage::{ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, Spend, Storage};
+use crate::storage::{
+    ClaimedJob, OutgoingMessage, SEND_JOB, SendFailure, SentMessage, Spend, Storage,
+};
 use crate::time::Timestamp;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::BTreeMap;
@@ -45,7 +47,8 @@ pub struct SendChannel {
     pub default_sender: String,
     pub fallback: Option<String>,
     pub cost_per_segment: Option<f64>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// The channel's pace (`messages_per_second`) and the limiter that keeps it.
+    limiter: Option<(std::num::NonZeroU32, DefaultDirectRateLimiter)>,
 }
 
 impl SendChannel {
@@ -64,7 +67,7 @@ impl SendChannel {
             cost_per_segment: common.cost_per_segment,
             limiter: common
                 .messages_per_second
-                .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+                .map(|rate| (rate, RateLimiter::direct(Quota::per_second(rate)))),
         }
     }
 }
@@ -166,6 +169,17 @@ impl JobHandler for SendSms {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.send(&job).await })
     }
+
+    fn run_batch(&self, jobs: Vec<ClaimedJob>) -> BatchFuture {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.send_batch(&jobs).await })
+    }
+}
+
+/// A message of a batch on its way to the provider: its job's place in the batch.
+struct Going {
+    position: usize,
+    message: OutgoingMessage,
 }
 
 fn outbound<'a>(
@@ -255,7 +269,7 @@ impl Inner {
         }
         // The pace first, then the lease: a long wait for the rate limiter must not outlast the
         // lease another instance could take meanwhile.
-        if let Some(limiter) = &channel.limiter {
+        if let Some((_, limiter)) = &channel.limiter {
             limiter.until_ready().await;
         }
         if !self
@@ -294,16 +308,24 @@ impl Inner {
             }
             return Ok(());
         }
-        let (sender, callback) = self.addressing(&message, channel);
+        let outcome = self.call_provider(&message, channel).await;
+        self.settle_outcome(job, &message, channel, outcome).await
+    }
+
+    /// Sends one message claimed `sending` through its channel's provider.
+    async fn call_provider(
+        &self,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+    ) -> Result<crate::providers::Sent, SendError> {
+        let (sender, callback) = self.addressing(message, channel);
         let outcome = channel
             .provider
             .send(
                 &self.client,
-                outbound(&message, &sender, callback.as_deref()),
+                outbound(message, &sender, callback.as_deref()),
             )
             .await;
-        let now = Timestamp::now();
-        let last_attempt = job.attempt >= job.max_attempts;
         let label = match &outcome {
             Ok(_) => "sent",
             Err(SendError::Retryable { .. }) => "retried",
@@ -311,15 +333,40 @@ impl Inner {
             Err(SendError::Permanent { .. }) => "refused",
         };
         metrics::counter!("hearback_sms_sent_total", "channel" => message.channel.clone(), "outcome" => label).increment(1);
+        outcome
+    }
+
+    /// What a send's segments cost, as the day's spend of its unit.
+    fn spend<'a>(
+        &self,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+        sent: &crate::providers::Sent,
+        day: &'a str,
+    ) -> Option<Spend<'a>> {
+        let segments = sent
+            .segments
+            .map(i64::from)
+            .or(message.segments.map(i64::from))
+            .unwrap_or(1);
+        cost_micros(channel, segments).map(|micros| Spend { micros, day })
+    }
+
+    /// Records what became of a provider call: sent, or a failure to retry, fail over, report.
+    async fn settle_outcome(
+        &self,
+        job: &ClaimedJob,
+        message: &OutgoingMessage,
+        channel: &SendChannel,
+        outcome: Result<crate::providers::Sent, SendError>,
+    ) -> Result<(), JobFailure> {
+        let message = message.clone();
+        let now = Timestamp::now();
+        let last_attempt = job.attempt >= job.max_attempts;
         match outcome {
             Ok(sent) => {
-                let segments = sent
-                    .segments
-                    .map(i64::from)
-                    .or(message.segments.map(i64::from))
-                    .unwrap_or(1);
                 let (_, _, day) = self.guards.day(now);
-                let cost = cost_micros(channel, segments).map(|micros| Spend { micros, day: &day });
+                let cost = self.spend(&message, channel, &sent, &day);
                 self.storage
                     .record_sent(&message, &sent.provider_message_id, cost, now)
                     .await
@@ -401,6 +448,192 @@ impl Inner {
                 )
                 .await
             }
+        }
+    }
+
+    /// Sends a batch of queued messages with a fixed number of statements: one read, one
+    /// `sending` mark (committed before any provider call, as for one message), the provider
+    /// calls (one customer's messages in order, customers side by side, at the channel's pace),
+    /// and one transaction recording what was sent. What needs a look of its own (a send to
+    /// reconcile, a message held by the window or a guard, a number opted out, a failed call)
+    /// takes the path of a single job, so a batch never behaves differently from its jobs.
+    async fn send_batch(&self, jobs: &[ClaimedJob]) -> Vec<Result<(), JobFailure>> {
+        let mut outcomes: Vec<Option<Result<(), JobFailure>>> = vec![None; jobs.len()];
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter_map(|job| job.payload.get("message_id").and_then(|v| v.as_str()))
+            .collect();
+        let mut messages: std::collections::HashMap<String, OutgoingMessage> =
+            match self.storage.outgoing_messages(&ids).await {
+                Ok(found) => found.into_iter().map(|m| (m.id.clone(), m)).collect(),
+                Err(e) => {
+                    let failure = storage_failure(e);
+                    return jobs.iter().map(|_| Err(failure.clone())).collect();
+                }
+            };
+        let now = Timestamp::now();
+        let mut alone = Vec::new();
+        let mut by_channel: BTreeMap<String, Vec<Going>> = BTreeMap::new();
+        for (position, job) in jobs.iter().enumerate() {
+            let message = job
+                .payload
+                .get("message_id")
+                .and_then(|v| v.as_str())
+                .and_then(|id| messages.remove(id));
+            let Some(message) = message else {
+                alone.push(position);
+                continue;
+            };
+            match message.status.as_str() {
+                "queued" => {}
+                "sending" => {
+                    alone.push(position);
+                    continue;
+                }
+                // Sent, failed or unknown already: an earlier run finished the work.
+                _ => {
+                    outcomes[position] = Some(Ok(()));
+                    continue;
+                }
+            }
+            let Some(channel) = self.channels.get(&message.channel) else {
+                alone.push(position);
+                continue;
+            };
+            let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
+            let held = self.held_by_window(job, &message, now).is_some()
+                || (starts && !matches!(self.held_by_guards(&message, channel).await, Ok(None)));
+            if held {
+                alone.push(position);
+                continue;
+            }
+            by_channel
+                .entry(message.channel.clone())
+                .or_default()
+                .push(Going { position, message });
+        }
+        for (name, going) in by_channel {
+            let channel = &self.channels[&name];
+            // The pace first, then the lease, as for one message: a part of the batch no larger
+            // than the channel's one-second burst at a time.
+            let part = channel
+                .limiter
+                .as_ref()
+                .map_or(going.len(), |(rate, _)| rate.get() as usize)
+                .max(1);
+            let mut going = going.into_iter().peekable();
+            while going.peek().is_some() {
+                let part: Vec<Going> = going.by_ref().take(part).collect();
+                self.send_part(jobs, &name, channel, part, &mut outcomes, &mut alone)
+                    .await;
+            }
+        }
+        alone.sort_unstable();
+        for position in alone {
+            outcomes[position] = Some(self.send(&jobs[position]).await);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every job of the batch has an outcome"))
+            .collect()
+    }
+
+    /// Sends part of a batch through one channel: paced, under the channel's lease, marked
+    /// `sending` together, recorded `sent` together.
+    async fn send_part(
+        &self,
+        jobs: &[ClaimedJob],
+        name: &str,
+        channel: &SendChannel,
+        part: Vec<Going>,
+        outcomes: &mut [Option<Result<(), JobFailure>>],
+        alone: &mut Vec<usize>,
+    ) {
+        if let Some((_, limiter)) = &channel.limiter {
+            let cells =
+                std::num::NonZeroU32::new(part.len() as u32).expect("a part is never empty");
+            // A part is never larger than the burst, so the limiter can always grant it.
+            let _ = limiter.until_n_ready(cells).await;
+        }
+        let mut fail_all = |failure: JobFailure, part: &[Going]| {
+            for going in part {
+                outcomes[going.position] = Some(Err(failure.clone()));
+            }
+        };
+        match self.hold_channel(name, Timestamp::now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return fail_all(
+                    JobFailure::Later(
+                        CHANNEL_BUSY_DELAY,
+                        "another instance is sending through this channel".into(),
+                    ),
+                    &part,
+                );
+            }
+            Err(failure) => return fail_all(failure, &part),
+        }
+        let ids: Vec<&str> = part.iter().map(|g| g.message.id.as_str()).collect();
+        let marked = match self.storage.mark_sending_many(&ids, Timestamp::now()).await {
+            Ok(marked) => marked,
+            Err(e) => return fail_all(storage_failure(e), &part),
+        };
+        // Not marked: the number has opted out, or another run took it; the single path tells.
+        let (part, unmarked): (Vec<Going>, Vec<Going>) = part
+            .into_iter()
+            .partition(|g| marked.contains(&g.message.id));
+        alone.extend(unmarked.iter().map(|g| g.position));
+        // One customer's messages go in order; different customers' side by side.
+        let mut by_contact: BTreeMap<&str, Vec<&Going>> = BTreeMap::new();
+        for going in &part {
+            by_contact
+                .entry(going.message.contact_id.as_str())
+                .or_default()
+                .push(going);
+        }
+        let calls = by_contact.into_values().map(|queue| async move {
+            let mut results = Vec::with_capacity(queue.len());
+            for going in queue {
+                results.push((going, self.call_provider(&going.message, channel).await));
+            }
+            results
+        });
+        let results: Vec<(&Going, Result<crate::providers::Sent, SendError>)> =
+            futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+        let now = Timestamp::now();
+        let (_, _, day) = self.guards.day(now);
+        let mut accepted = Vec::new();
+        for (going, result) in results {
+            match result {
+                Ok(sent) => accepted.push((going, sent)),
+                Err(error) => {
+                    let outcome = self
+                        .settle_outcome(&jobs[going.position], &going.message, channel, Err(error))
+                        .await;
+                    outcomes[going.position] = Some(outcome);
+                }
+            }
+        }
+        let records: Vec<SentMessage<'_>> = accepted
+            .iter()
+            .map(|(going, sent)| SentMessage {
+                message: &going.message,
+                provider_message_id: &sent.provider_message_id,
+                cost: self.spend(&going.message, channel, sent, &day),
+            })
+            .collect();
+        // Not recorded, the messages stay `sending`: their jobs' next run asks the provider.
+        let recorded = self
+            .storage
+            .record_sent_many(&records, now)
+            .await
+            .map_err(storage_failure);
+        for (going, _) in &accepted {
+            outcomes[going.position] = Some(recorded.clone());
         }
     }
 

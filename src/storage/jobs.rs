@@ -268,6 +268,37 @@ impl Storage {
             .await
     }
 
+    /// Marks a batch of jobs done in one statement; returns those `worker` still held (the
+    /// others' outcomes are dropped).
+    pub async fn complete_jobs(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _writing = self.writing().await;
+        Ok(on_pool!(self, |pool| {
+            let mut update =
+                sqlx::QueryBuilder::new("UPDATE jobs SET state = 'succeeded', finished_at = ");
+            update
+                .push_bind(now)
+                .push(", lease_owner = NULL, lease_expires_at = NULL, updated_at = ")
+                .push_bind(now)
+                .push(" WHERE state = 'running' AND lease_owner = ")
+                .push_bind(worker)
+                .push(" AND id IN (");
+            let mut list = update.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            update.push(") RETURNING id");
+            update.build_query_scalar().fetch_all(pool).await
+        })?)
+    }
+
     /// Puts a failed job back in the queue, to run again at `run_at`.
     pub async fn retry_job(
         &self,

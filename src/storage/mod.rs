@@ -52,7 +52,9 @@ pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use listing::{InvitationFilter, InvitationListRow};
 pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};
 pub use schema::SchemaStatus;
-pub use sending::{ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, Spend, status_rank};
+pub use sending::{
+    ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, SentMessage, Spend, status_rank,
+};
 pub use units::{NewUnit, Unit};
 pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryFilter, DeliveryNext, DeliveryRecord, DeliveryToSend,

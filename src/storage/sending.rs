@@ -84,6 +84,14 @@ pub struct Spend<'a> {
     pub day: &'a str,
 }
 
+/// A send the provider accepted, to record.
+#[derive(Debug, Clone, Copy)]
+pub struct SentMessage<'a> {
+    pub message: &'a OutgoingMessage,
+    pub provider_message_id: &'a str,
+    pub cost: Option<Spend<'a>>,
+}
+
 /// What a contact and a unit have had today, for the SMS-pumping guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyUse {
@@ -155,23 +163,140 @@ macro_rules! fail_invitation {
     }};
 }
 
+/// Records, through `$tx`, what the provider accepted for `$message`: the status `sent` with its
+/// id and cost, the unit's spend, the statuses that arrived before it, and the invitation sent
+/// (`invitation.sent`) on its first message.
+macro_rules! record_sent_in {
+    ($storage:expr, $tx:expr, $message:expr, $provider_message_id:expr, $cost:expr, $now:expr) => {{
+            let (lock, key) = $storage.status_lock(&$message.channel, $provider_message_id);
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(&key).execute(&mut *$tx).await?;
+            }
+            sqlx::query(
+                "UPDATE messages SET status = 'sent', provider_message_id = $1, cost_micros = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('sending', 'unknown')",
+            )
+            .bind($provider_message_id)
+            .bind($cost.map(|c: Spend<'_>| c.micros))
+            .bind($now)
+            .bind(&$message.id)
+            .execute(&mut *$tx)
+            .await?;
+            if let (Some(cost), Some(unit)) = ($cost, &$message.unit_id) {
+                sqlx::query(
+                    "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) VALUES ($1, $2, $3) \
+                     ON CONFLICT (unit_id, day) DO UPDATE SET cost_micros = unit_daily_spend.cost_micros + $3",
+                )
+                .bind(unit)
+                .bind(cost.day)
+                .bind(cost.micros)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            let early: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
+                 RETURNING status, error_code, number_status",
+            )
+            .bind(&$message.id)
+            .bind(&$message.channel)
+            .bind($provider_message_id)
+            .fetch_all(&mut *$tx)
+            .await?;
+            let latest = early
+                .iter()
+                .max_by_key(|(status, _, _)| status_rank(status));
+            if let Some((status, error_code, number_status)) =
+                latest.filter(|(s, _, _)| status_rank(s) > status_rank("sent"))
+            {
+                flag_number!($tx, &$message.contact_id, number_status, $now);
+                sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(&$message.id)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            if let Some(invitation) = &$message.invitation_id {
+                // Only the invitation's first message finds it `scheduled`; the others skip the
+                // statement (the WHERE clause still decides between two first messages).
+                let scheduled = matches!(
+                    $message.invitation_status.as_deref(),
+                    Some("scheduled" | "held")
+                );
+                let first = if !scheduled {
+                    0
+                } else {
+                    sqlx::query(
+                    "UPDATE invitations SET status = 'sent', status_reason = NULL, updated_at = $1 \
+                     WHERE id = $2 AND status IN ('scheduled', 'held')",
+                )
+                .bind($now)
+                .bind(invitation)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected()
+                };
+                if first == 1 {
+                    let data = json!({
+                        "invitation": { "id": invitation },
+                        "contact": { "id": $message.contact_id },
+                        "channel": $message.channel,
+                        "message_id": $message.id,
+                    });
+                    insert_event!($tx, "invitation.sent", &$message.contact_id, &data, $now);
+                }
+                if let Some((status, error_code, number_status)) =
+                    latest.filter(|(s, _, _)| s == "failed_permanent")
+                {
+                    let reason = number_status
+                        .clone()
+                        .or_else(|| error_code.clone())
+                        .unwrap_or_else(|| status.clone());
+                    fail_invitation!(
+                        $tx,
+                        invitation,
+                        &$message.contact_id,
+                        &$message.id,
+                        &reason,
+                        $now
+                    );
+                }
+            }
+    }};
+}
+
 impl Storage {
     pub async fn outgoing_message(
         &self,
         id: &str,
     ) -> Result<Option<OutgoingMessage>, StorageError> {
+        Ok(self.outgoing_messages(&[id]).await?.pop())
+    }
+
+    /// The outgoing messages of `ids` that exist, in no particular order: one statement for a
+    /// batch of send jobs.
+    pub async fn outgoing_messages(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<OutgoingMessage>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as(
+            let mut select = sqlx::QueryBuilder::new(
                 "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
                  m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at FROM messages m \
                  JOIN contacts ct ON ct.id = m.contact_id \
                  LEFT JOIN conversations c ON c.id = m.conversation_id \
                  LEFT JOIN invitations i ON i.id = c.invitation_id \
-                 WHERE m.id = $1 AND m.direction = 'outbound'",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await
+                 WHERE m.direction = 'outbound' AND m.id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            select.build_query_as().fetch_all(pool).await
         })?)
     }
 
@@ -254,20 +379,36 @@ impl Storage {
     /// confirmation still goes to such a number). The opt-out is checked in this statement, so a
     /// STOP committed before it always wins.
     pub async fn mark_sending(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
+        Ok(!self.mark_sending_many(&[id], now).await?.is_empty())
+    }
+
+    /// [`Storage::mark_sending`] for a batch, in one statement: returns the ids claimed.
+    pub async fn mark_sending_many(
+        &self,
+        ids: &[&str],
+        now: Timestamp,
+    ) -> Result<std::collections::HashSet<String>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
         let _writing = self.writing().await;
-        let done = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE messages SET status = 'sending', sent_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued' \
+        let marked: Vec<String> = on_pool!(self, |pool| {
+            let mut update =
+                sqlx::QueryBuilder::new("UPDATE messages SET status = 'sending', sent_at = ");
+            update.push_bind(now).push(", updated_at = ").push_bind(now).push(
+                " WHERE status = 'queued' \
                  AND (purpose = 'opt_out_confirmation' OR NOT EXISTS \
-                   (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL))",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|d| d.rows_affected())
+                   (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL)) \
+                 AND id IN (",
+            );
+            let mut list = update.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            update.push(") RETURNING id");
+            update.build_query_scalar().fetch_all(pool).await
         })?;
-        Ok(done == 1)
+        Ok(marked.into_iter().collect())
     }
 
     /// Records what the provider accepted, applies the statuses that arrived before it, and
@@ -279,103 +420,37 @@ impl Storage {
         cost: Option<Spend<'_>>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
+        self.record_sent_many(
+            &[SentMessage {
+                message,
+                provider_message_id,
+                cost,
+            }],
+            now,
+        )
+        .await
+    }
+
+    /// [`Storage::record_sent`] for a batch of sends, in one transaction (one commit).
+    pub async fn record_sent_many(
+        &self,
+        sent: &[SentMessage<'_>],
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        // Status callbacks take the same per-message locks one at a time; taking them in one
+        // order here keeps two batches from waiting on each other.
+        let mut sent: Vec<&SentMessage<'_>> = sent.iter().collect();
+        sent.sort_by_key(|s| (&s.message.channel, s.provider_message_id));
         let _writing = self.writing().await;
-        let (lock, key) = self.status_lock(&message.channel, provider_message_id);
-        let cost_micros = cost.map(|c| c.micros);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            if let Some(lock) = lock {
-                sqlx::query(lock).bind(&key).execute(&mut *tx).await?;
-            }
-            sqlx::query(
-                "UPDATE messages SET status = 'sent', provider_message_id = $1, cost_micros = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ('sending', 'unknown')",
-            )
-            .bind(provider_message_id)
-            .bind(cost_micros)
-            .bind(now)
-            .bind(&message.id)
-            .execute(&mut *tx)
-            .await?;
-            if let (Some(cost), Some(unit)) = (cost, &message.unit_id) {
-                sqlx::query(
-                    "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) VALUES ($1, $2, $3) \
-                     ON CONFLICT (unit_id, day) DO UPDATE SET cost_micros = unit_daily_spend.cost_micros + $3",
-                )
-                .bind(unit)
-                .bind(cost.day)
-                .bind(cost.micros)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let early: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-                "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
-                 RETURNING status, error_code, number_status",
-            )
-            .bind(&message.id)
-            .bind(&message.channel)
-            .bind(provider_message_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let latest = early
-                .iter()
-                .max_by_key(|(status, _, _)| status_rank(status));
-            if let Some((status, error_code, number_status)) =
-                latest.filter(|(s, _, _)| status_rank(s) > status_rank("sent"))
-            {
-                flag_number!(tx, &message.contact_id, number_status, now);
-                sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
-                    .bind(status)
-                    .bind(error_code)
-                    .bind(&message.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(invitation) = &message.invitation_id {
-                // Only the invitation's first message finds it `scheduled`; the others skip the
-                // statement (the WHERE clause still decides between two first messages).
-                let scheduled = matches!(
-                    message.invitation_status.as_deref(),
-                    Some("scheduled" | "held")
-                );
-                let first = if !scheduled {
-                    0
-                } else {
-                    sqlx::query(
-                    "UPDATE invitations SET status = 'sent', status_reason = NULL, updated_at = $1 \
-                     WHERE id = $2 AND status IN ('scheduled', 'held')",
-                )
-                .bind(now)
-                .bind(invitation)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                };
-                if first == 1 {
-                    let data = json!({
-                        "invitation": { "id": invitation },
-                        "contact": { "id": message.contact_id },
-                        "channel": message.channel,
-                        "message_id": message.id,
-                    });
-                    insert_event!(tx, "invitation.sent", &message.contact_id, &data, now);
-                }
-                if let Some((status, error_code, number_status)) =
-                    latest.filter(|(s, _, _)| s == "failed_permanent")
-                {
-                    let reason = number_status
-                        .clone()
-                        .or_else(|| error_code.clone())
-                        .unwrap_or_else(|| status.clone());
-                    fail_invitation!(
-                        tx,
-                        invitation,
-                        &message.contact_id,
-                        &message.id,
-                        &reason,
-                        now
-                    );
-                }
+            for one in &sent {
+                let (message, provider_message_id, cost) =
+                    (one.message, one.provider_message_id, one.cost);
+                record_sent_in!(self, tx, message, provider_message_id, cost, now);
             }
             tx.commit().await?;
             Ok(())

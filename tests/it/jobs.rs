@@ -81,6 +81,7 @@ impl JobHandler for Recorder {
 
 fn settings() -> RunnerSettings {
     RunnerSettings {
+        batch: 1,
         concurrency: 4,
         poll_interval: Duration::from_millis(20),
         lease: Duration::from_secs(30),
