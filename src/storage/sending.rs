@@ -13,6 +13,7 @@
 use super::{BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
 use crate::time::Timestamp;
 use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How far along each status is; a status applies only over a lower rank. Any other status
 /// (delivered, failed_permanent) is final.
@@ -160,108 +161,6 @@ macro_rules! fail_invitation {
             });
             insert_event!($tx, "invitation.failed", $contact, &data, $now);
         }
-    }};
-}
-
-/// Records, through `$tx`, what the provider accepted for `$message`: the status `sent` with its
-/// id and cost, the unit's spend, the statuses that arrived before it, and the invitation sent
-/// (`invitation.sent`) on its first message.
-macro_rules! record_sent_in {
-    ($storage:expr, $tx:expr, $message:expr, $provider_message_id:expr, $cost:expr, $now:expr) => {{
-            let (lock, key) = $storage.status_lock(&$message.channel, $provider_message_id);
-            if let Some(lock) = lock {
-                sqlx::query(lock).bind(&key).execute(&mut *$tx).await?;
-            }
-            sqlx::query(
-                "UPDATE messages SET status = 'sent', provider_message_id = $1, cost_micros = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ('sending', 'unknown')",
-            )
-            .bind($provider_message_id)
-            .bind($cost.map(|c: Spend<'_>| c.micros))
-            .bind($now)
-            .bind(&$message.id)
-            .execute(&mut *$tx)
-            .await?;
-            if let (Some(cost), Some(unit)) = ($cost, &$message.unit_id) {
-                sqlx::query(
-                    "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) VALUES ($1, $2, $3) \
-                     ON CONFLICT (unit_id, day) DO UPDATE SET cost_micros = unit_daily_spend.cost_micros + $3",
-                )
-                .bind(unit)
-                .bind(cost.day)
-                .bind(cost.micros)
-                .execute(&mut *$tx)
-                .await?;
-            }
-            let early: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-                "UPDATE message_statuses SET message_id = $1 WHERE channel = $2 AND provider_message_id = $3 \
-                 RETURNING status, error_code, number_status",
-            )
-            .bind(&$message.id)
-            .bind(&$message.channel)
-            .bind($provider_message_id)
-            .fetch_all(&mut *$tx)
-            .await?;
-            let latest = early
-                .iter()
-                .max_by_key(|(status, _, _)| status_rank(status));
-            if let Some((status, error_code, number_status)) =
-                latest.filter(|(s, _, _)| status_rank(s) > status_rank("sent"))
-            {
-                flag_number!($tx, &$message.contact_id, number_status, $now);
-                sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
-                    .bind(status)
-                    .bind(error_code)
-                    .bind(&$message.id)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            if let Some(invitation) = &$message.invitation_id {
-                // Only the invitation's first message finds it `scheduled`; the others skip the
-                // statement (the WHERE clause still decides between two first messages).
-                let scheduled = matches!(
-                    $message.invitation_status.as_deref(),
-                    Some("scheduled" | "held")
-                );
-                let first = if !scheduled {
-                    0
-                } else {
-                    sqlx::query(
-                    "UPDATE invitations SET status = 'sent', status_reason = NULL, updated_at = $1 \
-                     WHERE id = $2 AND status IN ('scheduled', 'held')",
-                )
-                .bind($now)
-                .bind(invitation)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected()
-                };
-                if first == 1 {
-                    let data = json!({
-                        "invitation": { "id": invitation },
-                        "contact": { "id": $message.contact_id },
-                        "channel": $message.channel,
-                        "message_id": $message.id,
-                    });
-                    insert_event!($tx, "invitation.sent", &$message.contact_id, &data, $now);
-                }
-                if let Some((status, error_code, number_status)) =
-                    latest.filter(|(s, _, _)| s == "failed_permanent")
-                {
-                    let reason = number_status
-                        .clone()
-                        .or_else(|| error_code.clone())
-                        .unwrap_or_else(|| status.clone());
-                    fail_invitation!(
-                        $tx,
-                        invitation,
-                        &$message.contact_id,
-                        &$message.id,
-                        &reason,
-                        $now
-                    );
-                }
-            }
     }};
 }
 
@@ -431,7 +330,9 @@ impl Storage {
         .await
     }
 
-    /// [`Storage::record_sent`] for a batch of sends, in one transaction (one commit).
+    /// [`Storage::record_sent`] for a batch of sends, in one transaction (one commit) and a
+    /// fixed number of statements however many it holds; only a message whose statuses arrived
+    /// before its send takes statements of its own.
     pub async fn record_sent_many(
         &self,
         sent: &[SentMessage<'_>],
@@ -442,15 +343,175 @@ impl Storage {
         }
         // Status callbacks take the same per-message locks one at a time; taking them in one
         // order here keeps two batches from waiting on each other.
-        let mut sent: Vec<&SentMessage<'_>> = sent.iter().collect();
-        sent.sort_by_key(|s| (&s.message.channel, s.provider_message_id));
+        let mut keys: Vec<String> = sent
+            .iter()
+            .map(|s| {
+                self.status_lock(&s.message.channel, s.provider_message_id)
+                    .1
+            })
+            .collect();
+        keys.sort_unstable();
+        // Each unit's spend of the day, added once.
+        let mut spend: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for one in sent {
+            if let (Some(cost), Some(unit)) = (one.cost, &one.message.unit_id) {
+                *spend.entry((unit.as_str(), cost.day)).or_default() += cost.micros;
+            }
+        }
+        // An invitation's first message finds it `scheduled` (or `held`); the others leave it.
+        let first: Vec<&SentMessage<'_>> = sent
+            .iter()
+            .filter(|s| s.message.invitation_id.is_some())
+            .filter(|s| {
+                matches!(
+                    s.message.invitation_status.as_deref(),
+                    Some("scheduled" | "held")
+                )
+            })
+            .collect();
+        let by_id: HashMap<&str, &OutgoingMessage> = sent
+            .iter()
+            .map(|s| (s.message.id.as_str(), s.message))
+            .collect();
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            for one in &sent {
-                let (message, provider_message_id, cost) =
-                    (one.message, one.provider_message_id, one.cost);
-                record_sent_in!(self, tx, message, provider_message_id, cost, now);
+            if self.key_lock().is_some() {
+                let mut lock =
+                    sqlx::QueryBuilder::new("SELECT pg_advisory_xact_lock(hashtext(k.key)) FROM (");
+                lock.push_values(&keys, |mut row, key| {
+                    row.push_bind(key);
+                });
+                lock.push(") AS k(key) ORDER BY k.key");
+                lock.build().fetch_all(&mut *tx).await?;
+            }
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE messages SET status = 'sent', provider_message_id = v.column2, cost_micros = v.column3, updated_at = ",
+            );
+            update.push_bind(now).push(" FROM (");
+            update.push_values(sent, |mut row, s| {
+                row.push_bind(&s.message.id)
+                    .push_bind(s.provider_message_id)
+                    .push_bind(s.cost.map(|c| c.micros));
+            });
+            update.push(
+                ") AS v WHERE messages.id = v.column1 AND messages.status IN ('sending', 'unknown')",
+            );
+            update.build().execute(&mut *tx).await?;
+            if !spend.is_empty() {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) ",
+                );
+                insert.push_values(&spend, |mut row, ((unit, day), micros)| {
+                    row.push_bind(*unit).push_bind(*day).push_bind(*micros);
+                });
+                insert.push(
+                    " ON CONFLICT (unit_id, day) DO UPDATE \
+                     SET cost_micros = unit_daily_spend.cost_micros + excluded.cost_micros",
+                );
+                insert.build().execute(&mut *tx).await?;
+            }
+            // Statuses that arrived before the send, kept by the provider's id.
+            let mut adopt = sqlx::QueryBuilder::new(
+                "UPDATE message_statuses SET message_id = v.column1 FROM (",
+            );
+            adopt.push_values(sent, |mut row, s| {
+                row.push_bind(&s.message.id)
+                    .push_bind(&s.message.channel)
+                    .push_bind(s.provider_message_id);
+            });
+            adopt.push(
+                ") AS v WHERE message_statuses.channel = v.column2 \
+                 AND message_statuses.provider_message_id = v.column3 \
+                 RETURNING message_id, status, error_code, number_status",
+            );
+            let early: Vec<(String, String, Option<String>, Option<String>)> =
+                adopt.build_query_as().fetch_all(&mut *tx).await?;
+            // The furthest status each message had, when it is past `sent`.
+            let mut latest: BTreeMap<&str, (String, Option<String>, Option<String>)> =
+                BTreeMap::new();
+            for (id, status, error_code, number_status) in &early {
+                let Some((id, _)) = by_id.get_key_value(id.as_str()) else {
+                    continue;
+                };
+                let further = latest
+                    .get(id)
+                    .is_none_or(|(kept, _, _)| status_rank(status) > status_rank(kept));
+                if status_rank(status) > status_rank("sent") && further {
+                    latest.insert(
+                        id,
+                        (status.clone(), error_code.clone(), number_status.clone()),
+                    );
+                }
+            }
+            for (id, (status, error_code, number_status)) in &latest {
+                let message = by_id[id];
+                flag_number!(tx, &message.contact_id, number_status, now);
+                sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(error_code)
+                    .bind(&message.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !first.is_empty() {
+                let mut update = sqlx::QueryBuilder::new(
+                    "UPDATE invitations SET status = 'sent', status_reason = NULL, updated_at = ",
+                );
+                update
+                    .push_bind(now)
+                    .push(" WHERE status IN ('scheduled', 'held') AND id IN (");
+                let mut list = update.separated(", ");
+                for one in &first {
+                    list.push_bind(one.message.invitation_id.as_deref());
+                }
+                update.push(") RETURNING id");
+                let now_sent: HashSet<String> = update
+                    .build_query_scalar()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                // Two first messages of one invitation: the event names the first in the batch.
+                let mut events = super::WriteSet::default();
+                let mut told = HashSet::new();
+                for one in &first {
+                    let message = one.message;
+                    let invitation = message.invitation_id.as_deref().unwrap_or_default();
+                    if now_sent.contains(invitation) && told.insert(invitation) {
+                        events.event(
+                            "invitation.sent",
+                            Some(&message.contact_id),
+                            json!({
+                                "invitation": { "id": invitation },
+                                "contact": { "id": message.contact_id },
+                                "channel": message.channel,
+                                "message_id": message.id,
+                            }),
+                            now,
+                        );
+                    }
+                }
+                super::flush_writes!(tx, &events);
+            }
+            for (id, (status, error_code, number_status)) in &latest {
+                let message = by_id[id];
+                if let (Some(invitation), "failed_permanent") =
+                    (&message.invitation_id, status.as_str())
+                {
+                    let reason = number_status
+                        .clone()
+                        .or_else(|| error_code.clone())
+                        .unwrap_or_else(|| status.clone());
+                    fail_invitation!(
+                        tx,
+                        invitation,
+                        &message.contact_id,
+                        &message.id,
+                        &reason,
+                        now
+                    );
+                }
             }
             tx.commit().await?;
             Ok(())

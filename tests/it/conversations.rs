@@ -413,6 +413,7 @@ crate::both_backends!(
     an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent,
     a_message_queued_before_an_opt_out_is_never_sent,
     a_status_that_arrives_before_the_send_is_applied_with_it,
+    a_batch_of_sends_is_recorded_as_each_send_would_be,
     one_instance_at_a_time_holds_a_channel,
     a_long_sms_in_parts_is_reassembled_before_it_is_read,
     two_messages_from_one_number_on_two_instances_are_applied_one_after_the_other,
@@ -1143,6 +1144,108 @@ async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
     let invitation = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(invitation.status, "failed");
     assert_eq!(invitation.status_reason.as_deref(), Some("landline"));
+}
+
+/// Three first questions marked `sending` and recorded `sent` together: a plain one, one whose
+/// "delivered" came before the send, one refused as a landline before it. Each ends as its own
+/// record would have left it, and a message already recorded is not recorded twice.
+async fn a_batch_of_sends_is_recorded_as_each_send_would_be(db: &TestDb) {
+    let now = hearback::time::Timestamp::now();
+    let numbers = ["+33612345601", "+33612345602", "+33612345603"];
+    let mut invitations = Vec::new();
+    for (n, phone) in numbers.iter().enumerate() {
+        invitations.push(
+            stored_invitation_for(db, phone, &format!("batch-{n}"), "twilio", TWILIO_NUMBER).await,
+        );
+    }
+    let mut messages = Vec::new();
+    for phone in numbers {
+        let contact = db
+            .storage
+            .contact_by_phone(&Phone::parse(phone, None).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        messages.push(
+            db.storage.contact_messages(&contact.id).await.unwrap()[0]
+                .id
+                .clone(),
+        );
+    }
+    for (provider_id, status, number_status) in [
+        ("SMbatch1", "delivered", None),
+        ("SMbatch2", "failed_permanent", Some("landline")),
+    ] {
+        let early = hearback::storage::NewStatus {
+            channel: "twilio",
+            provider_message_id: provider_id,
+            status,
+            error_code: None,
+            number_status,
+            received_at: now,
+        };
+        assert!(db.storage.record_status(&early).await.unwrap());
+    }
+    let ids: Vec<&str> = messages.iter().map(String::as_str).collect();
+    assert_eq!(
+        db.storage.mark_sending_many(&ids, now).await.unwrap().len(),
+        3
+    );
+    assert!(
+        db.storage
+            .mark_sending_many(&ids, now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a message is marked sending once"
+    );
+    let read = db.storage.outgoing_messages(&ids).await.unwrap();
+    let by_id = |id: &str| read.iter().find(|m| m.id == id).unwrap();
+    let provider_ids = ["SMbatch0", "SMbatch1", "SMbatch2"];
+    let sent: Vec<hearback::storage::SentMessage<'_>> = messages
+        .iter()
+        .zip(provider_ids)
+        .map(|(id, provider_message_id)| hearback::storage::SentMessage {
+            message: by_id(id),
+            provider_message_id,
+            cost: None,
+        })
+        .collect();
+    db.storage.record_sent_many(&sent, now).await.unwrap();
+    db.storage.record_sent_many(&sent, now).await.unwrap();
+
+    let mut statuses = Vec::new();
+    for (phone, id) in numbers.iter().zip(&invitations) {
+        let contact = db
+            .storage
+            .contact_by_phone(&Phone::parse(phone, None).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let message = &db.storage.contact_messages(&contact.id).await.unwrap()[0];
+        let invitation = db.storage.invitation(id).await.unwrap().unwrap();
+        statuses.push((
+            message.status.clone(),
+            message.provider_message_id.clone().unwrap_or_default(),
+            invitation.status,
+            contact.number_status,
+        ));
+    }
+    let expected = |m: &str, p: &str, i: &str, n: &str| {
+        (m.to_string(), p.to_string(), i.to_string(), n.to_string())
+    };
+    assert_eq!(
+        statuses,
+        [
+            expected("sent", "SMbatch0", "sent", "ok"),
+            expected("delivered", "SMbatch1", "sent", "ok"),
+            expected("failed_permanent", "SMbatch2", "failed", "landline"),
+        ]
+    );
+    let types = event_types(db).await;
+    let count = |t: &str| types.iter().filter(|e| *e == t).count();
+    assert_eq!(count("invitation.sent"), 3, "{types:?}");
+    assert_eq!(count("invitation.failed"), 1, "{types:?}");
 }
 
 async fn one_instance_at_a_time_holds_a_channel(db: &TestDb) {
