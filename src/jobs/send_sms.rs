@@ -514,8 +514,8 @@ impl Inner {
         }
         for (name, going) in by_channel {
             let channel = &self.channels[&name];
-            // The pace first, then the lease, as for one message: a part of the batch no larger
-            // than the channel's one-second burst at a time.
+            // A part of the batch no larger than one second of the channel's pace at a time,
+            // under the channel's lease.
             let part = channel
                 .limiter
                 .as_ref()
@@ -549,12 +549,6 @@ impl Inner {
         outcomes: &mut [Option<Result<(), JobFailure>>],
         alone: &mut Vec<usize>,
     ) {
-        if let Some((_, limiter)) = &channel.limiter {
-            let cells =
-                std::num::NonZeroU32::new(part.len() as u32).expect("a part is never empty");
-            // A part is never larger than the burst, so the limiter can always grant it.
-            let _ = limiter.until_n_ready(cells).await;
-        }
         let mut fail_all = |failure: JobFailure, part: &[Going]| {
             for going in part {
                 outcomes[going.position] = Some(Err(failure.clone()));
@@ -591,14 +585,21 @@ impl Inner {
                 .or_default()
                 .push(going);
         }
+        // Each call waits for the channel's pace; a part is no larger than one second of it, so
+        // no message waits long marked `sending`.
         let calls = by_contact.into_values().map(|queue| async move {
             let mut results = Vec::with_capacity(queue.len());
             for going in queue {
-                results.push((going, self.call_provider(&going.message, channel).await));
+                if let Some((_, limiter)) = &channel.limiter {
+                    limiter.until_ready().await;
+                }
+                let handed_at = Timestamp::now();
+                let result = self.call_provider(&going.message, channel).await;
+                results.push((going, handed_at, result));
             }
             results
         });
-        let results: Vec<(&Going, Result<crate::providers::Sent, SendError>)> =
+        let results: Vec<(&Going, Timestamp, Result<crate::providers::Sent, SendError>)> =
             futures::future::join_all(calls)
                 .await
                 .into_iter()
@@ -607,9 +608,9 @@ impl Inner {
         let now = Timestamp::now();
         let (_, _, day) = self.guards.day(now);
         let mut accepted = Vec::new();
-        for (going, result) in results {
+        for (going, handed_at, result) in results {
             match result {
-                Ok(sent) => accepted.push((going, sent)),
+                Ok(sent) => accepted.push((going, handed_at, sent)),
                 Err(error) => {
                     let outcome = self
                         .settle_outcome(&jobs[going.position], &going.message, channel, Err(error))
@@ -620,10 +621,11 @@ impl Inner {
         }
         let records: Vec<SentMessage<'_>> = accepted
             .iter()
-            .map(|(going, sent)| SentMessage {
+            .map(|(going, handed_at, sent)| SentMessage {
                 message: &going.message,
                 provider_message_id: &sent.provider_message_id,
                 cost: self.spend(&going.message, channel, sent, &day),
+                handed_at: Some(*handed_at),
             })
             .collect();
         // Not recorded, the messages stay `sending`: their jobs' next run asks the provider.
@@ -632,7 +634,7 @@ impl Inner {
             .record_sent_many(&records, now)
             .await
             .map_err(storage_failure);
-        for (going, _) in &accepted {
+        for (going, _, _) in &accepted {
             outcomes[going.position] = Some(recorded.clone());
         }
     }

@@ -91,6 +91,9 @@ pub struct SentMessage<'a> {
     pub message: &'a OutgoingMessage,
     pub provider_message_id: &'a str,
     pub cost: Option<Spend<'a>>,
+    /// When it was handed to the provider, when later than its `sending` mark (a batch marks
+    /// its messages together and hands them over at the channel's pace).
+    pub handed_at: Option<Timestamp>,
 }
 
 /// What a contact and a unit have had today, for the SMS-pumping guards.
@@ -324,6 +327,7 @@ impl Storage {
                 message,
                 provider_message_id,
                 cost,
+                handed_at: None,
             }],
             now,
         )
@@ -386,13 +390,15 @@ impl Storage {
                 lock.build().fetch_all(&mut *tx).await?;
             }
             let mut update = sqlx::QueryBuilder::new(
-                "UPDATE messages SET status = 'sent', provider_message_id = v.column2, cost_micros = v.column3, updated_at = ",
+                "UPDATE messages SET status = 'sent', provider_message_id = v.column2, cost_micros = v.column3, \
+                 sent_at = COALESCE(v.column4, messages.sent_at), updated_at = ",
             );
             update.push_bind(now).push(" FROM (");
             update.push_values(sent, |mut row, s| {
                 row.push_bind(&s.message.id)
                     .push_bind(s.provider_message_id)
-                    .push_bind(s.cost.map(|c| c.micros));
+                    .push_bind(s.cost.map(|c| c.micros))
+                    .push_bind(s.handed_at);
             });
             update.push(
                 ") AS v WHERE messages.id = v.column1 AND messages.status IN ('sending', 'unknown')",

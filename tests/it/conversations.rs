@@ -1209,6 +1209,7 @@ async fn a_batch_of_sends_is_recorded_as_each_send_would_be(db: &TestDb) {
             message: by_id(id),
             provider_message_id,
             cost: None,
+            handed_at: Some(now),
         })
         .collect();
     db.storage.record_sent_many(&sent, now).await.unwrap();
