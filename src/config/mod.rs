@@ -96,7 +96,8 @@ impl ServerConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Jobs run at once by one instance.
+    /// Workers of one instance for reminders, expiries and upkeep, and as many for texts (each
+    /// taking up to 32 send jobs at a time).
     pub concurrency: usize,
     /// How often an idle instance looks for due jobs.
     pub poll_interval_ms: u64,

@@ -412,6 +412,7 @@ crate::both_backends!(
     an_unknown_send_that_the_provider_never_got_is_sent_once,
     an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent,
     a_message_queued_before_an_opt_out_is_never_sent,
+    sixty_queued_surveys_go_out_in_batches_each_once_but_to_an_opted_out_number,
     a_status_that_arrives_before_the_send_is_applied_with_it,
     a_batch_of_sends_is_recorded_as_each_send_would_be,
     one_instance_at_a_time_holds_a_channel,
@@ -1059,6 +1060,74 @@ async fn a_message_queued_before_an_opt_out_is_never_sent(db: &TestDb) {
     })
     .await;
     assert_eq!(api.calls(), 0);
+    server.stop().await;
+}
+
+/// Sixty first questions queued before the server starts: the texts' lane takes them in
+/// batches. Each reaches the provider once, in its own request, and is recorded with its
+/// invitation; the number that opted out meanwhile (its STOP stored directly, so no
+/// confirmation is queued) gets nothing and its invitation fails.
+async fn sixty_queued_surveys_go_out_in_batches_each_once_but_to_an_opted_out_number(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    let numbers: Vec<String> = (0..60).map(|n| format!("+336123457{n:02}")).collect();
+    let mut invitations = Vec::new();
+    for (n, phone) in numbers.iter().enumerate() {
+        invitations.push(
+            stored_invitation_for(db, phone, &format!("many-{n}"), "twilio", TWILIO_NUMBER).await,
+        );
+    }
+    let opted_out = Phone::parse(&numbers[30], None).unwrap();
+    db.storage
+        .receive_inbound(&hearback::storage::NewInbound {
+            channel: "twilio",
+            provider_message_id: "SMstop30",
+            to: TWILIO_NUMBER,
+            from: Some(&opted_out),
+            body: "STOP",
+            consent: Some(hearback::storage::ConsentChange::OptedOut),
+            received_at: hearback::time::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    let sent = wait_for_sent(&api, 59).await;
+    let failed = &invitations[30];
+    wait_until("the opted-out number's invitation fails", || async {
+        db.storage.invitation(failed).await.unwrap().unwrap().status == "failed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(api.calls(), 59, "nothing more is sent");
+    let mut recipients: Vec<String> = sent
+        .iter()
+        .map(|form| field(form, "To").to_string())
+        .collect();
+    recipients.sort();
+    recipients.dedup();
+    let expected: Vec<String> = numbers
+        .iter()
+        .filter(|n| **n != numbers[30])
+        .cloned()
+        .collect();
+    assert_eq!(
+        recipients, expected,
+        "every number once, none to the opted-out one"
+    );
+    for (n, id) in invitations.iter().enumerate() {
+        let invitation = db.storage.invitation(id).await.unwrap().unwrap();
+        let want = if n == 30 { "failed" } else { "sent" };
+        assert_eq!(invitation.status, want, "invitation {n}");
+    }
+    let types = event_types(db).await;
+    assert_eq!(types.iter().filter(|t| *t == "invitation.sent").count(), 59);
+    assert_eq!(
+        types.iter().filter(|t| *t == "invitation.failed").count(),
+        1
+    );
     server.stop().await;
 }
 
