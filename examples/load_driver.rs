@@ -405,6 +405,7 @@ async fn open_surveys(
     in_flight: usize,
     server_db: Option<&ServerDb>,
 ) {
+    let inviting = Instant::now();
     let invited = futures::stream::iter(0..customers)
         .map(|n| {
             let request = client
@@ -427,7 +428,10 @@ async fn open_surveys(
         .filter(|ok| futures::future::ready(*ok))
         .count()
         .await;
-    eprintln!("{invited} invitations created");
+    eprintln!(
+        "{invited} invitations created in {:.2} s",
+        inviting.elapsed().as_secs_f64()
+    );
     let Some(db) = server_db else { return };
     let waiting = Instant::now();
     while db
@@ -450,6 +454,13 @@ async fn open_surveys(
     // tables of thousands of rows for empty ones.
     if let ServerDb::Postgres(pool) = db {
         sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+        // Where the extension is loaded, its statistics then cover the timed replies only.
+        for sql in [
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+            "SELECT pg_stat_statements_reset()",
+        ] {
+            let _ = sqlx::query(sql).execute(pool).await;
+        }
     }
 }
 

@@ -298,19 +298,14 @@ impl Storage {
                     continue;
                 }
                 let unit_condition = if new.unit_id.is_some() {
-                    "i.unit_id = $2"
+                    "unit_id = $2"
                 } else {
-                    "i.unit_id IS NULL AND $2 IS NULL"
+                    "unit_id IS NULL AND $2 IS NULL"
                 };
-                // From the period's answers (by their index), and no further than the quota:
-                // the count costs what the period's answers do, never what the flow's whole
-                // history of conversations would (a million imported invitations made a count
-                // over conversations the slowest statement of an import).
+                // One range of `conversations_responses`, read no further than the quota.
                 let count: i64 = sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM (SELECT c.id FROM conversations c \
-                     JOIN invitations i ON i.id = c.invitation_id \
-                     WHERE c.id IN (SELECT a.conversation_id FROM answers a WHERE a.answered_at >= $3) \
-                     AND c.flow_id = $1 AND {unit_condition} LIMIT $4) AS responses"
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM conversations \
+                     WHERE flow_id = $1 AND {unit_condition} AND first_answered_at >= $3 LIMIT $4) AS responses"
                 ))
                 .bind(&new.flow_id)
                 .bind(new.unit_id.as_deref())
@@ -510,8 +505,8 @@ impl Storage {
             }
             if !conversations.is_empty() {
                 let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, state, \
-                     status, version, started_at, updated_at) ",
+                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, unit_id, \
+                     state, status, version, started_at, updated_at) ",
                 );
                 insert.push_values(
                     &conversations,
@@ -522,6 +517,7 @@ impl Storage {
                             .push_bind(&new.channel)
                             .push_bind(&new.sender)
                             .push_bind(&new.flow_id)
+                            .push_bind(&new.unit_id)
                             .push_bind(Json(&new.opening.state))
                             .push_bind("open")
                             // Version 1: the opening is the conversation's first step.

@@ -363,9 +363,17 @@ macro_rules! flush_writes {
     ($tx:expr, $writes:expr) => {{
         let writes: &$crate::storage::WriteSet = $writes;
         if !writes.conversations.is_empty() {
+            // A conversation's first answer makes it a response of the period (quotas).
+            let mut first_answers: std::collections::HashMap<&str, $crate::time::Timestamp> =
+                std::collections::HashMap::new();
+            for a in &writes.answers {
+                let first = first_answers.entry(a.conversation_id.as_str()).or_insert(a.answered_at);
+                *first = (*first).min(a.answered_at);
+            }
             let mut update = sqlx::QueryBuilder::new(
                 "UPDATE conversations SET state = v.column3, status = v.column4, version = v.column5, \
-                 updated_at = v.column6, closed_at = v.column7 FROM (",
+                 updated_at = v.column6, closed_at = v.column7, \
+                 first_answered_at = COALESCE(conversations.first_answered_at, v.column8) FROM (",
             );
             update.push_values(&writes.conversations, |mut row, c| {
                 row.push_bind(&c.id)
@@ -374,7 +382,8 @@ macro_rules! flush_writes {
                     .push_bind(c.status.as_str())
                     .push_bind(c.new_version)
                     .push_bind(c.updated_at)
-                    .push_bind(c.closed_at);
+                    .push_bind(c.closed_at)
+                    .push_bind(first_answers.get(c.id.as_str()).copied());
             });
             update.push(
                 ") AS v WHERE conversations.id = v.column1 AND conversations.version = v.column2",
