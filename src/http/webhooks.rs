@@ -259,6 +259,9 @@ fn number_status(status: DeliveryStatus) -> Option<&'static str> {
         DeliveryStatus::FailedPermanent(PermanentReason::InvalidNumber) => Some("invalid"),
         DeliveryStatus::FailedPermanent(PermanentReason::Landline) => Some("landline"),
         DeliveryStatus::FailedPermanent(PermanentReason::Unreachable) => Some("unreachable"),
+        DeliveryStatus::FailedPermanent(PermanentReason::OptedOutAtCarrier) => {
+            Some(crate::storage::OPTED_OUT_AT_CARRIER)
+        }
         _ => None,
     }
 }

@@ -436,6 +436,9 @@ impl Inner {
                     Some(PermanentReason::InvalidNumber) => Some("invalid"),
                     Some(PermanentReason::Landline) => Some("landline"),
                     Some(PermanentReason::Unreachable) => Some("unreachable"),
+                    Some(PermanentReason::OptedOutAtCarrier) => {
+                        Some(crate::storage::OPTED_OUT_AT_CARRIER)
+                    }
                     _ => None,
                 };
                 let code = code.unwrap_or_else(|| "refused".into());

@@ -53,7 +53,8 @@ pub use listing::{InvitationFilter, InvitationListRow};
 pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};
 pub use schema::SchemaStatus;
 pub use sending::{
-    ConsoleMessage, DailyUse, OutgoingMessage, SendFailure, SentMessage, Spend, status_rank,
+    ConsoleMessage, DailyUse, OPTED_OUT_AT_CARRIER, OutgoingMessage, SendFailure, SentMessage,
+    Spend, status_rank,
 };
 pub use units::{NewUnit, Unit};
 pub use webhooks::{

@@ -74,7 +74,8 @@ pub struct SendFailure<'a> {
     /// it; it is not sent again).
     pub status: &'static str,
     pub error_code: Option<&'a str>,
-    /// What the failure says about the number: `invalid`, `landline` or `unreachable`.
+    /// What the failure says about the number: `invalid`, `landline` or `unreachable`, or
+    /// `opted_out` when the customer opted out at the carrier.
     pub number_status: Option<&'static str>,
 }
 
@@ -120,19 +121,56 @@ pub struct ConsoleMessage {
     pub created_at: Timestamp,
 }
 
-/// Records on the contact what a permanent failure said about its number, through `$tx`.
+/// Records on the contact what a permanent failure said about its number, through `$tx`:
+/// `invalid`, `landline` or `unreachable` as its number status; `opted_out` (the customer opted
+/// out at the carrier) as an opt-out, as a STOP would be: never texted again, the change kept in
+/// `contact_consents` (source `carrier:<channel>`) and `contact.opted_out` recorded.
 macro_rules! flag_number {
-    ($tx:expr, $contact:expr, $number_status:expr, $now:expr) => {{
+    ($tx:expr, $contact:expr, $number_status:expr, $now:expr, ($channel:expr, $message:expr)) => {{
         if let Some(number_status) = $number_status {
-            sqlx::query("UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3")
-                .bind(number_status)
+            let number_status: &str = number_status.as_ref();
+            if number_status == OPTED_OUT_AT_CARRIER {
+                let phone: Option<String> = sqlx::query_scalar(
+                    "UPDATE contacts SET opted_out_at = $1, updated_at = $1 \
+                     WHERE id = $2 AND opted_out_at IS NULL RETURNING phone",
+                )
                 .bind($now)
                 .bind($contact)
-                .execute(&mut *$tx)
+                .fetch_optional(&mut *$tx)
                 .await?;
+                if let Some(phone) = phone {
+                    let source = format!("carrier:{}", $channel);
+                    sqlx::query(
+                        "INSERT INTO contact_consents (contact_id, change, source, at) VALUES ($1, 'opted_out', $2, $3)",
+                    )
+                    .bind($contact)
+                    .bind(&source)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+                    let data = json!({
+                        "contact": { "id": $contact, "phone": phone },
+                        "channel": $channel,
+                        "source": source,
+                        "message_id": $message,
+                    });
+                    insert_event!($tx, "contact.opted_out", $contact, &data, $now);
+                }
+            } else {
+                sqlx::query("UPDATE contacts SET number_status = $1, updated_at = $2 WHERE id = $3")
+                    .bind(number_status)
+                    .bind($now)
+                    .bind($contact)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
     }};
 }
+
+/// What a permanent failure says when the customer opted out at the carrier (see
+/// [`flag_number`]); the other values are the contact's `number_status`.
+pub const OPTED_OUT_AT_CARRIER: &str = "opted_out";
 
 /// Marks the invitation of `$invitation` failed (once) and records `invitation.failed`.
 macro_rules! fail_invitation {
@@ -452,7 +490,13 @@ impl Storage {
             }
             for (id, (status, error_code, number_status)) in &latest {
                 let message = by_id[id];
-                flag_number!(tx, &message.contact_id, number_status, now);
+                flag_number!(
+                    tx,
+                    &message.contact_id,
+                    number_status,
+                    now,
+                    (&message.channel, &message.id)
+                );
                 sqlx::query("UPDATE messages SET status = $1, error_code = $2 WHERE id = $3")
                     .bind(status)
                     .bind(error_code)
@@ -546,7 +590,13 @@ impl Storage {
             .bind(&message.id)
             .execute(&mut *tx)
             .await?;
-            flag_number!(tx, &message.contact_id, failure.number_status, now);
+            flag_number!(
+                tx,
+                &message.contact_id,
+                failure.number_status,
+                now,
+                (&message.channel, &message.id)
+            );
             if let (Some(invitation), "failed_permanent") = (&message.invitation_id, failure.status)
             {
                 let reason = failure
@@ -664,7 +714,7 @@ impl Storage {
             if let (Some((message_id, contact_id, conversation)), "failed_permanent") =
                 (&applied, status)
             {
-                flag_number!(tx, contact_id, number_status, now);
+                flag_number!(tx, contact_id, number_status, now, (channel, message_id));
                 if let Some(conversation) = conversation {
                     let invitation: Option<String> =
                         sqlx::query_scalar("SELECT invitation_id FROM conversations WHERE id = $1")

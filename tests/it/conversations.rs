@@ -407,6 +407,7 @@ crate::both_backends!(
     help_is_answered_and_the_survey_waits,
     a_conversation_runs_through_twilio,
     an_invalid_number_is_flagged_and_its_invitation_fails,
+    a_number_opted_out_at_the_carrier_is_opted_out_here_too,
     an_outage_moves_the_message_to_the_fallback_channel,
     an_unknown_send_that_the_provider_has_is_recorded_not_sent_again,
     an_unknown_send_that_the_provider_never_got_is_sent_once,
@@ -782,6 +783,104 @@ async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
         lines[1].starts_with(&format!("{id},order-8,delivery,,{CUSTOMER},invalid,")),
         "{csv}"
     );
+    server.stop().await;
+}
+
+/// Twilio refuses a send with 21610 (the customer replied STOP to the carrier), and later reports
+/// another number's delivery failed with the same code: each number is then opted out here as a
+/// STOP would leave it (`contact.opted_out`, its source the carrier), and the next invitation to
+/// it is declined.
+async fn a_number_opted_out_at_the_carrier_is_opted_out_here_too(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    api.answer_with(
+        StatusCode::BAD_REQUEST,
+        json!({ "code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400 }),
+    );
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    let client = Client::new();
+    let key = api_key(&db.storage, "crm").await;
+    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-21")).await;
+    let id = invitation["id"].as_str().unwrap().to_string();
+    wait_until("the invitation fails", || async {
+        db.storage.invitation(&id).await.unwrap().unwrap().status == "failed"
+    })
+    .await;
+    assert_eq!(api.calls(), 1, "a carrier opt-out is not retried");
+    let record = db.storage.invitation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status_reason.as_deref(), Some("opted_out"));
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(contact.opted_out_at.is_some(), "opted out here too");
+    assert_eq!(contact.number_status, "ok", "the number itself is fine");
+    let events = db.storage.outbox_after(0, 100).await.unwrap();
+    let opted_out: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "contact.opted_out")
+        .collect();
+    assert_eq!(opted_out.len(), 1, "{events:?}");
+    assert_eq!(opted_out[0].payload.0["source"], "carrier:twilio");
+    assert_eq!(opted_out[0].payload.0["contact"]["phone"], CUSTOMER);
+    let (status, declined) = invite(&client, &server, &key, &delivery_invitation("order-22")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{declined}");
+    assert_eq!(
+        (&declined["status"], &declined["status_reason"]),
+        (&json!("declined"), &json!("opted_out"))
+    );
+
+    // The same said by a status callback, after the provider had taken the message.
+    *api.error.lock().unwrap() = None;
+    let other = "+33612345688";
+    let mut body = delivery_invitation("order-23");
+    body["phone"] = json!(other);
+    let (_, invitation) = invite(&client, &server, &key, &body).await;
+    let id = invitation["id"].as_str().unwrap().to_string();
+    wait_until("the question is sent", || async {
+        db.storage.invitation(&id).await.unwrap().unwrap().status == "sent"
+    })
+    .await;
+    let sid = format!("SM{:032x}", 1);
+    let code = twilio_webhook(
+        &client,
+        &server,
+        "status",
+        &[
+            ("MessageSid", &sid),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "21610"),
+            ("AccountSid", TWILIO_SID),
+        ],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let contact = db
+        .storage
+        .contact_by_phone(&Phone::parse(other, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(contact.opted_out_at.is_some());
+    let record = db.storage.invitation(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status.as_str(), record.status_reason.as_deref()),
+        ("failed", Some("opted_out"))
+    );
+    let opt_outs = db
+        .storage
+        .outbox_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "contact.opted_out")
+        .count();
+    assert_eq!(opt_outs, 2);
     server.stop().await;
 }
 
