@@ -280,23 +280,29 @@ impl Storage {
             return Ok(Vec::new());
         }
         let _writing = self.writing().await;
-        Ok(on_pool!(self, |pool| {
-            let mut update =
-                sqlx::QueryBuilder::new("UPDATE jobs SET state = 'succeeded', finished_at = ");
-            update
-                .push_bind(now)
-                .push(", lease_owner = NULL, lease_expires_at = NULL, updated_at = ")
-                .push_bind(now)
-                .push(" WHERE state = 'running' AND lease_owner = ")
-                .push_bind(worker)
-                .push(" AND id IN (");
-            let mut list = update.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
+        // One statement text whatever the batch's size (see `Storage::outgoing_messages`).
+        let update = "UPDATE jobs SET state = 'succeeded', finished_at = $1, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = $1 WHERE state = 'running' AND lease_owner = $2 AND id ";
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(&format!("{update}= ANY($3) RETURNING id"))
+                    .bind(now)
+                    .bind(worker)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?
             }
-            update.push(") RETURNING id");
-            update.build_query_scalar().fetch_all(pool).await
-        })?)
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(&format!(
+                    "{update}IN (SELECT value FROM json_each($3)) RETURNING id"
+                ))
+                .bind(now)
+                .bind(worker)
+                .bind(serde_json::json!(ids).to_string())
+                .fetch_all(pool)
+                .await?
+            }
+        })
     }
 
     /// Puts a failed job back in the queue, to run again at `run_at`.

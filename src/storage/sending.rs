@@ -10,7 +10,7 @@
 //! above the message's current status (a late "sent" does not undo "delivered"). A callback that
 //! arrives before the send is recorded is kept by provider id and applied when the send is.
 
-use super::{BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
+use super::{Backend, BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
 use crate::time::Timestamp;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -222,22 +222,29 @@ impl Storage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(on_pool!(self, |pool| {
-            let mut select = sqlx::QueryBuilder::new(
-                "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
-                 m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at FROM messages m \
-                 JOIN contacts ct ON ct.id = m.contact_id \
-                 LEFT JOIN conversations c ON c.id = m.conversation_id \
-                 LEFT JOIN invitations i ON i.id = c.invitation_id \
-                 WHERE m.direction = 'outbound' AND m.id IN (",
-            );
-            let mut list = select.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
+        // One statement text whatever the batch's size: prepared and planned once per
+        // connection (an `IN` list of each size was planned anew: a third of the time this read
+        // cost PostgreSQL).
+        let select = "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
+             m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at FROM messages m \
+             JOIN contacts ct ON ct.id = m.contact_id \
+             LEFT JOIN conversations c ON c.id = m.conversation_id \
+             LEFT JOIN invitations i ON i.id = c.invitation_id \
+             WHERE m.direction = 'outbound' AND m.id ";
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(&format!("{select}= ANY($1)"))
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?
             }
-            select.push(")");
-            select.build_query_as().fetch_all(pool).await
-        })?)
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(&format!("{select}IN (SELECT value FROM json_each($1))"))
+                    .bind(json!(ids).to_string())
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
     }
 
     /// What `contact` and `unit` have had on `day` (which began at `since`): the texts hearback
@@ -332,22 +339,28 @@ impl Storage {
             return Ok(Default::default());
         }
         let _writing = self.writing().await;
-        let marked: Vec<String> = on_pool!(self, |pool| {
-            let mut update =
-                sqlx::QueryBuilder::new("UPDATE messages SET status = 'sending', sent_at = ");
-            update.push_bind(now).push(", updated_at = ").push_bind(now).push(
-                " WHERE status = 'queued' \
-                 AND (purpose = 'opt_out_confirmation' OR NOT EXISTS \
-                   (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL)) \
-                 AND id IN (",
-            );
-            let mut list = update.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
+        let update = "UPDATE messages SET status = 'sending', sent_at = $1, updated_at = $1 WHERE status = 'queued' \
+             AND (purpose = 'opt_out_confirmation' OR NOT EXISTS \
+               (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.opted_out_at IS NOT NULL)) \
+             AND id ";
+        let marked: Vec<String> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(&format!("{update}= ANY($2) RETURNING id"))
+                    .bind(now)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?
             }
-            update.push(") RETURNING id");
-            update.build_query_scalar().fetch_all(pool).await
-        })?;
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(&format!(
+                    "{update}IN (SELECT value FROM json_each($2)) RETURNING id"
+                ))
+                .bind(now)
+                .bind(json!(ids).to_string())
+                .fetch_all(pool)
+                .await?
+            }
+        };
         Ok(marked.into_iter().collect())
     }
 
