@@ -229,12 +229,12 @@ async fn execute(shared: Arc<Shared>, job: ClaimedJob, _slot: OwnedSemaphorePerm
 async fn execute_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>, _slot: OwnedSemaphorePermit) {
     let span = info_span!("jobs", count = jobs.len());
     async move {
-        let started = Instant::now();
         let mut by_kind: BTreeMap<String, Vec<ClaimedJob>> = BTreeMap::new();
         for job in jobs {
             by_kind.entry(job.kind.clone()).or_default().push(job);
         }
         for (kind, jobs) in by_kind {
+            let started = Instant::now();
             let outcomes = run_batch_with_lease(&shared, &kind, jobs.clone()).await;
             let succeeded: Vec<i64> = jobs
                 .iter()
@@ -261,10 +261,12 @@ async fn execute_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>, _slot: OwnedS
                     (other, _) => settle(&shared, job, other).await,
                 };
                 metrics::counter!("hearback_jobs_finished_total", "kind" => kind.clone(), "outcome" => label).increment(1);
+                // Each job of a batch took as long as its batch.
+                metrics::histogram!("hearback_job_duration_seconds", "kind" => kind.clone())
+                    .record(started.elapsed().as_secs_f64());
             }
             metrics::histogram!("hearback_job_batch_size", "kind" => kind.clone()).record(jobs.len() as f64);
         }
-        metrics::histogram!("hearback_job_batch_duration_seconds").record(started.elapsed().as_secs_f64());
     }
     .instrument(span)
     .await

@@ -182,6 +182,16 @@ struct Going {
     message: OutgoingMessage,
 }
 
+/// Where a message of a batch got to.
+enum Step {
+    /// Handed to the provider at that time, with its answer.
+    Called(Timestamp, Result<crate::providers::Sent, SendError>),
+    /// Its job's outcome, decided before any call (the window closed, the channel taken).
+    Settled(Result<(), JobFailure>),
+    /// Not marked `sending` (an opt-out since it was read): the single path tells what to do.
+    Single,
+}
+
 fn outbound<'a>(
     message: &'a OutgoingMessage,
     sender: &'a str,
@@ -249,7 +259,7 @@ impl Inner {
         }
         let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
         if starts {
-            if let Some((until, reason)) = self.held_by_guards(&message, channel).await? {
+            if let Some((until, reason)) = self.held_by_guards(&message, channel, 0).await? {
                 if let Some(invitation) = &message.invitation_id {
                     self.storage
                         .hold_invitation(invitation, reason, Timestamp::now())
@@ -454,12 +464,13 @@ impl Inner {
         }
     }
 
-    /// Sends a batch of queued messages with a fixed number of statements: one read, one
-    /// `sending` mark (committed before any provider call, as for one message), the provider
-    /// calls (one customer's messages in order, customers side by side, at the channel's pace),
-    /// and one transaction recording what was sent. What needs a look of its own (a send to
-    /// reconcile, a message held by the window or a guard, a number opted out, a failed call)
-    /// takes the path of a single job, so a batch never behaves differently from its jobs.
+    /// Sends a batch of queued messages with a few statements however many it holds: one read,
+    /// one `sending` mark committed before any provider call (on a paced channel, one per message,
+    /// right before its call, as for a single job), the provider calls (one customer's messages in
+    /// order, customers side by side, at the channel's pace), and one transaction recording what
+    /// was sent. What needs a look of its own (a send to reconcile, a message held by the window
+    /// or a guard, a number opted out, a failed call) takes the path of a single job, and so do
+    /// the other messages of that customer in the batch, so that theirs stay in order.
     async fn send_batch(&self, jobs: &[ClaimedJob]) -> Vec<Result<(), JobFailure>> {
         let mut outcomes: Vec<Option<Result<(), JobFailure>>> = vec![None; jobs.len()];
         let ids: Vec<&str> = jobs
@@ -476,7 +487,11 @@ impl Inner {
             };
         let now = Timestamp::now();
         let mut alone = Vec::new();
-        let mut by_channel: BTreeMap<String, Vec<Going>> = BTreeMap::new();
+        // Customers who must keep the single path for every message of this batch.
+        let mut in_order: std::collections::HashSet<String> = Default::default();
+        // Texts hearback starts, per customer, taken into this batch so far (the daily cap).
+        let mut started: std::collections::HashMap<String, i64> = Default::default();
+        let mut going: Vec<(String, Going)> = Vec::new();
         for (position, job) in jobs.iter().enumerate() {
             let message = job
                 .payload
@@ -487,38 +502,62 @@ impl Inner {
                 alone.push(position);
                 continue;
             };
-            match message.status.as_str() {
-                "queued" => {}
-                "sending" => {
-                    alone.push(position);
-                    continue;
-                }
+            if message.status != "queued" && message.status != "sending" {
                 // Sent, failed or unknown already: an earlier run finished the work.
-                _ => {
-                    outcomes[position] = Some(Ok(()));
-                    continue;
-                }
-            }
-            let Some(channel) = self.channels.get(&message.channel) else {
-                alone.push(position);
+                outcomes[position] = Some(Ok(()));
                 continue;
-            };
+            }
             let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
-            let held = self.held_by_window(job, &message, now).is_some()
-                || (starts && !matches!(self.held_by_guards(&message, channel).await, Ok(None)));
-            if held {
+            let channel = self.channels.get(&message.channel);
+            let single = match channel {
+                None => true,
+                Some(_) if message.status == "sending" => true,
+                Some(_) if self.held_by_window(job, &message, now).is_some() => true,
+                // A unit's spend is checked against what was recorded: one message at a time.
+                Some(_)
+                    if starts
+                        && message.unit_id.is_some()
+                        && self.guards.unit_daily_spend_cap_micros.is_some() =>
+                {
+                    true
+                }
+                Some(channel) if starts => {
+                    let so_far = started.get(&message.contact_id).copied().unwrap_or(0);
+                    !matches!(
+                        self.held_by_guards(&message, channel, so_far).await,
+                        Ok(None)
+                    )
+                }
+                Some(_) => false,
+            };
+            if single {
+                in_order.insert(message.contact_id.clone());
                 alone.push(position);
                 continue;
             }
-            by_channel
-                .entry(message.channel.clone())
-                .or_default()
-                .push(Going { position, message });
+            if starts {
+                *started.entry(message.contact_id.clone()).or_default() += 1;
+            }
+            going.push((message.channel.clone(), Going { position, message }));
+        }
+        // A customer with messages on two channels (a failover) keeps them in order too.
+        let mut channel_of: std::collections::HashMap<&str, &str> = Default::default();
+        for (channel, g) in &going {
+            if *channel_of.entry(&g.message.contact_id).or_insert(channel) != channel.as_str() {
+                in_order.insert(g.message.contact_id.clone());
+            }
+        }
+        let mut by_channel: BTreeMap<String, Vec<Going>> = BTreeMap::new();
+        for (channel, g) in going {
+            if in_order.contains(&g.message.contact_id) {
+                alone.push(g.position);
+            } else {
+                by_channel.entry(channel).or_default().push(g);
+            }
         }
         for (name, going) in by_channel {
             let channel = &self.channels[&name];
-            // A part of the batch no larger than one second of the channel's pace at a time,
-            // under the channel's lease.
+            // A paced channel's batch goes a second of its pace at a time.
             let part = channel
                 .limiter
                 .as_ref()
@@ -541,8 +580,10 @@ impl Inner {
             .collect()
     }
 
-    /// Sends part of a batch through one channel: paced, under the channel's lease, marked
-    /// `sending` together, recorded `sent` together.
+    /// Sends part of a batch through one channel, under the channel's lease, and records what
+    /// was sent together. Unpaced, the part is marked `sending` together; paced, each message
+    /// waits for its turn, then the window and the lease are checked again and it is marked
+    /// right before its call, as a single job would be.
     async fn send_part(
         &self,
         jobs: &[ClaimedJob],
@@ -557,29 +598,34 @@ impl Inner {
                 outcomes[going.position] = Some(Err(failure.clone()));
             }
         };
+        let busy = || {
+            JobFailure::Later(
+                CHANNEL_BUSY_DELAY,
+                "another instance is sending through this channel".into(),
+            )
+        };
         match self.hold_channel(name, Timestamp::now()).await {
             Ok(true) => {}
-            Ok(false) => {
-                return fail_all(
-                    JobFailure::Later(
-                        CHANNEL_BUSY_DELAY,
-                        "another instance is sending through this channel".into(),
-                    ),
-                    &part,
-                );
-            }
+            Ok(false) => return fail_all(busy(), &part),
             Err(failure) => return fail_all(failure, &part),
         }
-        let ids: Vec<&str> = part.iter().map(|g| g.message.id.as_str()).collect();
-        let marked = match self.storage.mark_sending_many(&ids, Timestamp::now()).await {
-            Ok(marked) => marked,
-            Err(e) => return fail_all(storage_failure(e), &part),
+        let paced = channel.limiter.as_ref().map(|(_, limiter)| limiter);
+        let part = if paced.is_some() {
+            part
+        } else {
+            let ids: Vec<&str> = part.iter().map(|g| g.message.id.as_str()).collect();
+            let marked = match self.storage.mark_sending_many(&ids, Timestamp::now()).await {
+                Ok(marked) => marked,
+                Err(e) => return fail_all(storage_failure(e), &part),
+            };
+            // Not marked: the number has opted out, or another run took it; the single path
+            // tells.
+            let (part, unmarked): (Vec<Going>, Vec<Going>) = part
+                .into_iter()
+                .partition(|g| marked.contains(&g.message.id));
+            alone.extend(unmarked.iter().map(|g| g.position));
+            part
         };
-        // Not marked: the number has opted out, or another run took it; the single path tells.
-        let (part, unmarked): (Vec<Going>, Vec<Going>) = part
-            .into_iter()
-            .partition(|g| marked.contains(&g.message.id));
-        alone.extend(unmarked.iter().map(|g| g.position));
         // One customer's messages go in order; different customers' side by side.
         let mut by_contact: BTreeMap<&str, Vec<&Going>> = BTreeMap::new();
         for going in &part {
@@ -588,38 +634,40 @@ impl Inner {
                 .or_default()
                 .push(going);
         }
-        // Each call waits for the channel's pace; a part is no larger than one second of it, so
-        // no message waits long marked `sending`.
         let calls = by_contact.into_values().map(|queue| async move {
-            let mut results = Vec::with_capacity(queue.len());
+            let mut steps = Vec::with_capacity(queue.len());
             for going in queue {
-                if let Some((_, limiter)) = &channel.limiter {
-                    limiter.until_ready().await;
-                }
-                let handed_at = Timestamp::now();
-                let result = self.call_provider(&going.message, channel).await;
-                results.push((going, handed_at, result));
+                let step = match paced {
+                    None => self.call(going, channel).await,
+                    Some(limiter) => {
+                        limiter.until_ready().await;
+                        self.call_when_clear(&jobs[going.position], name, going, channel)
+                            .await
+                    }
+                };
+                steps.push((going, step));
             }
-            results
+            steps
         });
-        let results: Vec<(&Going, Timestamp, Result<crate::providers::Sent, SendError>)> =
-            futures::future::join_all(calls)
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
+        let steps: Vec<(&Going, Step)> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let now = Timestamp::now();
         let (_, _, day) = self.guards.day(now);
         let mut accepted = Vec::new();
-        for (going, handed_at, result) in results {
-            match result {
-                Ok(sent) => accepted.push((going, handed_at, sent)),
-                Err(error) => {
+        for (going, step) in steps {
+            match step {
+                Step::Called(handed_at, Ok(sent)) => accepted.push((going, handed_at, sent)),
+                Step::Called(_, Err(error)) => {
                     let outcome = self
                         .settle_outcome(&jobs[going.position], &going.message, channel, Err(error))
                         .await;
                     outcomes[going.position] = Some(outcome);
                 }
+                Step::Settled(outcome) => outcomes[going.position] = Some(outcome),
+                Step::Single => alone.push(going.position),
             }
         }
         let records: Vec<SentMessage<'_>> = accepted
@@ -639,6 +687,48 @@ impl Inner {
             .map_err(storage_failure);
         for (going, _, _) in &accepted {
             outcomes[going.position] = Some(recorded.clone());
+        }
+    }
+
+    /// Hands one message marked `sending` to the provider.
+    async fn call(&self, going: &Going, channel: &SendChannel) -> Step {
+        let handed_at = Timestamp::now();
+        Step::Called(handed_at, self.call_provider(&going.message, channel).await)
+    }
+
+    /// A paced message whose turn came: the window and the channel's lease checked again, then
+    /// marked `sending` and handed to the provider.
+    async fn call_when_clear(
+        &self,
+        job: &ClaimedJob,
+        name: &str,
+        going: &Going,
+        channel: &SendChannel,
+    ) -> Step {
+        if let Some(opens) = self.held_by_window(job, &going.message, Timestamp::now()) {
+            return Step::Settled(Err(JobFailure::Later(
+                opens,
+                "outside the sending window in the customer's local time".into(),
+            )));
+        }
+        match self.hold_channel(name, Timestamp::now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Step::Settled(Err(JobFailure::Later(
+                    CHANNEL_BUSY_DELAY,
+                    "another instance is sending through this channel".into(),
+                )));
+            }
+            Err(failure) => return Step::Settled(Err(failure)),
+        }
+        match self
+            .storage
+            .mark_sending_many(&[going.message.id.as_str()], Timestamp::now())
+            .await
+        {
+            Ok(marked) if marked.is_empty() => Step::Single,
+            Ok(_) => self.call(going, channel).await,
+            Err(e) => Step::Settled(Err(storage_failure(e))),
         }
     }
 
@@ -673,6 +763,7 @@ impl Inner {
         &self,
         message: &OutgoingMessage,
         channel: &SendChannel,
+        in_batch: i64,
     ) -> Result<Option<(Timestamp, &'static str)>, JobFailure> {
         let guards = &self.guards;
         if guards.contact_daily_sms_cap == 0 && guards.unit_daily_spend_cap_micros.is_none() {
@@ -693,7 +784,7 @@ impl Inner {
             .await
             .map_err(storage_failure)?;
         if guards.contact_daily_sms_cap > 0
-            && used.contact_texts >= i64::from(guards.contact_daily_sms_cap)
+            && used.contact_texts + in_batch >= i64::from(guards.contact_daily_sms_cap)
         {
             return Ok(Some((next_day, "contact_daily_cap")));
         }

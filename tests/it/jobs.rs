@@ -1,7 +1,9 @@
 //! The job runner against real databases: exclusivity across instances, crash recovery, backoff.
 
 use crate::support::TestDb;
-use hearback::jobs::{JobFailure, JobFuture, JobHandler, JobRegistry, JobRunner, RunnerSettings};
+use hearback::jobs::{
+    BatchFuture, JobFailure, JobFuture, JobHandler, JobRegistry, JobRunner, RunnerSettings,
+};
 use hearback::storage::{ClaimedJob, JobState, NewJob, Storage};
 use hearback::time::Timestamp;
 use serde_json::json;
@@ -18,6 +20,7 @@ crate::both_backends!(
     a_panicking_job_is_retried,
     a_long_job_keeps_its_lease_while_it_runs,
     stopping_the_runner_lets_the_job_in_progress_finish,
+    a_batch_settles_each_job_by_its_own_outcome,
 );
 
 const KIND: &str = "test.record";
@@ -285,4 +288,94 @@ async fn stopping_the_runner_lets_the_job_in_progress_finish(db: &TestDb) {
         JobState::Succeeded,
         "the runner returned only after the job finished"
     );
+}
+
+const BATCH_KIND: &str = "test.batch";
+
+/// Runs each job as its payload says, and records the size of every batch it is given.
+#[derive(Clone, Default)]
+struct ByPayload {
+    batches: Arc<Mutex<Vec<usize>>>,
+}
+
+impl JobHandler for ByPayload {
+    fn kind(&self) -> &'static str {
+        BATCH_KIND
+    }
+
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        let outcome = match job.payload["outcome"].as_str() {
+            Some("succeed") => Ok(()),
+            Some("retry") => Err(JobFailure::Retry("the provider answered 503".into())),
+            _ => Err(JobFailure::Permanent("the payload names no message".into())),
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn run_batch(&self, jobs: Vec<ClaimedJob>) -> BatchFuture {
+        self.batches.lock().unwrap().push(jobs.len());
+        let runs: Vec<JobFuture> = jobs.into_iter().map(|job| self.run(job)).collect();
+        Box::pin(futures::future::join_all(runs))
+    }
+}
+
+/// Six jobs taken in one batch: the three that succeed are completed together, the one that
+/// fails for good and the one out of attempts go dead with their own errors, the one to retry
+/// goes back to the queue.
+async fn a_batch_settles_each_job_by_its_own_outcome(db: &TestDb) {
+    let now = Timestamp::now();
+    let mut ids = Vec::new();
+    for (outcome, max_attempts) in [
+        ("succeed", 3),
+        ("fail", 3),
+        ("succeed", 3),
+        ("retry", 1),
+        ("retry", 3),
+        ("succeed", 3),
+    ] {
+        let job = NewJob {
+            kind: BATCH_KIND.into(),
+            payload: json!({ "outcome": outcome }),
+            run_at: now,
+            max_attempts,
+            unique_key: None,
+        };
+        ids.push(db.storage.enqueue_job(&job, now).await.unwrap());
+    }
+    let handler = ByPayload::default();
+    let runner = JobRunner::new(
+        db.storage.clone(),
+        JobRegistry::default().with(handler.clone()),
+        RunnerSettings {
+            batch: 8,
+            concurrency: 1,
+            backoff_base: Duration::from_secs(60),
+            ..settings()
+        },
+    );
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runner.run(token.clone()));
+    for (&id, state) in ids.iter().zip([
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Pending,
+        JobState::Succeeded,
+    ]) {
+        let record = wait_for(&db.storage, id, state).await;
+        let error = match state {
+            JobState::Dead if record.attempts == 1 && record.max_attempts == 1 => {
+                Some("the provider answered 503")
+            }
+            JobState::Dead => Some("the payload names no message"),
+            JobState::Pending => Some("the provider answered 503"),
+            _ => None,
+        };
+        assert_eq!(record.last_error.as_deref(), error, "job {id}");
+        assert_eq!(record.attempts, 1, "job {id}");
+    }
+    token.cancel();
+    task.await.unwrap();
+    assert_eq!(*handler.batches.lock().unwrap(), [6], "one batch of six");
 }
