@@ -5,6 +5,9 @@
 -- unit is the invitation's, copied so that a quota's count is one range of one index, read no
 -- further than the quota (counted from the period's answers, it cost what they did: 8 ms per
 -- invitation with 9 000 answers in the month, growing with them).
+-- During a rolling upgrade, conversations and answers written by instances of the previous
+-- release leave both columns empty, and quotas do not count those responses: upgrade every
+-- instance before relying on a quota that is nearly reached.
 ALTER TABLE conversations ADD COLUMN unit_id TEXT REFERENCES units (id);
 ALTER TABLE conversations ADD COLUMN first_answered_at TIMESTAMPTZ;
 
