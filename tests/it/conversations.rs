@@ -708,12 +708,17 @@ async fn customer_messages(db: &TestDb) -> Vec<hearback::storage::MessageRecord>
     db.storage.contact_messages(&contact.id).await.unwrap()
 }
 
-async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
+/// The server with a Twilio stand-in that refuses every send with `refusal` (a 400): invites
+/// the customer for `event` and waits until the invitation fails, after one call (a permanent
+/// refusal is not retried). Returns the server, a client, an API key, the stand-in and the
+/// invitation's id.
+async fn a_refused_first_question(
+    db: &TestDb,
+    refusal: Value,
+    event: &str,
+) -> (TestServer, Client, String, TwilioApi, String) {
     let (api_base, api) = start_twilio_stand_in().await;
-    api.answer_with(
-        StatusCode::BAD_REQUEST,
-        json!({ "code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400 }),
-    );
+    api.answer_with(StatusCode::BAD_REQUEST, refusal);
     let server = TestServer::start(
         config(db, &twilio_channel(&api_base, "")),
         db.storage.clone(),
@@ -721,13 +726,23 @@ async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
     .await;
     let client = Client::new();
     let key = api_key(&db.storage, "crm").await;
-    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-8")).await;
+    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation(event)).await;
     let id = invitation["id"].as_str().unwrap().to_string();
     wait_until("the invitation fails", || async {
         db.storage.invitation(&id).await.unwrap().unwrap().status == "failed"
     })
     .await;
     assert_eq!(api.calls(), 1, "a permanent refusal is not retried");
+    (server, client, key, api, id)
+}
+
+async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
+    let (server, client, key, _, id) = a_refused_first_question(
+        db,
+        json!({ "code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400 }),
+        "order-8",
+    )
+    .await;
     let record = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(record.status_reason.as_deref(), Some("invalid"));
     let messages = customer_messages(db).await;
@@ -791,25 +806,12 @@ async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
 /// STOP would leave it (`contact.opted_out`, its source the carrier), and the next invitation to
 /// it is declined.
 async fn a_number_opted_out_at_the_carrier_is_opted_out_here_too(db: &TestDb) {
-    let (api_base, api) = start_twilio_stand_in().await;
-    api.answer_with(
-        StatusCode::BAD_REQUEST,
+    let (server, client, key, api, id) = a_refused_first_question(
+        db,
         json!({ "code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400 }),
-    );
-    let server = TestServer::start(
-        config(db, &twilio_channel(&api_base, "")),
-        db.storage.clone(),
+        "order-21",
     )
     .await;
-    let client = Client::new();
-    let key = api_key(&db.storage, "crm").await;
-    let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-21")).await;
-    let id = invitation["id"].as_str().unwrap().to_string();
-    wait_until("the invitation fails", || async {
-        db.storage.invitation(&id).await.unwrap().unwrap().status == "failed"
-    })
-    .await;
-    assert_eq!(api.calls(), 1, "a carrier opt-out is not retried");
     let record = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(record.status_reason.as_deref(), Some("opted_out"));
     let contact = db
