@@ -549,4 +549,103 @@ crate::both_backends!(
     dead_deliveries_hold_nothing_back_and_are_replayed_in_order,
     endpoints_on_private_addresses_are_refused_and_never_called,
     a_redirect_is_not_followed,
+    a_chain_cut_short_is_taken_up_where_it_stopped,
 );
+
+/// A delivery job that went down its customer's chain and stopped after the first delivery (its
+/// worker died) left the next two without a job of their own. Run again, it finds its delivery
+/// settled and carries on from the chain's head: the CRM gets the second and third events, in
+/// order, and never the first again.
+async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
+    use hearback::storage::{
+        AttemptResult, ConsentChange, DeliveryFilter, DeliveryNext, NewEndpoint, NewInbound,
+    };
+    let crm = Receiver::start(None).await;
+    let now = hearback::time::Timestamp::now();
+    db.storage
+        .create_webhook_endpoint(
+            &NewEndpoint {
+                url: crm.url.clone(),
+                secret: SECRET.into(),
+                event_types: Vec::new(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // Three events of one customer: STOP, START, STOP.
+    let phone = hearback::phone::Phone::parse("+33612345677", None).unwrap();
+    for (n, (body, change)) in [
+        ("STOP", ConsentChange::OptedOut),
+        ("START", ConsentChange::OptedIn),
+        ("STOP", ConsentChange::OptedOut),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        db.storage
+            .receive_inbound(&NewInbound {
+                channel: "console",
+                provider_message_id: &format!("chain-{n}"),
+                to: "console",
+                from: Some(&phone),
+                body,
+                consent: Some(change),
+                received_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    let events = outbox_ids(db, None).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(db.storage.fan_out_events(100, now).await.unwrap(), 3);
+    let mut chain = db
+        .storage
+        .webhook_deliveries(&DeliveryFilter {
+            limit: 10,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    chain.reverse();
+    assert_eq!(chain.len(), 3);
+    // What the job did before it died: the first delivery, settled without handing on.
+    let first = db
+        .storage
+        .webhook_delivery_to_send(chain[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    let delivered = AttemptResult {
+        status: Some(204),
+        error: None,
+        duration_ms: 1,
+    };
+    assert!(
+        db.storage
+            .record_webhook_attempt(&first, &delivered, (DeliveryNext::Delivered, false), now)
+            .await
+            .unwrap()
+    );
+
+    let toml = webhooks_config("\"127.0.0.1/32\"", "\"30ms\"", "");
+    let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
+    wait_until("the rest of the chain is delivered", || async {
+        crm.accepted_ids().len() == 2
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(crm.accepted_ids(), events[1..], "the rest, in order");
+    assert_eq!(crm.received().len(), 2, "the first event is not sent again");
+    for delivery in &chain {
+        let state = db
+            .storage
+            .webhook_delivery(delivery.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        assert_eq!(state, "delivered", "delivery {}", delivery.id);
+    }
+    server.stop().await;
+}
