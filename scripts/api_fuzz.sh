@@ -33,22 +33,38 @@ for _ in $(seq 1 100); do
 done
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+# One worker: with two, the workers' threads call ast.parse side by side (hypothesis describing
+# its filters), and CPython 3.11 may then fail with "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905), failing a run in which the API did nothing wrong.
 fuzz() {
   schemathesis run "http://127.0.0.1:$port/openapi.json" \
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $key" \
     --max-examples "$examples" \
     --phases examples,coverage,fuzzing \
-    --workers 2 \
+    --workers 1 \
     --seed 1 \
     --no-color "$@"
 }
+# A run that CPython's ast bug broke (above) says nothing about the API: it runs once more. Any
+# other failure stands.
+fuzz_once_more_on_the_ast_bug() {
+  local log="$work/schemathesis.log" rc
+  fuzz "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ] && grep -q "AST constructor recursion depth mismatch" "$log"; then
+    echo "schemathesis met CPython's ast bug (python/cpython#106905), not an API failure: once more" >&2
+    fuzz "$@"
+    rc=$?
+  fi
+  return "$rc"
+}
 status=0
 # Every route but the file import: invalid inputs must also be refused (negative_data_rejection).
-fuzz --checks "$checks,negative_data_rejection" --exclude-path /api/v1/imports || status=$?
+fuzz_once_more_on_the_ast_bug --checks "$checks,negative_data_rejection" --exclude-path /api/v1/imports || status=$?
 # The import's body is a file: any text is a CSV or JSON-lines file whose rows are judged one by
 # one (and reported), so there is no invalid body to refuse; the other checks still hold.
-fuzz --checks "$checks" --include-path /api/v1/imports || status=$?
+fuzz_once_more_on_the_ast_bug --checks "$checks" --include-path /api/v1/imports || status=$?
 if grep -q "panicked" "$work/server.log"; then
   echo "the server panicked:" >&2
   grep -A5 panicked "$work/server.log" >&2
