@@ -13,9 +13,7 @@
 use super::{ApiError, AppState};
 use crate::conversation;
 use crate::phone::Phone;
-use crate::providers::{
-    self, DeliveryStatus, InboundMessage, PartInfo, PermanentReason, Provider, WebhookRequest,
-};
+use crate::providers::{self, DeliveryStatus, InboundMessage, PartInfo, Provider, WebhookRequest};
 use crate::storage::{
     ConsentChange, InboundContext, InboundOutcome, MessagePart, NewStatus, OwnedInbound,
     QueuedInbound,
@@ -186,7 +184,10 @@ async fn handle(
                         provider_message_id: &update.provider_message_id,
                         status: stored_status(update.status),
                         error_code: update.error_code.as_deref(),
-                        number_status: number_status(update.status),
+                        number_status: match update.status {
+                            DeliveryStatus::FailedPermanent(reason) => reason.number_status(),
+                            _ => None,
+                        },
                         received_at: now,
                     })
                     .await?;
@@ -250,19 +251,6 @@ fn public_url(base: Option<&url::Url>, headers: &HeaderMap, uri: &Uri) -> String
                 .unwrap_or("localhost");
             format!("http://{host}{path_and_query}")
         }
-    }
-}
-
-/// What a permanent failure says about the number, as the contact's record keeps it.
-fn number_status(status: DeliveryStatus) -> Option<&'static str> {
-    match status {
-        DeliveryStatus::FailedPermanent(PermanentReason::InvalidNumber) => Some("invalid"),
-        DeliveryStatus::FailedPermanent(PermanentReason::Landline) => Some("landline"),
-        DeliveryStatus::FailedPermanent(PermanentReason::Unreachable) => Some("unreachable"),
-        DeliveryStatus::FailedPermanent(PermanentReason::OptedOutAtCarrier) => {
-            Some(crate::storage::OPTED_OUT_AT_CARRIER)
-        }
-        _ => None,
     }
 }
 

@@ -235,7 +235,7 @@ async fn execute_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>, _slot: OwnedS
         }
         for (kind, jobs) in by_kind {
             let started = Instant::now();
-            let outcomes = run_batch_with_lease(&shared, &kind, jobs.clone()).await;
+            let outcomes = run_batch_with_lease(&shared, &kind, &jobs).await;
             let succeeded: Vec<i64> = jobs
                 .iter()
                 .zip(&outcomes)
@@ -277,7 +277,7 @@ async fn execute_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>, _slot: OwnedS
 async fn run_batch_with_lease(
     shared: &Shared,
     kind: &str,
-    jobs: Vec<ClaimedJob>,
+    jobs: &[ClaimedJob],
 ) -> Vec<Option<Result<(), JobFailure>>> {
     let Some(handler) = shared.registry.handler(kind) else {
         let failure = JobFailure::Retry(format!("no handler for job kind '{kind}'"));

@@ -212,6 +212,14 @@ fn cost_micros(channel: &SendChannel, segments: i64) -> Option<i64> {
         .map(|cost| (cost * 1_000_000.0).round() as i64 * segments)
 }
 
+/// A message that must wait for the sending window, which opens in `opens`.
+fn outside_window(opens: Duration) -> JobFailure {
+    JobFailure::Later(
+        opens,
+        "outside the sending window in the customer's local time".into(),
+    )
+}
+
 fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
     JobFailure::Retry(e.to_string())
 }
@@ -252,10 +260,7 @@ impl Inner {
             )));
         };
         if let Some(opens) = self.held_by_window(job, &message, Timestamp::now()) {
-            return Err(JobFailure::Later(
-                opens,
-                "outside the sending window in the customer's local time".into(),
-            ));
+            return Err(outside_window(opens));
         }
         let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
         if starts {
@@ -282,15 +287,8 @@ impl Inner {
         if let Some((_, limiter)) = &channel.limiter {
             limiter.until_ready().await;
         }
-        if !self
-            .hold_channel(&message.channel, Timestamp::now())
-            .await?
-        {
-            return Err(JobFailure::Later(
-                CHANNEL_BUSY_DELAY,
-                "another instance is sending through this channel".into(),
-            ));
-        }
+        self.hold_channel(&message.channel, Timestamp::now())
+            .await?;
         if !self
             .storage
             .mark_sending(&message.id, Timestamp::now())
@@ -370,21 +368,20 @@ impl Inner {
         channel: &SendChannel,
         outcome: Result<crate::providers::Sent, SendError>,
     ) -> Result<(), JobFailure> {
-        let message = message.clone();
         let now = Timestamp::now();
         let last_attempt = job.attempt >= job.max_attempts;
         match outcome {
             Ok(sent) => {
                 let (_, _, day) = self.guards.day(now);
-                let cost = self.spend(&message, channel, &sent, &day);
+                let cost = self.spend(message, channel, &sent, &day);
                 self.storage
-                    .record_sent(&message, &sent.provider_message_id, cost, now)
+                    .record_sent(message, &sent.provider_message_id, cost, now)
                     .await
                     .map_err(storage_failure)
             }
             Err(SendError::OutcomeUnknown { reason }) if last_attempt => {
                 warn!(message = %message.id, error = %reason, "send outcome unknown on the last attempt; reported, not sent again");
-                self.record_failure(&message, "unknown", Some("outcome_unknown"), None, now)
+                self.record_failure(message, "unknown", Some("outcome_unknown"), None, now)
                     .await?;
                 Err(JobFailure::Permanent(reason))
             }
@@ -399,7 +396,7 @@ impl Inner {
                 // the failure is reported (`invitation.failed`) rather than left pending.
                 warn!(message = %message.id, error = %reason, "the last attempt to send failed; giving up");
                 self.record_failure(
-                    &message,
+                    message,
                     "failed_permanent",
                     Some("retries_exhausted"),
                     None,
@@ -422,12 +419,12 @@ impl Inner {
                         let sender = fallback.default_sender.as_str();
                         warn!(message = %message.id, from = %message.channel, to = %name, error = %reason, "channel failing; the message moves to the fallback channel");
                         self.storage
-                            .reroute_message(&message, name, sender, now)
+                            .reroute_message(message, name, sender, now)
                             .await
                             .map_err(storage_failure)?;
                     }
                     None => {
-                        self.record_failure(&message, "queued", None, None, now)
+                        self.record_failure(message, "queued", None, None, now)
                             .await?
                     }
                 }
@@ -442,24 +439,10 @@ impl Inner {
                 permanent,
             }) => {
                 warn!(message = %message.id, error = %reason, "the provider refused the message");
-                let number_status = match permanent {
-                    Some(PermanentReason::InvalidNumber) => Some("invalid"),
-                    Some(PermanentReason::Landline) => Some("landline"),
-                    Some(PermanentReason::Unreachable) => Some("unreachable"),
-                    Some(PermanentReason::OptedOutAtCarrier) => {
-                        Some(crate::storage::OPTED_OUT_AT_CARRIER)
-                    }
-                    _ => None,
-                };
+                let number_status = permanent.and_then(PermanentReason::number_status);
                 let code = code.unwrap_or_else(|| "refused".into());
-                self.record_failure(
-                    &message,
-                    "failed_permanent",
-                    Some(&code),
-                    number_status,
-                    now,
-                )
-                .await
+                self.record_failure(message, "failed_permanent", Some(&code), number_status, now)
+                    .await
             }
         }
     }
@@ -598,16 +581,8 @@ impl Inner {
                 outcomes[going.position] = Some(Err(failure.clone()));
             }
         };
-        let busy = || {
-            JobFailure::Later(
-                CHANNEL_BUSY_DELAY,
-                "another instance is sending through this channel".into(),
-            )
-        };
-        match self.hold_channel(name, Timestamp::now()).await {
-            Ok(true) => {}
-            Ok(false) => return fail_all(busy(), &part),
-            Err(failure) => return fail_all(failure, &part),
+        if let Err(failure) = self.hold_channel(name, Timestamp::now()).await {
+            return fail_all(failure, &part);
         }
         let paced = channel.limiter.as_ref().map(|(_, limiter)| limiter);
         let part = if paced.is_some() {
@@ -706,20 +681,10 @@ impl Inner {
         channel: &SendChannel,
     ) -> Step {
         if let Some(opens) = self.held_by_window(job, &going.message, Timestamp::now()) {
-            return Step::Settled(Err(JobFailure::Later(
-                opens,
-                "outside the sending window in the customer's local time".into(),
-            )));
+            return Step::Settled(Err(outside_window(opens)));
         }
-        match self.hold_channel(name, Timestamp::now()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Step::Settled(Err(JobFailure::Later(
-                    CHANNEL_BUSY_DELAY,
-                    "another instance is sending through this channel".into(),
-                )));
-            }
-            Err(failure) => return Step::Settled(Err(failure)),
+        if let Err(failure) = self.hold_channel(name, Timestamp::now()).await {
+            return Step::Settled(Err(failure));
         }
         match self
             .storage
@@ -872,8 +837,9 @@ impl Inner {
     }
 
     /// Whether this instance may send through `channel` now: it holds the channel's lease, taken
-    /// or renewed in the database when less than half of it is left.
-    async fn hold_channel(&self, channel: &str, now: Timestamp) -> Result<bool, JobFailure> {
+    /// or renewed in the database when less than half of it is left. When another instance
+    /// holds it, the job is put back for a moment without counting an attempt.
+    async fn hold_channel(&self, channel: &str, now: Timestamp) -> Result<(), JobFailure> {
         let fresh = self
             .held
             .lock()
@@ -881,7 +847,7 @@ impl Inner {
             .get(channel)
             .is_some_and(|until| now + CHANNEL_LEASE / 2 < *until);
         if fresh {
-            return Ok(true);
+            return Ok(());
         }
         let until = now + CHANNEL_LEASE;
         let held = self
@@ -895,7 +861,14 @@ impl Inner {
         } else {
             table.remove(channel);
         }
-        Ok(held)
+        if held {
+            Ok(())
+        } else {
+            Err(JobFailure::Later(
+                CHANNEL_BUSY_DELAY,
+                "another instance is sending through this channel".into(),
+            ))
+        }
     }
 
     /// Records what became of a send that did not succeed: `queued` again, `failed_permanent`

@@ -195,6 +195,21 @@ pub enum PermanentReason {
     Other,
 }
 
+impl PermanentReason {
+    /// What the failure says about the number, as the contact's record keeps it: its number
+    /// status (`invalid`, `landline`, `unreachable`), or an opt-out at the carrier
+    /// ([`crate::storage::OPTED_OUT_AT_CARRIER`]); `None` when it says nothing about the number.
+    pub fn number_status(self) -> Option<&'static str> {
+        match self {
+            PermanentReason::InvalidNumber => Some("invalid"),
+            PermanentReason::Landline => Some("landline"),
+            PermanentReason::Unreachable => Some("unreachable"),
+            PermanentReason::OptedOutAtCarrier => Some(crate::storage::OPTED_OUT_AT_CARRIER),
+            PermanentReason::Blocked | PermanentReason::Other => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("the {0} header is missing")]

@@ -1132,22 +1132,28 @@ async fn an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent(d
     server.stop().await;
 }
 
-async fn a_message_queued_before_an_opt_out_is_never_sent(db: &TestDb) {
-    let (api_base, api) = start_twilio_stand_in().await;
-    stored_invitation(db, "order-12", "twilio", TWILIO_NUMBER).await;
-    let customer = Phone::parse(CUSTOMER, None).unwrap();
+/// A STOP from `phone` to the Twilio number, stored as the inbound path would store it (no
+/// server: no confirmation is queued).
+async fn stop_stored(db: &TestDb, phone: &str, provider_message_id: &str) {
+    let from = Phone::parse(phone, None).unwrap();
     db.storage
         .receive_inbound(&hearback::storage::NewInbound {
             channel: "twilio",
-            provider_message_id: "SMstop",
+            provider_message_id,
             to: TWILIO_NUMBER,
-            from: Some(&customer),
+            from: Some(&from),
             body: "STOP",
             consent: Some(hearback::storage::ConsentChange::OptedOut),
             received_at: hearback::time::Timestamp::now(),
         })
         .await
         .unwrap();
+}
+
+async fn a_message_queued_before_an_opt_out_is_never_sent(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    stored_invitation(db, "order-12", "twilio", TWILIO_NUMBER).await;
+    stop_stored(db, CUSTOMER, "SMstop").await;
     let server = TestServer::start(
         config(db, &twilio_channel(&api_base, "")),
         db.storage.clone(),
@@ -1177,19 +1183,7 @@ async fn sixty_queued_surveys_go_out_in_batches_each_once_but_to_an_opted_out_nu
             stored_invitation_for(db, phone, &format!("many-{n}"), "twilio", TWILIO_NUMBER).await,
         );
     }
-    let opted_out = Phone::parse(&numbers[30], None).unwrap();
-    db.storage
-        .receive_inbound(&hearback::storage::NewInbound {
-            channel: "twilio",
-            provider_message_id: "SMstop30",
-            to: TWILIO_NUMBER,
-            from: Some(&opted_out),
-            body: "STOP",
-            consent: Some(hearback::storage::ConsentChange::OptedOut),
-            received_at: hearback::time::Timestamp::now(),
-        })
-        .await
-        .unwrap();
+    stop_stored(db, &numbers[30], "SMstop30").await;
     let server = TestServer::start(
         config(db, &twilio_channel(&api_base, "")),
         db.storage.clone(),
