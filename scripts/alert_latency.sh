@@ -15,21 +15,13 @@ RATE=${RATE:-500}
 DETRACTORS=${DETRACTORS:-20}
 DATABASE=${DATABASE:-sqlite}
 PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-TARGET=${CARGO_TARGET_DIR:-target}
 PORT=18080
 STAND_IN=127.0.0.1:18099
 SMTP=127.0.0.1:18025
 
 cargo build --release --bin hearback --example load_driver >&2
-HEARBACK=$TARGET/release/hearback
-DRIVER=$TARGET/release/examples/load_driver
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/measure_common.sh
+source scripts/measure_common.sh  # the working directory is the repository (cd above)
 
 if [ "$DATABASE" = postgres ]; then
     psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_alerts" -c "CREATE DATABASE hearback_alerts" >&2
@@ -82,10 +74,7 @@ pids+=($!)
 key=$("$HEARBACK" --config "$work/hearback.toml" api-keys create --name load 2>/dev/null)
 taskset -c 0 "$HEARBACK" --config "$work/hearback.toml" serve &
 pids+=($!)
-for _ in $(seq 1 200); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break
-    sleep 0.05
-done
+wait_for "http://127.0.0.1:$PORT/healthz"
 taskset -c 1 "$DRIVER" alerts --url "http://127.0.0.1:$PORT" --api-key "$key" \
     --customers "$CUSTOMERS" --rate "$RATE" --detractors-percent "$DETRACTORS" \
     --smtp-listen "$SMTP" --verify-database "$HEARBACK_DATABASE_URL"

@@ -19,29 +19,12 @@ CONNECTIONS=${CONNECTIONS:-64}
 RUNS=${RUNS:-bare naive-sqlite-normal naive-sqlite-full naive-postgres hearback-sqlite hearback-postgres}
 PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 PG_LOAD=${PG%/*}/hearback_load
-TARGET=${CARGO_TARGET_DIR:-target}
 PORT=18080
 STAND_IN=127.0.0.1:18099
 
 cargo build --release --bin hearback --example load_driver >&2
-HEARBACK=$TARGET/release/hearback
-DRIVER=$TARGET/release/examples/load_driver
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for() {
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.05
-    done
-    echo "nothing answers at $1" >&2
-    return 1
-}
+# shellcheck source=scripts/measure_common.sh
+source scripts/measure_common.sh  # the working directory is the repository (cd above)
 
 stop() {
     kill "$1" 2>/dev/null || true

@@ -17,17 +17,10 @@ WINDOW=${WINDOW:-60}
 QUEUED=${QUEUED:-10000}
 PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 DB=${PG%/*}/hearback_throughput
-TARGET=${CARGO_TARGET_DIR:-target}
 
 cargo build --release --bin hearback >&2
-HEARBACK=$TARGET/release/hearback
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/measure_common.sh
+source scripts/measure_common.sh  # the working directory is the repository (cd above)
 
 cat >"$work/hearback.toml" <<EOF
 [database]

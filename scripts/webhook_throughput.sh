@@ -14,20 +14,12 @@ EVENTS=${EVENTS:-20000}
 CONTACTS=${CONTACTS:-1000}
 DATABASE=${DATABASE:-sqlite}
 PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-TARGET=${CARGO_TARGET_DIR:-target}
 PORT=18080
 CRM=127.0.0.1:18098
 
 cargo build --release --bin hearback --example load_driver >&2
-HEARBACK=$TARGET/release/hearback
-DRIVER=$TARGET/release/examples/load_driver
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/measure_common.sh
+source scripts/measure_common.sh  # the working directory is the repository (cd above)
 
 if [ "$DATABASE" = postgres ]; then
     psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_webhooks" -c "CREATE DATABASE hearback_webhooks" >&2
