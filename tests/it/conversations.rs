@@ -657,12 +657,7 @@ async fn a_conversation_runs_through_twilio(db: &TestDb) {
         "replies leave from the customer's number"
     );
 
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, CUSTOMER).await;
     let messages = db.storage.contact_messages(&contact.id).await.unwrap();
     let first = messages
         .iter()
@@ -694,6 +689,15 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+/// The contact of `phone`, which must exist.
+async fn contact_of(db: &TestDb, phone: &str) -> hearback::storage::ContactRecord {
+    db.storage
+        .contact_by_phone(&Phone::parse(phone, None).unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no contact for {phone}"))
 }
 
 async fn customer_messages(db: &TestDb) -> Vec<hearback::storage::MessageRecord> {
@@ -747,12 +751,7 @@ async fn an_invalid_number_is_flagged_and_its_invitation_fails(db: &TestDb) {
     assert_eq!(record.status_reason.as_deref(), Some("invalid"));
     let messages = customer_messages(db).await;
     assert_eq!(messages[0].status, "failed_permanent");
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, CUSTOMER).await;
     assert_eq!(contact.number_status, "invalid");
     assert_eq!(event_types(db).await, ["invitation.failed"]);
     // The company finds it among the failed invitations, as JSON and as CSV.
@@ -814,12 +813,7 @@ async fn a_number_opted_out_at_the_carrier_is_opted_out_here_too(db: &TestDb) {
     .await;
     let record = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(record.status_reason.as_deref(), Some("opted_out"));
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(CUSTOMER, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, CUSTOMER).await;
     assert!(contact.opted_out_at.is_some(), "opted out here too");
     assert_eq!(contact.number_status, "ok", "the number itself is fine");
     let events = db.storage.outbox_after(0, 100).await.unwrap();
@@ -862,12 +856,7 @@ async fn a_number_opted_out_at_the_carrier_is_opted_out_here_too(db: &TestDb) {
     )
     .await;
     assert_eq!(code, StatusCode::OK);
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(other, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, other).await;
     assert!(contact.opted_out_at.is_some());
     let record = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(
@@ -935,11 +924,7 @@ async fn an_outage_moves_the_message_to_the_fallback_channel(db: &TestDb) {
 /// (a customer answers a survey they received); waits instead if a send job got there first.
 async fn first_question_sent(db: &TestDb, phone: &str, invitation_id: &str) {
     let storage = &db.storage;
-    let contact = storage
-        .contact_by_phone(&Phone::parse(phone, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, phone).await;
     wait_until("the first question is sent", || async {
         let status = storage
             .invitation(invitation_id)
@@ -1272,12 +1257,7 @@ async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
     // the invitation fails when the send is recorded.
     let landline = "+33612345699";
     let id = stored_invitation_for(db, landline, "order-18", "twilio", TWILIO_NUMBER).await;
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(landline, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, landline).await;
     let queued = db.storage.contact_messages(&contact.id).await.unwrap();
     let refused = hearback::storage::NewStatus {
         provider_message_id: "SMlandline",
@@ -1298,12 +1278,7 @@ async fn a_status_that_arrives_before_the_send_is_applied_with_it(db: &TestDb) {
         .record_sent(&message, "SMlandline", None, now)
         .await
         .unwrap();
-    let contact = db
-        .storage
-        .contact_by_phone(&Phone::parse(landline, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, landline).await;
     assert_eq!(contact.number_status, "landline");
     let invitation = db.storage.invitation(&id).await.unwrap().unwrap();
     assert_eq!(invitation.status, "failed");
@@ -1324,12 +1299,7 @@ async fn a_batch_of_sends_is_recorded_as_each_send_would_be(db: &TestDb) {
     }
     let mut messages = Vec::new();
     for phone in numbers {
-        let contact = db
-            .storage
-            .contact_by_phone(&Phone::parse(phone, None).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let contact = contact_of(db, phone).await;
         messages.push(
             db.storage.contact_messages(&contact.id).await.unwrap()[0]
                 .id
@@ -1381,12 +1351,7 @@ async fn a_batch_of_sends_is_recorded_as_each_send_would_be(db: &TestDb) {
 
     let mut statuses = Vec::new();
     for (phone, id) in numbers.iter().zip(&invitations) {
-        let contact = db
-            .storage
-            .contact_by_phone(&Phone::parse(phone, None).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let contact = contact_of(db, phone).await;
         let message = &db.storage.contact_messages(&contact.id).await.unwrap()[0];
         let invitation = db.storage.invitation(id).await.unwrap().unwrap();
         statuses.push((
@@ -1701,12 +1666,7 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
         InboundOutcome::Stored { .. }
     ));
     for phone in ["+33612345601", "+33612345602"] {
-        let contact = db
-            .storage
-            .contact_by_phone(&Phone::parse(phone, None).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let contact = contact_of(db, phone).await;
         assert_eq!(
             db.storage
                 .contact_messages(&contact.id)
@@ -1832,11 +1792,7 @@ async fn footprint(
 ) -> Footprint {
     use hearback::storage::InboundOutcome;
     let storage = &db.storage;
-    let contact = storage
-        .contact_by_phone(&Phone::parse(phone, None).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = contact_of(db, phone).await;
     let conversation = storage
         .invitation(invitation)
         .await
