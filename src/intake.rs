@@ -183,20 +183,24 @@ impl Intake {
         let dispatch = &checked.flow.dispatch;
         let expires_at = send_at + dispatch.expire_after;
         let remind_at = self.plan_reminder(&checked, send_at, expires_at, now);
-        let lang = conversation::language(checked.flow, request.locale.as_deref());
-        // The ids in the opening's events are settled by storage; the opening raises none.
-        let opening = conversation::opening(
-            checked.flow,
-            lang,
-            checked.variables,
-            &ConversationIds {
-                conversation_id: "",
-                invitation_id: "",
-                event_id: &request.event_id,
-                contact_id: "",
-            },
-            now,
-        );
+        // Due now, the conversation opens with the invitation; due later, its opening job opens
+        // it then, from the invitation as stored (storage::opening).
+        let opening = (send_at <= now).then(|| {
+            let lang = conversation::language(checked.flow, request.locale.as_deref());
+            // The ids in the opening's events are settled by storage; the opening raises none.
+            conversation::opening(
+                checked.flow,
+                lang,
+                checked.variables,
+                &ConversationIds {
+                    conversation_id: "",
+                    invitation_id: "",
+                    event_id: &request.event_id,
+                    contact_id: "",
+                },
+                now,
+            )
+        });
         let quota = dispatch.quota.map(|quota| QuotaCheck {
             responses: quota.responses,
             since: Timestamp::from_datetime(crate::schedule::quota_period_start(
@@ -298,11 +302,9 @@ impl Intake {
         let mut variables = BTreeMap::new();
         for (name, value) in &request.variables {
             let field = format!("variables.{name}");
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => {
+            let text = match variable_text(value) {
+                Some(text) => text,
+                None => {
                     problem(
                         &field,
                         Reason::InvalidVariable,
@@ -500,6 +502,17 @@ pub fn shown(value: &str) -> String {
     match value.char_indices().nth(MAX) {
         None => value.to_string(),
         Some((cut, _)) => format!("{}…", &value[..cut]),
+    }
+}
+
+/// A variable's value as the flow's templates see it: a string, a number or a boolean as text;
+/// `None` for anything else, which intake refuses.
+pub fn variable_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

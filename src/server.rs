@@ -264,20 +264,31 @@ async fn run_with_flows(
             send_max_attempts: config.jobs.max_attempts,
             clock: clock.clone(),
         });
-    // Texts have a lane of their own, whose workers take send jobs in batches.
+    // Texts have a lane of their own, whose workers take send jobs in batches; surveys planned
+    // for later open there too, a batch at a time, just before their first question is sent.
     let texts = JobRunner::new(
         storage.clone(),
-        JobRegistry::default().with(SendSms::new(
-            storage.clone(),
-            send_channels,
-            (
-                state.intake.scheduling.clone(),
-                Arc::clone(&state.flows),
-                crate::jobs::send_sms::SendGuards::new(config, state.intake.quota_zone),
-            ),
-            crate::providers::http_client(),
-            config.server.public_url.clone(),
-        )),
+        JobRegistry::default()
+            .with(crate::jobs::open::OpenInvitation {
+                storage: storage.clone(),
+                flows: Arc::clone(&state.flows),
+                send_max_attempts: config.jobs.max_attempts,
+                clock: clock.clone(),
+            })
+            .with(SendSms::new(
+                storage.clone(),
+                send_channels,
+                (
+                    state.intake.scheduling.clone(),
+                    Arc::clone(&state.flows),
+                    crate::jobs::send_sms::SendGuards::new(config, state.intake.quota_zone),
+                ),
+                (
+                    crate::providers::http_client(),
+                    config.server.public_url.clone(),
+                ),
+                clock.clone(),
+            )),
         RunnerSettings {
             clock: clock.clone(),
             batch: SEND_BATCH,

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod cases;
 pub mod expire;
 pub mod maintenance;
+pub mod open;
 pub mod remind;
 pub mod retention;
 pub mod send_sms;

@@ -129,6 +129,8 @@ struct Inner {
     guards: SendGuards,
     client: reqwest::Client,
     public_url: Option<url::Url>,
+    /// "Now" for windows, guards and leases (the system clock but in tests).
+    clock: crate::time::Clock,
     /// Who holds channel leases for this instance.
     owner: String,
     /// Until when this instance holds each channel's lease, as last recorded; the lease is
@@ -141,8 +143,8 @@ impl SendSms {
         storage: Storage,
         channels: BTreeMap<String, SendChannel>,
         (scheduling, flows, guards): (Option<Arc<SchedulingRules>>, Arc<Flows>, SendGuards),
-        client: reqwest::Client,
-        public_url: Option<url::Url>,
+        (client, public_url): (reqwest::Client, Option<url::Url>),
+        clock: crate::time::Clock,
     ) -> SendSms {
         SendSms {
             inner: Arc::new(Inner {
@@ -153,6 +155,7 @@ impl SendSms {
                 guards,
                 client,
                 public_url,
+                clock,
                 owner: format!("instance-{:016x}", rand::random::<u64>()),
                 held: std::sync::Mutex::default(),
             }),
@@ -259,7 +262,7 @@ impl Inner {
                 message.channel
             )));
         };
-        if let Some(opens) = self.held_by_window(job, &message, Timestamp::now()) {
+        if let Some(opens) = self.held_by_window(job, &message, self.clock.now()) {
             return Err(outside_window(opens));
         }
         let starts = job.payload.get("window").and_then(|w| w.as_bool()) == Some(true);
@@ -267,13 +270,13 @@ impl Inner {
             if let Some((until, reason)) = self.held_by_guards(&message, channel, 0).await? {
                 if let Some(invitation) = &message.invitation_id {
                     self.storage
-                        .hold_invitation(invitation, reason, Timestamp::now())
+                        .hold_invitation(invitation, reason, self.clock.now())
                         .await
                         .map_err(storage_failure)?;
                 }
                 metrics::counter!("hearback_sms_held_total", "reason" => reason).increment(1);
                 info!(message = %message.id, reason, "held by an SMS-pumping guard until the next day");
-                let wait = (until.as_datetime() - Timestamp::now().as_datetime())
+                let wait = (until.as_datetime() - self.clock.now().as_datetime())
                     .to_std()
                     .unwrap_or(Duration::from_secs(60));
                 return Err(JobFailure::Later(
@@ -287,11 +290,11 @@ impl Inner {
         if let Some((_, limiter)) = &channel.limiter {
             limiter.until_ready().await;
         }
-        self.hold_channel(&message.channel, Timestamp::now())
+        self.hold_channel(&message.channel, self.clock.now())
             .await?;
         if !self
             .storage
-            .mark_sending(&message.id, Timestamp::now())
+            .mark_sending(&message.id, self.clock.now())
             .await
             .map_err(storage_failure)?
         {
@@ -310,7 +313,7 @@ impl Inner {
                         "failed_permanent",
                         Some("opted_out"),
                         None,
-                        Timestamp::now(),
+                        self.clock.now(),
                     )
                     .await;
             }
@@ -368,7 +371,7 @@ impl Inner {
         channel: &SendChannel,
         outcome: Result<crate::providers::Sent, SendError>,
     ) -> Result<(), JobFailure> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let last_attempt = job.attempt >= job.max_attempts;
         match outcome {
             Ok(sent) => {
@@ -468,7 +471,7 @@ impl Inner {
                     return jobs.iter().map(|_| Err(failure.clone())).collect();
                 }
             };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut alone = Vec::new();
         // Customers who must keep the single path for every message of this batch.
         let mut in_order: std::collections::HashSet<String> = Default::default();
@@ -581,7 +584,7 @@ impl Inner {
                 outcomes[going.position] = Some(Err(failure.clone()));
             }
         };
-        if let Err(failure) = self.hold_channel(name, Timestamp::now()).await {
+        if let Err(failure) = self.hold_channel(name, self.clock.now()).await {
             return fail_all(failure, &part);
         }
         let paced = channel.limiter.as_ref().map(|(_, limiter)| limiter);
@@ -589,7 +592,7 @@ impl Inner {
             part
         } else {
             let ids: Vec<&str> = part.iter().map(|g| g.message.id.as_str()).collect();
-            let marked = match self.storage.mark_sending_many(&ids, Timestamp::now()).await {
+            let marked = match self.storage.mark_sending_many(&ids, self.clock.now()).await {
                 Ok(marked) => marked,
                 Err(e) => return fail_all(storage_failure(e), &part),
             };
@@ -629,7 +632,7 @@ impl Inner {
             .into_iter()
             .flatten()
             .collect();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let (_, _, day) = self.guards.day(now);
         let mut accepted = Vec::new();
         for (going, step) in steps {
@@ -667,7 +670,7 @@ impl Inner {
 
     /// Hands one message marked `sending` to the provider.
     async fn call(&self, going: &Going, channel: &SendChannel) -> Step {
-        let handed_at = Timestamp::now();
+        let handed_at = self.clock.now();
         Step::Called(handed_at, self.call_provider(&going.message, channel).await)
     }
 
@@ -680,15 +683,15 @@ impl Inner {
         going: &Going,
         channel: &SendChannel,
     ) -> Step {
-        if let Some(opens) = self.held_by_window(job, &going.message, Timestamp::now()) {
+        if let Some(opens) = self.held_by_window(job, &going.message, self.clock.now()) {
             return Step::Settled(Err(outside_window(opens)));
         }
-        if let Err(failure) = self.hold_channel(name, Timestamp::now()).await {
+        if let Err(failure) = self.hold_channel(name, self.clock.now()).await {
             return Step::Settled(Err(failure));
         }
         match self
             .storage
-            .mark_sending_many(&[going.message.id.as_str()], Timestamp::now())
+            .mark_sending_many(&[going.message.id.as_str()], self.clock.now())
             .await
         {
             Ok(marked) if marked.is_empty() => Step::Single,
@@ -734,7 +737,7 @@ impl Inner {
         if guards.contact_daily_sms_cap == 0 && guards.unit_daily_spend_cap_micros.is_none() {
             return Ok(None);
         }
-        let (since, next_day, date) = guards.day(Timestamp::now());
+        let (since, next_day, date) = guards.day(self.clock.now());
         let used = self
             .storage
             .daily_use(
@@ -792,7 +795,7 @@ impl Inner {
         channel: &SendChannel,
     ) -> Result<bool, JobFailure> {
         let (sender, callback) = self.addressing(message, channel);
-        let now = Timestamp::now();
+        let now = self.clock.now();
         // The provider may have it only if it was created after the message was queued (less a
         // little clock difference between the provider and us).
         let since = Timestamp::from_millis(message.created_at.as_millis() - CLOCK_SKEW_MS)

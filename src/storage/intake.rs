@@ -1,6 +1,7 @@
-//! Invitations in: one event, or a batch of them (an import's chunk), recorded with their
-//! conversations, first questions and jobs in one transaction, with a fixed number of statements
-//! per batch however many invitations it holds.
+//! Invitations in: one event, or a batch of them (an import's chunk), recorded in one
+//! transaction with a fixed number of statements per batch however many invitations it holds:
+//! each with its conversation, first question and jobs when its first question is due now, with
+//! the job that opens it when it is due later (storage::opening).
 //!
 //! A batch reads what it needs once — the events seen before, the contacts (created as needed,
 //! and locked, in phone order), their open conversations, their recent surveys, the quotas'
@@ -16,13 +17,13 @@
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
 use super::{
-    BeginWrite, ConversationView, EXPIRE_JOB, InvitationOutcome, InvitationRecord, REMIND_JOB,
-    Storage, StorageError, WriteSet, flush_writes, on_pool,
+    BeginWrite, ConversationView, InvitationOutcome, InvitationRecord, OPEN_JOB, OpenPlan,
+    OpeningTimes, Storage, StorageError, WriteSet, flush_writes, on_pool,
 };
 use crate::phone::Phone;
 use crate::storage::Advance;
 use crate::time::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::types::Json;
 use std::collections::{HashMap, HashSet};
 
@@ -48,7 +49,9 @@ pub struct NewInvitation {
     pub variables: Value,
     pub channel: String,
     pub sender: String,
-    pub opening: Advance,
+    /// The engine's first step when the first question is due now: the conversation opens with
+    /// the invitation. `None` when it is due later: its opening job opens it then.
+    pub opening: Option<Advance>,
     pub send_max_attempts: u32,
     /// When the first question goes out (its send job is due then).
     pub send_at: Timestamp,
@@ -243,10 +246,12 @@ impl Storage {
                 in_case.extend(rows);
             }
 
-            // Their open conversations and their surveys due within any frequency cap asked.
+            // Their open conversations, and their invitations: a survey scheduled and not opened
+            // yet holds its channel as an open conversation would (storage::opening), and the
+            // frequency cap counts every survey scheduled or sent.
             let mut open: HashSet<(String, String, String)> = HashSet::new();
+            let mut scheduled: HashSet<(String, String)> = HashSet::new();
             let mut surveys: HashMap<String, Vec<Timestamp>> = HashMap::new();
-            let capped = batch.iter().any(|n| n.surveyed_within.is_some());
             if !contact_ids.is_empty() {
                 let mut select = sqlx::QueryBuilder::new(
                     "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
@@ -262,29 +267,29 @@ impl Storage {
                     .fetch_all(&mut *tx)
                     .await?;
                 open.extend(rows);
-                if capped {
-                    // Every survey of these contacts, filtered here (each invitation below checks
-                    // its own cap's span): a contact has few, and a condition on the status or
-                    // the date would lead the planner to walk every scheduled invitation (a
-                    // million-row import slowed to 1 300 rows/s).
-                    let mut select = sqlx::QueryBuilder::new(
-                        "SELECT contact_id, status, COALESCE(send_at, created_at) FROM invitations \
-                         WHERE contact_id IN (",
-                    );
-                    let mut list = select.separated(", ");
-                    for id in &contact_ids {
-                        list.push_bind(*id);
-                    }
-                    select.push(")");
-                    let rows: Vec<(String, String, Timestamp)> = select
-                        .build_query_as()
-                        .persistent(false)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for (contact, status, at) in rows {
-                        if matches!(status.as_str(), "scheduled" | "held" | "sent") {
-                            surveys.entry(contact).or_default().push(at);
+                // Every invitation of these contacts, filtered here: a contact has few, and a
+                // condition on the status or the date would lead the planner to walk every
+                // scheduled invitation (a million-row import slowed to 1 300 rows/s).
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT contact_id, status, channel, COALESCE(send_at, created_at) FROM invitations \
+                     WHERE contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in &contact_ids {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                let rows: Vec<(String, String, Option<String>, Timestamp)> = select
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (contact, status, channel, at) in rows {
+                    if matches!(status.as_str(), "scheduled" | "held" | "sent") {
+                        if status == "scheduled" {
+                            scheduled.insert((contact.clone(), channel.unwrap_or_default()));
                         }
+                        surveys.entry(contact).or_default().push(at);
                     }
                 }
             }
@@ -359,7 +364,9 @@ impl Storage {
                     Some("opted_out")
                 } else if in_case.contains(&contact_id) {
                     Some("open_case")
-                } else if open.contains(&conversation_key) {
+                } else if open.contains(&conversation_key)
+                    || scheduled.contains(&(contact_id.clone(), new.channel.clone()))
+                {
                     Some("open_conversation")
                 } else if recent {
                     Some("frequency_cap")
@@ -370,6 +377,7 @@ impl Storage {
                 };
                 if declined.is_none() {
                     open.insert(conversation_key);
+                    scheduled.insert((contact_id.clone(), new.channel.clone()));
                     surveys
                         .entry(contact_id.clone())
                         .or_default()
@@ -434,8 +442,8 @@ impl Storage {
                 inserted.extend(ids);
             }
 
-            // The accepted ones' conversations, first questions, expiries and reminders.
-            let mut conversations = Vec::new();
+            // The accepted ones: opened now when their first question is due now, otherwise
+            // left to their opening job (storage::opening).
             let mut writes = WriteSet::default();
             for (new, decision) in batch.iter().zip(decisions.iter_mut()) {
                 let Decision::New {
@@ -454,6 +462,30 @@ impl Storage {
                 if declined.is_some() {
                     continue;
                 }
+                let times = OpeningTimes {
+                    send_at: new.send_at,
+                    expires_at: new.expires_at,
+                    remind_at: new.remind_at,
+                };
+                let Some(opening) = &new.opening else {
+                    let plan = OpenPlan {
+                        invitation_id: id.clone(),
+                        sender: new.sender.clone(),
+                        country: new.country.clone(),
+                        send_at: new.send_at,
+                        expires_at: new.expires_at,
+                        remind_at: new.remind_at,
+                    };
+                    writes.job(
+                        OPEN_JOB,
+                        id,
+                        serde_json::to_value(&plan).expect("a plan serialises"),
+                        new.send_at,
+                        new.send_max_attempts,
+                        new.now,
+                    );
+                    continue;
+                };
                 let conversation_id = uuid::Uuid::now_v7().to_string();
                 let view = ConversationView {
                     id: conversation_id.clone(),
@@ -463,70 +495,18 @@ impl Storage {
                     contact_id: contact_id.clone(),
                     channel: new.channel.clone(),
                     sender: new.sender.clone(),
-                    state: Json(new.opening.state.clone()),
+                    state: Json(Value::Null),
                     version: 1,
                     unit_id: new.unit_id.clone(),
                 };
-                // The conversation is inserted below with its first state; what the opening
-                // sends is written with it.
-                writes.effects(
+                writes.open(
                     &view,
-                    &new.opening,
-                    None,
-                    new.send_max_attempts,
-                    new.now,
-                    new.send_at,
-                );
-                writes.job(
-                    EXPIRE_JOB,
-                    &conversation_id,
-                    json!({ "conversation_id": conversation_id }),
-                    new.expires_at,
+                    opening,
+                    (times, new.country.as_deref()),
                     new.send_max_attempts,
                     new.now,
                 );
-                if let Some(remind_at) = new.remind_at {
-                    // The flow and the number's country, for the window when it runs late.
-                    writes.job(
-                        REMIND_JOB,
-                        &conversation_id,
-                        json!({
-                            "conversation_id": conversation_id,
-                            "flow": new.flow_id,
-                            "country": new.country,
-                        }),
-                        remind_at,
-                        new.send_max_attempts,
-                        new.now,
-                    );
-                }
-                conversations.push((conversation_id.clone(), id.clone(), contact_id.clone(), new));
                 *started = Some(conversation_id);
-            }
-            if !conversations.is_empty() {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, unit_id, \
-                     state, status, version, started_at, updated_at) ",
-                );
-                insert.push_values(
-                    &conversations,
-                    |mut row, (id, invitation_id, contact_id, new)| {
-                        row.push_bind(id)
-                            .push_bind(invitation_id)
-                            .push_bind(contact_id)
-                            .push_bind(&new.channel)
-                            .push_bind(&new.sender)
-                            .push_bind(&new.flow_id)
-                            .push_bind(&new.unit_id)
-                            .push_bind(Json(&new.opening.state))
-                            .push_bind("open")
-                            // Version 1: the opening is the conversation's first step.
-                            .push_bind(1_i64)
-                            .push_bind(new.now)
-                            .push_bind(new.now);
-                    },
-                );
-                insert.build().persistent(false).execute(&mut *tx).await?;
             }
             flush_writes!(tx, &writes);
             tx.commit().await?;

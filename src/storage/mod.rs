@@ -17,6 +17,7 @@ mod inbound;
 mod intake;
 mod jobs;
 mod listing;
+mod opening;
 mod responses;
 mod schema;
 mod sending;
@@ -50,6 +51,7 @@ pub use inbound::{
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
 pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
 pub use listing::{InvitationFilter, InvitationListRow};
+pub use opening::{OPEN_JOB, OpenPlan, Opening, ScheduledInvitation};
 pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};
 pub use schema::SchemaStatus;
 pub use sending::{
@@ -61,7 +63,7 @@ pub use webhooks::{
     AttemptRecord, AttemptResult, DeliveryFilter, DeliveryNext, DeliveryRecord, DeliveryToSend,
     EndpointRecord, NewEndpoint, WEBHOOK_DELIVERY_JOB,
 };
-pub(crate) use write_set::{Timing, WriteSet, flush_writes, insert_new_cases};
+pub(crate) use write_set::{OpeningTimes, Timing, WriteSet, flush_writes, insert_new_cases};
 
 use crate::config::{DatabaseConfig, DatabaseKind, DatabaseUrl, SqliteSync};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

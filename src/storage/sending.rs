@@ -204,6 +204,7 @@ macro_rules! fail_invitation {
         }
     }};
 }
+pub(super) use fail_invitation;
 
 impl Storage {
     pub async fn outgoing_message(

@@ -11,7 +11,9 @@
 //! Collecting is pure (no I/O), so the rules of what a change writes are in one place whatever
 //! the transaction around it.
 
-use super::{Advance, ConversationStatus, ConversationView, Purpose, SEND_JOB};
+use super::{
+    Advance, ConversationStatus, ConversationView, EXPIRE_JOB, Purpose, REMIND_JOB, SEND_JOB,
+};
 use crate::time::Timestamp;
 use serde_json::{Value, json};
 
@@ -40,6 +42,9 @@ impl Timing {
 /// What one transaction writes besides what it reads and locks.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSet {
+    /// Conversations started, with their first state; written first (everything else may refer
+    /// to them).
+    pub(crate) new_conversations: Vec<NewConversationRow>,
     pub(crate) conversations: Vec<ConversationUpdate>,
     pub(crate) answers: Vec<AnswerRow>,
     pub(crate) events: Vec<EventRow>,
@@ -101,6 +106,31 @@ pub(crate) struct CaseChange {
     pub(crate) resolved_at: Option<Timestamp>,
     pub(crate) closed_at: Option<Timestamp>,
     pub(crate) updated_at: Option<Timestamp>,
+}
+
+/// A conversation started: its first state is the opening's, version 1.
+#[derive(Debug)]
+pub(crate) struct NewConversationRow {
+    pub(crate) id: String,
+    pub(crate) invitation_id: String,
+    pub(crate) contact_id: String,
+    pub(crate) channel: String,
+    pub(crate) sender: String,
+    pub(crate) flow_id: String,
+    pub(crate) unit_id: Option<String>,
+    pub(crate) state: Value,
+    pub(crate) started_at: Timestamp,
+}
+
+/// When an opened survey's messages and follow-ups are due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpeningTimes {
+    /// When the first question's send job is due.
+    pub(crate) send_at: Timestamp,
+    /// When the conversation closes if it is still open (the flow's `expire_after`).
+    pub(crate) expires_at: Timestamp,
+    /// When a customer who has not answered is reminded, if ever.
+    pub(crate) remind_at: Option<Timestamp>,
 }
 
 /// A conversation's new state, fenced on the version it had when the transaction read it.
@@ -253,6 +283,54 @@ impl WriteSet {
         }
     }
 
+    /// A conversation started for `view` (version 1) with `opening`, the engine's first step:
+    /// the conversation, its first question and that question's send job, its expiry, and its
+    /// reminder when the flow has one (with the number's `country`, for the window when it runs
+    /// late).
+    pub(crate) fn open(
+        &mut self,
+        view: &ConversationView,
+        opening: &Advance,
+        (times, country): (OpeningTimes, Option<&str>),
+        send_max_attempts: u32,
+        now: Timestamp,
+    ) {
+        self.new_conversations.push(NewConversationRow {
+            id: view.id.clone(),
+            invitation_id: view.invitation_id.clone(),
+            contact_id: view.contact_id.clone(),
+            channel: view.channel.clone(),
+            sender: view.sender.clone(),
+            flow_id: view.flow_id.clone(),
+            unit_id: view.unit_id.clone(),
+            state: opening.state.clone(),
+            started_at: now,
+        });
+        self.effects(view, opening, None, send_max_attempts, now, times.send_at);
+        self.job(
+            EXPIRE_JOB,
+            &view.id,
+            json!({ "conversation_id": view.id }),
+            times.expires_at,
+            send_max_attempts,
+            now,
+        );
+        if let Some(remind_at) = times.remind_at {
+            self.job(
+                REMIND_JOB,
+                &view.id,
+                json!({
+                    "conversation_id": view.id,
+                    "flow": view.flow_id,
+                    "country": country,
+                }),
+                remind_at,
+                send_max_attempts,
+                now,
+            );
+        }
+    }
+
     /// An event of the public contract, for the outbox; events keep the order they are added in.
     pub(crate) fn event(
         &mut self,
@@ -362,6 +440,28 @@ impl WriteSet {
 macro_rules! flush_writes {
     ($tx:expr, $writes:expr) => {{
         let writes: &$crate::storage::WriteSet = $writes;
+        if !writes.new_conversations.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, unit_id, \
+                 state, status, version, started_at, updated_at) ",
+            );
+            insert.push_values(&writes.new_conversations, |mut row, c| {
+                row.push_bind(&c.id)
+                    .push_bind(&c.invitation_id)
+                    .push_bind(&c.contact_id)
+                    .push_bind(&c.channel)
+                    .push_bind(&c.sender)
+                    .push_bind(&c.flow_id)
+                    .push_bind(&c.unit_id)
+                    .push_bind(sqlx::types::Json(&c.state))
+                    .push_bind("open")
+                    // Version 1: the opening is the conversation's first step.
+                    .push_bind(1_i64)
+                    .push_bind(c.started_at)
+                    .push_bind(c.started_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
         if !writes.conversations.is_empty() {
             // A conversation's first answer makes it a response of the period (quotas).
             let mut first_answers: std::collections::HashMap<&str, $crate::time::Timestamp> =

@@ -424,6 +424,8 @@ crate::both_backends!(
     an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
     a_batch_applies_its_messages_exactly_as_one_by_one,
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
+    a_survey_planned_for_later_holds_its_channel_but_no_conversation,
+    an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow,
     a_first_message_due_outside_the_window_waits_for_it,
     a_silent_customer_is_reminded_once_then_the_conversation_expires,
     a_customer_surveyed_recently_is_not_surveyed_again,
@@ -988,6 +990,19 @@ async fn stored_invitation_expiring(
     sender: &str,
     expires_at: hearback::time::Timestamp,
 ) -> String {
+    let now = hearback::time::Timestamp::now();
+    store_invitation(db, (phone, event_id), (channel, sender), now, expires_at).await
+}
+
+/// An invitation of the delivery flow recorded through storage, its first question due at
+/// `send_at`: opened at once when that is now, left to its opening job when it is later.
+async fn store_invitation(
+    db: &TestDb,
+    (phone, event_id): (&str, &str),
+    (channel, sender): (&str, &str),
+    send_at: hearback::time::Timestamp,
+    expires_at: hearback::time::Timestamp,
+) -> String {
     let flows = hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]);
     let flow = &flows.flows["delivery"];
     let now = hearback::time::Timestamp::now();
@@ -999,18 +1014,20 @@ async fn stored_invitation_expiring(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let opening = hearback::conversation::opening(
-        flow,
-        hearback::lang::Lang::Fr,
-        variables.clone(),
-        &hearback::conversation::ConversationIds {
-            conversation_id: "",
-            invitation_id: "",
-            event_id,
-            contact_id: "",
-        },
-        now,
-    );
+    let opening = (send_at <= now).then(|| {
+        hearback::conversation::opening(
+            flow,
+            hearback::lang::Lang::Fr,
+            variables.clone(),
+            &hearback::conversation::ConversationIds {
+                conversation_id: "",
+                invitation_id: "",
+                event_id,
+                contact_id: "",
+            },
+            now,
+        )
+    });
     let outcome = db
         .storage
         .start_invitation(&hearback::storage::NewInvitation {
@@ -1027,7 +1044,7 @@ async fn stored_invitation_expiring(
             sender: sender.into(),
             opening,
             send_max_attempts: 3,
-            send_at: now,
+            send_at,
             expires_at,
             remind_at: None,
             surveyed_within: None,
@@ -1983,7 +2000,8 @@ async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &Te
     use chrono::{Datelike, Duration as Days, TimeZone, Weekday};
     use chrono_tz::Europe::Paris;
     let (config, _flows) = scheduled_config(db, "", &quick_flow(""));
-    let server = TestServer::start(config, db.storage.clone()).await;
+    let clock = hearback::time::Clock::system();
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
     // A coming Saturday whose Monday is a working day (not Easter or Whit Monday).
     let mut saturday = chrono::Utc::now().with_timezone(&Paris).date_naive() + Days::days(2);
@@ -2017,11 +2035,10 @@ async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &Te
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(again["id"], invitation["id"]);
     assert_eq!(again["send_at"], invitation["send_at"]);
-    // Nothing goes out before Monday: the question waits, queued.
+    // Nothing before Monday: the survey opens when its first question is due.
+    assert!(invitation["conversation_id"].is_null(), "{invitation}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let messages = console_messages(&client, &server, &key).await;
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert_eq!(messages[0]["status"], "queued");
+    assert!(console_messages(&client, &server, &key).await.is_empty());
     // An event time out of range is refused, naming the field.
     body["event_id"] = json!("order-far");
     body["event_time"] = json!("2001-01-01T00:00:00Z");
@@ -2031,7 +2048,204 @@ async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &Te
         refused["error"]["details"]["fields"]["event_time"].is_string(),
         "{refused}"
     );
+    // Monday 07:59 on the server's clock: still nothing. 08:00: the first question goes out.
+    let until =
+        |at: chrono::DateTime<chrono::Utc>| (at - clock.now().as_datetime()).to_std().unwrap();
+    clock.advance(until(monday_eight) - Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(console_messages(&client, &server, &key).await.is_empty());
+    clock.advance(Duration::from_secs(60));
+    let sent = sent_to_customer(&client, &server, &key, 1).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]["body"].as_str().unwrap().starts_with("Bonjour Ana"),
+        "{sent:?}"
+    );
+    let id = invitation["id"].as_str().unwrap();
+    let opened = get_json(
+        &client,
+        server.url(&format!("/api/v1/invitations/{id}")),
+        &key,
+    )
+    .await;
+    assert_eq!(opened["status"], "sent", "{opened}");
+    assert!(opened["conversation_id"].is_string(), "{opened}");
     server.stop().await;
+}
+
+async fn a_survey_planned_for_later_holds_its_channel_but_no_conversation(db: &TestDb) {
+    // Two hours after the event, inside the window; no frequency cap, so that only the
+    // conversation held can decline the second survey.
+    let (config, _flows) =
+        scheduled_config(db, "frequency_cap_days = 0", &quick_flow("  delay: 2h"));
+    let clock = hearback::time::Clock::system();
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut body = delivery_invitation("order-later");
+    body["flow"] = json!("quick");
+    let (status, planned) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{planned}");
+    assert_eq!(planned["status"], "scheduled", "{planned}");
+    assert!(planned["conversation_id"].is_null(), "{planned}");
+    // Another survey of the same customer on the same channel meanwhile: declined.
+    let mut other = delivery_invitation("order-other");
+    other["flow"] = json!("other");
+    let (status, declined) = invite(&client, &server, &key, &other).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{declined}");
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["status_reason"], "open_conversation", "{declined}");
+    // A text from the customer before the survey is not an answer to it.
+    reply(&client, &server, "early-1", "9").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(console_messages(&client, &server, &key).await.is_empty());
+
+    // At its time, the survey opens and asks its first question, from the start.
+    let send_at: chrono::DateTime<chrono::Utc> =
+        planned["send_at"].as_str().unwrap().parse().unwrap();
+    clock.advance((send_at - clock.now().as_datetime()).to_std().unwrap() + Duration::from_secs(1));
+    let sent = sent_to_customer(&client, &server, &key, 1).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]["body"].as_str().unwrap().contains("de 0 à 10"),
+        "{sent:?}"
+    );
+    let id = planned["id"].as_str().unwrap();
+    let opened = get_json(
+        &client,
+        server.url(&format!("/api/v1/invitations/{id}")),
+        &key,
+    )
+    .await;
+    let conversation = opened["conversation_id"].as_str().unwrap().to_string();
+    // Now the customer's answer is one.
+    reply(&client, &server, "answer-1", "9").await;
+    wait_until("the score is recorded", || async {
+        db.storage
+            .conversation_answers(&conversation)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    server.stop().await;
+}
+
+async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &TestDb) {
+    use hearback::storage::{OpenPlan, Opening};
+    let now = hearback::time::Timestamp::now();
+    let (later, expires) = (
+        now + Duration::from_secs(3_600),
+        now + Duration::from_secs(4 * 86_400),
+    );
+    let flows = hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]);
+    let flows = flows.flows;
+    let plan = |invitation_id: String| OpenPlan {
+        invitation_id,
+        sender: "console".into(),
+        country: Some("FR".into()),
+        send_at: later,
+        expires_at: expires,
+        remind_at: None,
+    };
+    let open = |plans: Vec<OpenPlan>| {
+        let flows = &flows;
+        async move {
+            db.storage
+                .open_invitations(&plans, 3, later, |invitation, conversation| {
+                    hearback::jobs::open::opening(flows, invitation, conversation, later)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let first = store_invitation(
+        db,
+        (CUSTOMER, "order-1"),
+        ("console", "console"),
+        later,
+        expires,
+    )
+    .await;
+    assert!(
+        customer_messages(db).await.is_empty(),
+        "nothing written before it is due"
+    );
+    // Opened once: a second run (a worker that died before recording its job) changes nothing.
+    let opened = open(vec![plan(first.clone())]).await;
+    let Opening::Opened { conversation_id } = &opened[0] else {
+        panic!("{opened:?}")
+    };
+    assert_eq!(
+        open(vec![plan(first.clone())]).await,
+        vec![Opening::AlreadyOpen]
+    );
+    let record = db.storage.invitation(&first).await.unwrap().unwrap();
+    assert_eq!(record.conversation_id.as_ref(), Some(conversation_id));
+    let queued = customer_messages(db).await;
+    assert_eq!(queued.len(), 1, "one first question: {queued:?}");
+
+    // A customer erased before their survey opens is never texted.
+    let erased_phone = "+33612345699";
+    let second = store_invitation(
+        db,
+        (erased_phone, "order-2"),
+        ("console", "console"),
+        later,
+        expires,
+    )
+    .await;
+    let phone = Phone::parse(erased_phone, None).unwrap();
+    db.storage
+        .clone()
+        .with_privacy_key(hearback::privacy::HashKey::new(
+            *b"a test key of thirty-two bytes!!",
+        ))
+        .erase_contact(&phone, &hearback::storage::Actor::System, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        open(vec![plan(second.clone())]).await,
+        vec![Opening::NotScheduled]
+    );
+    assert!(
+        db.storage
+            .invitation(&second)
+            .await
+            .unwrap()
+            .unwrap()
+            .conversation_id
+            .is_none()
+    );
+
+    // A flow no longer loaded fails its invitation, with the reason, and opens nothing.
+    let third = store_invitation(
+        db,
+        ("+33612345698", "order-3"),
+        ("console", "console"),
+        later,
+        expires,
+    )
+    .await;
+    let outcome = db
+        .storage
+        .open_invitations(&[plan(third.clone())], 3, later, |_, _| {
+            Err("unknown_flow".into())
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, vec![Opening::Failed("unknown_flow".into())]);
+    let failed = db.storage.invitation(&third).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.status_reason.as_deref()),
+        ("failed", Some("unknown_flow"))
+    );
+    assert!(failed.conversation_id.is_none());
+    assert!(
+        event_types(db)
+            .await
+            .contains(&"invitation.failed".to_string())
+    );
 }
 
 async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
