@@ -70,7 +70,11 @@ impl HashKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = hex::encode(rand::random::<[u8; 32]>());
-                write_new(path, &key).map_err(|e| error(e.to_string()))?;
+                if !publish_new(path, &key).map_err(|e| error(e.to_string()))? {
+                    // Another instance starting at the same moment published its key: it is
+                    // the key, whole (it appeared at once, never half written).
+                    return HashKey::from_file(path);
+                }
                 tracing::info!(file = %path.display(), "generated the privacy key; back it up with the database");
                 Ok(HashKey::new(key.as_bytes()))
             }
@@ -79,10 +83,15 @@ impl HashKey {
     }
 }
 
-/// Creates the file (never overwriting one: two instances starting together keep the first
-/// key), mode 0600.
-fn write_new(path: &Path, key: &str) -> std::io::Result<()> {
+/// Publishes `key` at `path` unless a file is there already (another instance's key then stands:
+/// `false`), mode 0600. The key is written and synced to a file of its own first, then linked
+/// in: a reader never sees the file half written (with a file created then written, an instance
+/// starting beside another read it empty and refused to start, seen in CI).
+fn publish_new(path: &Path, key: &str) -> std::io::Result<bool> {
     use std::io::Write;
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".{:016x}.new", rand::random::<u64>()));
+    let staged = PathBuf::from(staged);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -90,14 +99,17 @@ fn write_new(path: &Path, key: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(key.as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-        }
-        // Another process created it between our read and our write: its key stands.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    let written = options.open(&staged).and_then(|mut file| {
+        file.write_all(key.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    });
+    // A hard link, unlike a rename, never replaces a file already there.
+    let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -159,6 +171,27 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn instances_starting_together_all_get_the_one_key_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearback.key");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| HashKey::from_file(&path).expect("every instance starts").0)
+                })
+                .collect();
+            starting.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            keys.iter().all(|key| key == written.trim().as_bytes()),
+            "{keys:?}"
+        );
+        // Nothing staged is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
