@@ -16,6 +16,7 @@
 
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
+use super::opening::open_conversations_of;
 use super::{
     BeginWrite, ConversationView, InvitationOutcome, InvitationRecord, OPEN_JOB, OpenPlan,
     OpeningTimes, Storage, StorageError, WriteSet, flush_writes, on_pool,
@@ -215,8 +216,13 @@ impl Storage {
                 let created: Vec<(String, String, Timestamp, Timestamp)> = rows
                     .iter()
                     .filter_map(|(id, phone, _, created_at)| {
-                        let (_, _, at) = numbers.iter().find(|(p, ..)| *p == phone.as_str())?;
-                        Some((id.clone(), phone.clone(), *created_at, *at))
+                        // `numbers` is sorted by phone: a search, not a scan (a scan per
+                        // contact was a tenth of an import's time).
+                        let found = numbers
+                            .binary_search_by_key(&phone.as_str(), |(p, ..)| *p)
+                            .ok()?;
+                        let (_, _, at) = numbers[found];
+                        Some((id.clone(), phone.clone(), *created_at, at))
                     })
                     .collect();
                 let blocked = block_new_contacts!(tx, self, &created);
@@ -249,24 +255,10 @@ impl Storage {
             // Their open conversations, and their invitations: a survey scheduled and not opened
             // yet holds its channel as an open conversation would (storage::opening), and the
             // frequency cap counts every survey scheduled or sent.
-            let mut open: HashSet<(String, String, String)> = HashSet::new();
+            let mut open = open_conversations_of!(tx, &contact_ids);
             let mut scheduled: HashSet<(String, String)> = HashSet::new();
             let mut surveys: HashMap<String, Vec<Timestamp>> = HashMap::new();
             if !contact_ids.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for id in &contact_ids {
-                    list.push_bind(*id);
-                }
-                select.push(")");
-                let rows: Vec<(String, String, String)> = select
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                open.extend(rows);
                 // Every invitation of these contacts, filtered here: a contact has few, and a
                 // condition on the status or the date would lead the planner to walk every
                 // scheduled invitation (a million-row import slowed to 1 300 rows/s).

@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::types::Json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The job that opens an invitation planned for later.
 pub const OPEN_JOB: &str = "invitation.open";
@@ -75,6 +75,34 @@ pub enum Opening {
     /// The opening could not be computed (its flow is no longer loaded): failed, with the reason.
     Failed(String),
 }
+
+/// The open conversations of the contacts `$ids` (a `&[&str]`), read through `$tx`:
+/// `(contact, channel, sender)`, the key of which a contact has at most one.
+macro_rules! open_conversations_of {
+    ($tx:expr, $ids:expr) => {{
+        let mut open: std::collections::HashSet<(String, String, String)> =
+            std::collections::HashSet::new();
+        let ids: &[&str] = $ids;
+        if !ids.is_empty() {
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows: Vec<(String, String, String)> = select
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *$tx)
+                .await?;
+            open.extend(rows);
+        }
+        open
+    }};
+}
+pub(super) use open_conversations_of;
 
 /// A row of the read of the batch's invitations.
 #[derive(sqlx::FromRow)]
@@ -145,23 +173,8 @@ impl Storage {
                 .await?;
 
             // The open conversations of these contacts: one per (contact, channel, sender).
-            let mut busy: HashSet<(String, String, String)> = HashSet::new();
-            if !contacts.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for id in &contacts {
-                    list.push_bind(id.as_str());
-                }
-                select.push(")");
-                let rows: Vec<(String, String, String)> = select
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                busy.extend(rows);
-            }
+            let contacts: Vec<&str> = contacts.iter().map(String::as_str).collect();
+            let mut busy = open_conversations_of!(tx, &contacts);
 
             let mut outcomes: HashMap<String, Opening> = HashMap::with_capacity(plans.len());
             let mut writes = WriteSet::default();

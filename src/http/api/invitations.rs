@@ -42,6 +42,8 @@ pub struct InvitationBody {
     /// When the first message goes out: the flow's delay after the event, inside the sending
     /// window in the customer's local time.
     pub send_at: Option<DateTime<Utc>>,
+    /// The survey's conversation, once it has started: at once when its first message is due
+    /// now, at `send_at` otherwise (until then the invitation holds no conversation).
     pub conversation_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
