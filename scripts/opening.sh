@@ -55,7 +55,13 @@ frequency_cap_days = 0
 provider = "console"
 EOF
     "$HEARBACK" --config "$work/hearback.toml" migrate >&2
-    "$HEARBACK" --config "$work/hearback.toml" import "$work/events.csv" >&2
+    local report
+    report=$("$HEARBACK" --config "$work/hearback.toml" import "$work/events.csv")
+    echo "$report" >&2
+    case "$report" in
+        *"\"accepted\":$QUEUED,"*) ;;
+        *) echo "the import did not accept all $QUEUED rows: $report" >&2; return 1 ;;
+    esac
     local now_ms
     now_ms=$(date +%s%3N)
     case "$url" in
@@ -67,9 +73,18 @@ EOF
     "$HEARBACK" --config "$work/hearback.toml" serve --listen 127.0.0.1:18191 &
     local server=$!
     pids+=("$server")
+    local deadline=$(( $(date +%s) + 300 ))
     while [ "$sent" -lt "$QUEUED" ]; do
         sleep 0.2
         sent=$(scalar "$url" "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status = 'sent'")
+        if ! kill -0 "$server" 2>/dev/null; then
+            echo "the server stopped with $sent of $QUEUED sent" >&2
+            return 1
+        fi
+        if [ "$(date +%s)" -gt "$deadline" ]; then
+            echo "only $sent of $QUEUED sent after 5 minutes (outside the flow's window?)" >&2
+            return 1
+        fi
     done
     local elapsed
     elapsed=$(python3 -c "print(($(date +%s%3N) - $started) / 1000)")

@@ -104,13 +104,29 @@ fn publish_new(path: &Path, key: &str) -> std::io::Result<bool> {
         file.write_all(b"\n")?;
         file.sync_all()
     });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
     // A hard link, unlike a rename, never replaces a file already there.
-    let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+    let linked = std::fs::hard_link(&staged, path);
     let _ = std::fs::remove_file(&staged);
     match linked {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+        // A file system without hard links (some network volumes): the file is created and
+        // written in place, as it was before, with the brief window that brings.
+        Err(_) => {
+            let mut file = match options.open(path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            file.write_all(key.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            Ok(true)
+        }
     }
 }
 

@@ -71,8 +71,8 @@ impl JobHandler for OpenInvitation {
                         Opening::Opened { conversation_id } => {
                             tracing::debug!(invitation = %plan.invitation_id, conversation = %conversation_id, "survey opened");
                         }
-                        Opening::Declined => {
-                            tracing::info!(invitation = %plan.invitation_id, "declined at its opening: the customer has an open conversation on this sender");
+                        Opening::Declined(reason) => {
+                            tracing::info!(invitation = %plan.invitation_id, reason, "declined at its opening");
                         }
                         Opening::Failed(reason) => {
                             tracing::warn!(invitation = %plan.invitation_id, %reason, "survey could not be opened; the invitation failed");
@@ -87,7 +87,8 @@ impl JobHandler for OpenInvitation {
 }
 
 /// The engine's first step for a stored invitation, with the flow as loaded now; refused with
-/// the invitation's failure reason when the flow is gone.
+/// the invitation's failure reason when the flow is gone (`unknown_flow`) or now needs a
+/// variable the event did not give (`missing_variable`).
 pub fn opening(
     flows: &Flows,
     invitation: &ScheduledInvitation,
@@ -110,6 +111,15 @@ pub fn opening(
                 .collect()
         })
         .unwrap_or_default();
+    // A flow edited since the invitation may need a variable the event did not give: the
+    // customer would get the raw `{{name}}`.
+    if flow
+        .variables
+        .iter()
+        .any(|name| !variables.contains_key(name))
+    {
+        return Err("missing_variable".to_string());
+    }
     let lang = conversation::language(flow, invitation.locale.as_deref());
     Ok(conversation::opening(
         flow,
@@ -123,4 +133,55 @@ pub fn opening(
         },
         now,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sqlx::types::Json;
+
+    fn invitation(flow_id: &str, variables: serde_json::Value) -> ScheduledInvitation {
+        ScheduledInvitation {
+            id: "inv-1".into(),
+            event_id: "order-1".into(),
+            flow_id: flow_id.into(),
+            contact_id: "contact-1".into(),
+            unit_id: None,
+            channel: Some("console".into()),
+            locale: Some("en-GB".into()),
+            variables: Json(variables),
+        }
+    }
+
+    #[test]
+    fn a_stored_invitation_opens_with_the_flow_as_loaded_or_fails_with_the_reason() {
+        let flows =
+            crate::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]).flows;
+        let now = crate::time::Timestamp::now();
+        let complete = json!({ "first_name": "Ana", "store": "Lyon 2", "order_date": "12/11" });
+        let opened = opening(&flows, &invitation("delivery", complete), "conv-1", now).unwrap();
+        assert_eq!(opened.messages.len(), 1, "{opened:?}");
+        assert!(
+            opened.messages[0].starts_with("Hello Ana, after your Lyon 2 delivery"),
+            "{opened:?}"
+        );
+        // Numbers and booleans are text to the templates, as at intake.
+        let numbers = json!({ "first_name": "Ana", "store": 42, "order_date": true });
+        let opened = opening(&flows, &invitation("delivery", numbers), "conv-1", now).unwrap();
+        assert!(
+            opened.messages[0].contains("your 42 delivery of true"),
+            "{opened:?}"
+        );
+        // A flow that now needs a variable the event did not give, and a flow gone.
+        let missing = json!({ "first_name": "Ana", "store": "Lyon 2" });
+        assert_eq!(
+            opening(&flows, &invitation("delivery", missing), "conv-1", now).unwrap_err(),
+            "missing_variable"
+        );
+        assert_eq!(
+            opening(&flows, &invitation("gone", json!({})), "conv-1", now).unwrap_err(),
+            "unknown_flow"
+        );
+    }
 }

@@ -10,8 +10,8 @@
 use super::audit::insert_audit;
 use super::{
     Actor, AuditEntry, Backend, BeginWrite, CASE_CLOSE_JOB, CASE_NOTICE_JOB, CASE_SLA_JOB,
-    CaseEventRecord, ConsentRecord, EXPIRE_JOB, REMIND_JOB, SEND_JOB, Storage, StorageError,
-    insert_event, on_pool,
+    CaseEventRecord, ConsentRecord, EXPIRE_JOB, OPEN_JOB, REMIND_JOB, SEND_JOB, Storage,
+    StorageError, insert_event, on_pool,
 };
 use crate::phone::Phone;
 use crate::time::Timestamp;
@@ -478,7 +478,8 @@ impl Storage {
                 "DELETE FROM jobs WHERE state <> 'running' AND unique_key IN ( \
                  SELECT '{SEND_JOB}:' || id FROM messages WHERE contact_id = $1 \
                  UNION ALL SELECT '{EXPIRE_JOB}:' || id FROM conversations WHERE contact_id = $1 \
-                 UNION ALL SELECT '{REMIND_JOB}:' || id FROM conversations WHERE contact_id = $1)"
+                 UNION ALL SELECT '{REMIND_JOB}:' || id FROM conversations WHERE contact_id = $1 \
+                 UNION ALL SELECT '{OPEN_JOB}:' || id FROM invitations WHERE contact_id = $1)"
             ))
             .bind(id)
             .execute(&mut *tx)

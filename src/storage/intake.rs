@@ -32,6 +32,11 @@ use std::collections::{HashMap, HashSet};
 /// limit of 32 766 bound values (an invitation writes up to three jobs of nine values).
 pub const MAX_INVITATIONS_PER_BATCH: usize = 1_000;
 
+/// How long past its send time a scheduled invitation still holds its customer's channel before
+/// it is opened: a backlog or an instance down delays an opening by minutes or hours; past a day,
+/// its opening job has died.
+const STALE_OPENING: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// An invitation to record; `opening` is the engine's first step, computed by intake.
 #[derive(Debug, Clone)]
 pub struct NewInvitation {
@@ -108,10 +113,12 @@ const SAME_EVENT_OTHER_PAYLOAD: StorageError =
     StorageError::Conflict("an invitation with this event_id and a different payload exists");
 
 impl Storage {
-    /// Records one invitation and starts its conversation: the first question is queued for its
-    /// send time. Idempotent on (source, event id); declined, and kept as such, for an opted-out
-    /// number, a customer with a case that is not closed, one that already has an open conversation on this sender, one surveyed within the
-    /// frequency cap, or a unit and flow whose quota is reached.
+    /// Records one invitation; its conversation starts, and its first question is queued, at
+    /// once when it is due now, else when its opening job runs at its send time
+    /// (storage::opening). Idempotent on (source, event id); declined, and kept as such, for an
+    /// opted-out number, a customer with a case that is not closed, one that already has an open
+    /// conversation (or a survey to open) on this channel, one surveyed within the frequency cap,
+    /// or a unit and flow whose quota is reached.
     pub async fn start_invitation(
         &self,
         new: &NewInvitation,
@@ -276,9 +283,13 @@ impl Storage {
                     .persistent(false)
                     .fetch_all(&mut *tx)
                     .await?;
+                // A scheduled invitation whose time is long past and still not opened lost its
+                // opening job (dead after its attempts): it no longer holds the channel. One
+                // that opened is in `open` above while its conversation is.
+                let holds_since = batch.first().map_or(Timestamp::now(), |n| n.now) - STALE_OPENING;
                 for (contact, status, channel, at) in rows {
                     if matches!(status.as_str(), "scheduled" | "held" | "sent") {
-                        if status == "scheduled" {
+                        if status == "scheduled" && at >= holds_since {
                             scheduled.insert((contact.clone(), channel.unwrap_or_default()));
                         }
                         surveys.entry(contact).or_default().push(at);

@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::types::Json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The job that opens an invitation planned for later.
 pub const OPEN_JOB: &str = "invitation.open";
@@ -69,9 +69,10 @@ pub enum Opening {
     AlreadyOpen,
     /// No longer scheduled (cancelled when its contact was erased), or not found: nothing to do.
     NotScheduled,
-    /// The customer has an open conversation on the same sender (a case's thread, a survey
-    /// started meanwhile): declined, with that reason, as intake would have.
-    Declined,
+    /// Declined, with the reason intake would have given, for what changed since intake: the
+    /// number opted out (`opted_out`), the customer has a case that is not closed (`open_case`),
+    /// or a conversation on the same sender is open (`open_conversation`).
+    Declined(&'static str),
     /// The opening could not be computed (its flow is no longer loaded): failed, with the reason.
     Failed(String),
 }
@@ -147,15 +148,22 @@ impl Storage {
             // The contacts first, locked in phone order as intake locks them: an erasure or a
             // customer's text of the same contact applies wholly before or after this opening.
             let mut select = sqlx::QueryBuilder::new(
-                "SELECT id FROM contacts WHERE id IN (SELECT contact_id FROM invitations WHERE id IN (",
+                "SELECT id, opted_out_at IS NOT NULL FROM contacts \
+                 WHERE id IN (SELECT contact_id FROM invitations WHERE id IN (",
             );
             invitation_ids!(select);
             select.push(")) ORDER BY phone").push(lock);
-            let contacts: Vec<String> = select
-                .build_query_scalar()
+            let contacts: Vec<(String, bool)> = select
+                .build_query_as()
                 .persistent(false)
                 .fetch_all(&mut *tx)
                 .await?;
+            let opted_out: HashSet<&str> = contacts
+                .iter()
+                .filter(|(_, opted_out)| *opted_out)
+                .map(|(id, _)| id.as_str())
+                .collect();
+            let contacts: Vec<&str> = contacts.iter().map(|(id, _)| id.as_str()).collect();
 
             // Then the invitations, as they are now that nobody else changes them.
             let mut read = sqlx::QueryBuilder::new(
@@ -172,13 +180,30 @@ impl Storage {
                 .fetch_all(&mut *tx)
                 .await?;
 
-            // The open conversations of these contacts: one per (contact, channel, sender).
-            let contacts: Vec<&str> = contacts.iter().map(String::as_str).collect();
+            // The open conversations of these contacts: one per (contact, channel, sender);
+            // and their cases that are not closed.
             let mut busy = open_conversations_of!(tx, &contacts);
+            let mut in_case: HashSet<String> = HashSet::new();
+            if !contacts.is_empty() {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in &contacts {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                let rows: Vec<String> = select
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                in_case.extend(rows);
+            }
 
             let mut outcomes: HashMap<String, Opening> = HashMap::with_capacity(plans.len());
             let mut writes = WriteSet::default();
-            let mut declined: Vec<&str> = Vec::new();
+            let mut declined: Vec<(&str, &'static str)> = Vec::new();
             let mut failed: Vec<(&str, &str, String)> = Vec::new();
             for plan in plans {
                 let Some(candidate) = candidates
@@ -209,9 +234,17 @@ impl Storage {
                             failed.push((&invitation.id, &invitation.contact_id, reason.clone()));
                             Opening::Failed(reason)
                         }
+                        Ok(_) if opted_out.contains(invitation.contact_id.as_str()) => {
+                            declined.push((&invitation.id, "opted_out"));
+                            Opening::Declined("opted_out")
+                        }
+                        Ok(_) if in_case.contains(&invitation.contact_id) => {
+                            declined.push((&invitation.id, "open_case"));
+                            Opening::Declined("open_case")
+                        }
                         Ok(_) if busy.contains(&key) => {
-                            declined.push(&invitation.id);
-                            Opening::Declined
+                            declined.push((&invitation.id, "open_conversation"));
+                            Opening::Declined("open_conversation")
                         }
                         Ok(advance) => {
                             busy.insert(key);
@@ -249,13 +282,14 @@ impl Storage {
                 };
                 outcomes.insert(invitation.id.clone(), outcome);
             }
-            for id in declined {
+            for (id, reason) in declined {
                 sqlx::query(
-                    "UPDATE invitations SET status = 'declined', status_reason = 'open_conversation', \
+                    "UPDATE invitations SET status = 'declined', status_reason = $3, \
                      send_at = NULL, updated_at = $1 WHERE id = $2 AND status = 'scheduled'",
                 )
                 .bind(now)
                 .bind(id)
+                .bind(reason)
                 .execute(&mut *tx)
                 .await?;
             }

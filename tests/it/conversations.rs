@@ -425,7 +425,7 @@ crate::both_backends!(
     a_batch_applies_its_messages_exactly_as_one_by_one,
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
     a_survey_planned_for_later_holds_its_channel_but_no_conversation,
-    an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow,
+    an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_flow,
     a_first_message_due_outside_the_window_waits_for_it,
     a_silent_customer_is_reminded_once_then_the_conversation_expires,
     a_customer_surveyed_recently_is_not_surveyed_again,
@@ -991,21 +991,27 @@ async fn stored_invitation_expiring(
     expires_at: hearback::time::Timestamp,
 ) -> String {
     let now = hearback::time::Timestamp::now();
-    store_invitation(db, (phone, event_id), (channel, sender), now, expires_at).await
+    store_invitation(
+        db,
+        (phone, event_id),
+        (channel, sender),
+        (now, now),
+        expires_at,
+    )
+    .await
 }
 
-/// An invitation of the delivery flow recorded through storage, its first question due at
-/// `send_at`: opened at once when that is now, left to its opening job when it is later.
+/// An invitation of the delivery flow recorded through storage at `now`, its first question due
+/// at `send_at`: opened at once when that is `now`, left to its opening job when it is later.
 async fn store_invitation(
     db: &TestDb,
     (phone, event_id): (&str, &str),
     (channel, sender): (&str, &str),
-    send_at: hearback::time::Timestamp,
+    (now, send_at): (hearback::time::Timestamp, hearback::time::Timestamp),
     expires_at: hearback::time::Timestamp,
 ) -> String {
     let flows = hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]);
     let flow = &flows.flows["delivery"];
-    let now = hearback::time::Timestamp::now();
     let variables: std::collections::BTreeMap<String, String> = [
         ("first_name", "Ana"),
         ("store", "Lyon 2"),
@@ -2131,7 +2137,7 @@ async fn a_survey_planned_for_later_holds_its_channel_but_no_conversation(db: &T
     server.stop().await;
 }
 
-async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &TestDb) {
+async fn an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_flow(db: &TestDb) {
     use hearback::storage::{OpenPlan, Opening};
     let now = hearback::time::Timestamp::now();
     let (later, expires) = (
@@ -2163,7 +2169,7 @@ async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &T
         db,
         (CUSTOMER, "order-1"),
         ("console", "console"),
-        later,
+        (now, later),
         expires,
     )
     .await;
@@ -2191,7 +2197,7 @@ async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &T
         db,
         (erased_phone, "order-2"),
         ("console", "console"),
-        later,
+        (now, later),
         expires,
     )
     .await;
@@ -2218,12 +2224,45 @@ async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &T
             .is_none()
     );
 
+    // A number that opted out meanwhile is declined when its survey would open; a batch gives
+    // each invitation its own outcome, in order.
+    let opted_out_phone = "+33612345697";
+    let fourth = store_invitation(
+        db,
+        (opted_out_phone, "order-4"),
+        ("console", "console"),
+        (now, later),
+        expires,
+    )
+    .await;
+    stop_stored(db, opted_out_phone, "stop-4").await;
+    let outcomes = open(vec![
+        plan(fourth.clone()),
+        plan(first.clone()),
+        plan(second.clone()),
+    ])
+    .await;
+    assert_eq!(
+        outcomes,
+        vec![
+            Opening::Declined("opted_out"),
+            Opening::AlreadyOpen,
+            Opening::NotScheduled
+        ]
+    );
+    let declined = db.storage.invitation(&fourth).await.unwrap().unwrap();
+    assert_eq!(
+        (declined.status.as_str(), declined.status_reason.as_deref()),
+        ("declined", Some("opted_out"))
+    );
+    assert!(declined.conversation_id.is_none());
+
     // A flow no longer loaded fails its invitation, with the reason, and opens nothing.
     let third = store_invitation(
         db,
         ("+33612345698", "order-3"),
         ("console", "console"),
-        later,
+        (now, later),
         expires,
     )
     .await;
@@ -2245,6 +2284,44 @@ async fn an_invitation_opens_once_and_never_for_an_erased_or_unknown_flow(db: &T
         event_types(db)
             .await
             .contains(&"invitation.failed".to_string())
+    );
+
+    // A survey planned and not opened yet holds the customer's channel; one whose time is two
+    // days past and still not opened (its opening job died) no longer does.
+    let (phone, day) = ("+33612345696", Duration::from_secs(86_400));
+    let stale = store_invitation(
+        db,
+        (phone, "order-5"),
+        ("console", "console"),
+        (now - 3 * day, now - 2 * day),
+        expires,
+    )
+    .await;
+    let status = |id: String| async move {
+        let record = db.storage.invitation(&id).await.unwrap().unwrap();
+        (record.status, record.status_reason)
+    };
+    assert_eq!(status(stale).await, ("scheduled".into(), None));
+    let next = store_invitation(
+        db,
+        (phone, "order-6"),
+        ("console", "console"),
+        (now, later),
+        expires,
+    )
+    .await;
+    assert_eq!(status(next).await, ("scheduled".into(), None));
+    let held = store_invitation(
+        db,
+        (phone, "order-7"),
+        ("console", "console"),
+        (now, later),
+        expires,
+    )
+    .await;
+    assert_eq!(
+        status(held).await,
+        ("declined".into(), Some("open_conversation".into()))
     );
 }
 

@@ -1,6 +1,6 @@
 //! `POST /api/v1/invitations`, `GET /api/v1/invitations`, `GET /api/v1/invitations/{id}`: one
-//! customer event in (checked by [`crate::intake`], its first question queued for its planned
-//! send time), and the invitations listed and exported.
+//! customer event in (checked by [`crate::intake`], its survey started at its planned send
+//! time), and the invitations listed and exported.
 //!
 //! Idempotent on the event id per integration (API key): the same request again answers with
 //! the invitation it made the first time and sends nothing; the same event id with another
@@ -64,8 +64,8 @@ impl From<InvitationRecord> for InvitationBody {
     }
 }
 
-/// Starts a survey: the first question is queued for the flow's delay after the event, inside
-/// the sending window in the customer's local time.
+/// Plans a survey: it starts, and its first question goes out, the flow's delay after the
+/// event, inside the sending window in the customer's local time.
 #[utoipa::path(
     post, path = "/invitations", tag = "invitations",
     security(("api_key" = [])),
