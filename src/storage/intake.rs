@@ -16,7 +16,7 @@
 
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
-use super::opening::open_conversations_of;
+use super::opening::{contacts_in_case, open_conversations_of};
 use super::{
     BeginWrite, ConversationView, InvitationOutcome, InvitationRecord, OPEN_JOB, OpenPlan,
     OpeningTimes, Storage, StorageError, WriteSet, flush_writes, on_pool,
@@ -241,23 +241,7 @@ impl Storage {
             let contact_ids: Vec<&str> = contacts.values().map(|(id, _)| id.as_str()).collect();
 
             // Their cases that are not closed: a customer in a case is not surveyed meanwhile.
-            let mut in_case: HashSet<String> = HashSet::new();
-            if !contact_ids.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for id in &contact_ids {
-                    list.push_bind(*id);
-                }
-                select.push(")");
-                let rows: Vec<String> = select
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                in_case.extend(rows);
-            }
+            let in_case = contacts_in_case!(tx, &contact_ids);
 
             // Their open conversations, and their invitations: a survey scheduled and not opened
             // yet holds its channel as an open conversation would (storage::opening), and the

@@ -105,6 +105,33 @@ macro_rules! open_conversations_of {
 }
 pub(super) use open_conversations_of;
 
+/// Those of the contacts `$ids` (a `&[&str]`) with a case that is not closed, read through
+/// `$tx`: a customer in a case is not surveyed meanwhile.
+macro_rules! contacts_in_case {
+    ($tx:expr, $ids:expr) => {{
+        let mut in_case: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let ids: &[&str] = $ids;
+        if !ids.is_empty() {
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows: Vec<String> = select
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *$tx)
+                .await?;
+            in_case.extend(rows);
+        }
+        in_case
+    }};
+}
+pub(super) use contacts_in_case;
+
 /// A row of the read of the batch's invitations.
 #[derive(sqlx::FromRow)]
 struct Candidate {
@@ -183,23 +210,7 @@ impl Storage {
             // The open conversations of these contacts: one per (contact, channel, sender);
             // and their cases that are not closed.
             let mut busy = open_conversations_of!(tx, &contacts);
-            let mut in_case: HashSet<String> = HashSet::new();
-            if !contacts.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for id in &contacts {
-                    list.push_bind(*id);
-                }
-                select.push(")");
-                let rows: Vec<String> = select
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                in_case.extend(rows);
-            }
+            let in_case = contacts_in_case!(tx, &contacts);
 
             let mut outcomes: HashMap<String, Opening> = HashMap::with_capacity(plans.len());
             let mut writes = WriteSet::default();
