@@ -2301,7 +2301,7 @@ async fn an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_f
         let record = db.storage.invitation(&id).await.unwrap().unwrap();
         (record.status, record.status_reason)
     };
-    assert_eq!(status(stale).await, ("scheduled".into(), None));
+    assert_eq!(status(stale.clone()).await, ("scheduled".into(), None));
     let next = store_invitation(
         db,
         (phone, "order-6"),
@@ -2310,7 +2310,7 @@ async fn an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_f
         expires,
     )
     .await;
-    assert_eq!(status(next).await, ("scheduled".into(), None));
+    assert_eq!(status(next.clone()).await, ("scheduled".into(), None));
     let held = store_invitation(
         db,
         (phone, "order-7"),
@@ -2321,6 +2321,20 @@ async fn an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_f
     .await;
     assert_eq!(
         status(held).await,
+        ("declined".into(), Some("open_conversation".into()))
+    );
+    // The next survey opens; the stale one's job, run at last, finds the channel taken and
+    // declines it as intake would have.
+    assert!(matches!(
+        open(vec![plan(next)]).await[..],
+        [Opening::Opened { .. }]
+    ));
+    assert_eq!(
+        open(vec![plan(stale.clone())]).await,
+        vec![Opening::Declined("open_conversation")]
+    );
+    assert_eq!(
+        status(stale).await,
         ("declined".into(), Some("open_conversation".into()))
     );
 }
