@@ -164,9 +164,16 @@ async fn run_batches(
             }
         })
     };
+    // The planner's statistics follow the import as it doubles: ten refreshes for a million
+    // rows (Storage::refresh_import_statistics).
+    let mut refresh_at = MAX_INVITATIONS_PER_BATCH as u64;
     while let Some(batch) = received.recv().await {
         let batch = batch?;
         write_batch(storage, id, batch, progress, on_row).await?;
+        if progress.rows.load(Ordering::Relaxed) >= refresh_at {
+            storage.refresh_import_statistics().await?;
+            refresh_at *= 2;
+        }
     }
     reading
         .await

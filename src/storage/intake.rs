@@ -188,21 +188,28 @@ impl Storage {
             // The contacts of the new events, created as needed, each once and in phone order:
             // the upsert locks their rows on PostgreSQL, so a customer's messages and invitations
             // apply one after the other, and two batches cannot deadlock.
-            let mut numbers: Vec<(&str, Option<&str>, Timestamp)> = batch
+            // Each with the id it gets if it is new: an id that comes back is a contact created here.
+            let mut numbers: Vec<(&str, Option<&str>, Timestamp, String)> = batch
                 .iter()
                 .filter(|n| !seen.contains_key(&(n.source.as_str(), n.event_id.as_str())))
-                .map(|n| (n.phone.as_e164(), n.locale.as_deref(), n.now))
+                .map(|n| {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    (n.phone.as_e164(), n.locale.as_deref(), n.now, id)
+                })
                 .collect();
             numbers.sort_by_key(|(phone, ..)| *phone);
             numbers.dedup_by_key(|(phone, ..)| *phone);
             let mut contacts: HashMap<String, (String, bool)> =
                 HashMap::with_capacity(numbers.len());
+            // Contacts that existed before this batch: only they can have cases, conversations
+            // or invitations to look up (an import of new customers looks up nothing).
+            let mut known: Vec<String> = Vec::new();
             if !numbers.is_empty() {
                 let mut upsert = sqlx::QueryBuilder::new(
                     "INSERT INTO contacts (id, phone, locale, created_at, updated_at) ",
                 );
-                upsert.push_values(&numbers, |mut row, (phone, locale, at)| {
-                    row.push_bind(uuid::Uuid::now_v7().to_string())
+                upsert.push_values(&numbers, |mut row, (phone, locale, at, id)| {
+                    row.push_bind(id.as_str())
                         .push_bind(*phone)
                         .push_bind(*locale)
                         .push_bind(*at)
@@ -228,28 +235,34 @@ impl Storage {
                         let found = numbers
                             .binary_search_by_key(&phone.as_str(), |(p, ..)| *p)
                             .ok()?;
-                        let (_, _, at) = numbers[found];
+                        let (_, _, at, _) = numbers[found];
                         Some((id.clone(), phone.clone(), *created_at, at))
                     })
                     .collect();
                 let blocked = block_new_contacts!(tx, self, &created);
                 for (id, phone, opted_out_at, _) in rows {
                     let opted_out = opted_out_at.is_some() || blocked.contains(&id);
+                    let created_here = numbers
+                        .binary_search_by_key(&phone.as_str(), |(p, ..)| *p)
+                        .is_ok_and(|found| numbers[found].3 == id);
+                    if !created_here {
+                        known.push(id.clone());
+                    }
                     contacts.insert(phone, (id, opted_out));
                 }
             }
-            let contact_ids: Vec<&str> = contacts.values().map(|(id, _)| id.as_str()).collect();
+            let known_ids: Vec<&str> = known.iter().map(String::as_str).collect();
 
             // Their cases that are not closed: a customer in a case is not surveyed meanwhile.
-            let in_case = contacts_in_case!(tx, &contact_ids);
+            let in_case = contacts_in_case!(tx, &known_ids);
 
             // Their open conversations, and their invitations: a survey scheduled and not opened
             // yet holds its channel as an open conversation would (storage::opening), and the
             // frequency cap counts every survey scheduled or sent.
-            let mut open = open_conversations_of!(tx, &contact_ids);
+            let mut open = open_conversations_of!(tx, &known_ids);
             let mut scheduled: HashSet<(String, String)> = HashSet::new();
             let mut surveys: HashMap<String, Vec<Timestamp>> = HashMap::new();
-            if !contact_ids.is_empty() {
+            if !known_ids.is_empty() {
                 // Every invitation of these contacts, filtered here: a contact has few, and a
                 // condition on the status or the date would lead the planner to walk every
                 // scheduled invitation (a million-row import slowed to 1 300 rows/s).
@@ -258,7 +271,7 @@ impl Storage {
                      WHERE contact_id IN (",
                 );
                 let mut list = select.separated(", ");
-                for id in &contact_ids {
+                for id in &known_ids {
                     list.push_bind(*id);
                 }
                 select.push(")");
