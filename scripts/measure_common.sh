@@ -1,4 +1,4 @@
-# Sourced by the measurement scripts (load.sh, throughput.sh, alert_latency.sh,
+# Sourced by the measurement scripts (load.sh, throughput.sh, opening.sh, alert_latency.sh,
 # webhook_throughput.sh) after their release build: the binaries' paths, a work directory, and
 # every process a script lists in `pids` stopped when it exits, however it exits.
 HEARBACK=${CARGO_TARGET_DIR:-target}/release/hearback
@@ -19,4 +19,14 @@ wait_for() {
     done
     echo "nothing answers at $1" >&2
     return 1
+}
+
+# Prints a CSV of $1 events of the delivery flow, each for a new number, event ids "$2-<n>".
+delivery_events() {
+    python3 - "$1" "$2" <<'EOF'
+import sys
+print("event_id,flow,phone,first_name,store,order_date")
+for i in range(int(sys.argv[1])):
+    print(f"{sys.argv[2]}-{i},delivery,+336{i:08d},Ana,Lyon 2,12/11")
+EOF
 }

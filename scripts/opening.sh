@@ -21,12 +21,7 @@ cargo build --release --bin hearback >&2
 # shellcheck source=scripts/measure_common.sh
 source scripts/measure_common.sh  # the working directory is the repository (cd above)
 
-python3 - "$QUEUED" >"$work/events.csv" <<'EOF'
-import sys
-print("event_id,flow,phone,first_name,store,order_date")
-for i in range(int(sys.argv[1])):
-    print(f"morning-{i},delivery,+336{i:08d},Ana,Lyon 2,12/11")
-EOF
+delivery_events "$QUEUED" morning >"$work/events.csv"
 
 # Runs SQL $2 on database URL $1 and prints the single value it answers.
 scalar() {

@@ -42,12 +42,7 @@ provider = "console"
 messages_per_second = $RATE
 EOF
 
-python3 - "$QUEUED" >"$work/events.csv" <<'EOF'
-import sys
-print("event_id,flow,phone,first_name,store,order_date")
-for i in range(int(sys.argv[1])):
-    print(f"burst-{i},delivery,+336{i:08d},Ana,Lyon 2,12/11")
-EOF
+delivery_events "$QUEUED" burst >"$work/events.csv"
 
 measure() {
     local instances=$1

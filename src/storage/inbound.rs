@@ -10,7 +10,7 @@ use super::cases::{ActiveCase, CaseInput, NewAlert};
 use super::contacts::block_new_contacts;
 use super::{
     Advance, BeginWrite, ConversationStatus, ConversationView, Purpose, Storage, StorageError,
-    Timing, WriteSet, flush_writes, insert_new_cases, on_pool,
+    Timing, WriteSet, fetch_by_ids, flush_writes, insert_new_cases, on_pool,
 };
 use crate::phone::Phone;
 use crate::time::Timestamp;
@@ -336,77 +336,55 @@ impl Storage {
             // What providers sent before: a retry is recognised by its channel and message id.
             // (The provider's id leads the unique index: an `IN` list on it is an index
             // condition; the channel is matched here.)
-            let mut stored: HashSet<(String, String)> = {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT channel, provider_message_id FROM messages WHERE provider_message_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for a in applying {
-                    list.push_bind(a.new.provider_message_id);
-                }
-                select.push(") AND direction = 'inbound'");
-                select
-                    .build_query_as()
-                    // Planned with the tables' current size (see `storage::intake`).
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect()
-            };
+            let provider_ids: Vec<&str> =
+                applying.iter().map(|a| a.new.provider_message_id).collect();
+            let rows: Vec<(String, String)> = fetch_by_ids!(
+                tx,
+                "SELECT channel, provider_message_id FROM messages WHERE provider_message_id IN (",
+                &provider_ids,
+                ") AND direction = 'inbound'"
+            );
+            let mut stored: HashSet<(String, String)> = rows.into_iter().collect();
 
             // The open conversations of these contacts, by (contact, channel, our number). A
             // survey whose first message has not gone out yet (its invitation is still
             // `scheduled`: a delay, the window) cannot be answered: the customer has not seen it.
-            let mut open: HashMap<(String, String, String), ConversationView> = HashMap::new();
-            if !contacts.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
-                     FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                     WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for contact in contacts.values() {
-                    list.push_bind(contact.id.clone());
-                }
-                select.push(")");
-                let views: Vec<ConversationView> = select
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for view in views {
-                    open.insert(
+            let contact_ids: Vec<&str> = contacts.values().map(|c| c.id.as_str()).collect();
+            let views: Vec<ConversationView> = fetch_by_ids!(
+                tx,
+                "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
+                 FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
+                 WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id IN (",
+                &contact_ids,
+                ")"
+            );
+            let mut open: HashMap<(String, String, String), ConversationView> = views
+                .into_iter()
+                .map(|view| {
+                    (
                         (
                             view.contact_id.clone(),
                             view.channel.clone(),
                             view.sender.clone(),
                         ),
                         view,
-                    );
-                }
-            }
+                    )
+                })
+                .collect();
 
             // Their cases that are not closed: a text no survey takes goes to the case's thread,
             // and a new alert joins it.
-            let mut cases: HashMap<String, ActiveCase> = HashMap::new();
-            if !contacts.is_empty() {
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT id, contact_id, channel, sender, status, follow_up, priority, sla_due_at FROM cases \
-                     WHERE status <> 'closed' AND contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for contact in contacts.values() {
-                    list.push_bind(contact.id.clone());
-                }
-                select.push(")");
-                let rows: Vec<ActiveCase> = select
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                cases.extend(rows.into_iter().map(|c| (c.contact_id.clone(), c)));
-            }
+            let rows: Vec<ActiveCase> = fetch_by_ids!(
+                tx,
+                "SELECT id, contact_id, channel, sender, status, follow_up, priority, sla_due_at FROM cases \
+                 WHERE status <> 'closed' AND contact_id IN (",
+                &contact_ids,
+                ")"
+            );
+            let mut cases: HashMap<String, ActiveCase> = rows
+                .into_iter()
+                .map(|c| (c.contact_id.clone(), c))
+                .collect();
 
             let mut received: Vec<ReceivedRow<'_>> = Vec::with_capacity(applying.len());
             let mut consents: Vec<ConsentRow> = Vec::new();

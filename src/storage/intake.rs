@@ -19,7 +19,7 @@ use super::conversations::INVITATION_COLUMNS;
 use super::opening::{contacts_in_case, open_conversations_of};
 use super::{
     BeginWrite, ConversationView, InvitationOutcome, InvitationRecord, OPEN_JOB, OpenPlan,
-    OpeningTimes, Storage, StorageError, WriteSet, flush_writes, on_pool,
+    OpeningTimes, Storage, StorageError, WriteSet, fetch_by_ids, flush_writes, on_pool,
 };
 use crate::phone::Phone;
 use crate::storage::Advance;
@@ -262,35 +262,26 @@ impl Storage {
             let mut open = open_conversations_of!(tx, &known_ids);
             let mut scheduled: HashSet<(String, String)> = HashSet::new();
             let mut surveys: HashMap<String, Vec<Timestamp>> = HashMap::new();
-            if !known_ids.is_empty() {
-                // Every invitation of these contacts, filtered here: a contact has few, and a
-                // condition on the status or the date would lead the planner to walk every
-                // scheduled invitation (a million-row import slowed to 1 300 rows/s).
-                let mut select = sqlx::QueryBuilder::new(
-                    "SELECT contact_id, status, channel, COALESCE(send_at, created_at) FROM invitations \
-                     WHERE contact_id IN (",
-                );
-                let mut list = select.separated(", ");
-                for id in &known_ids {
-                    list.push_bind(*id);
-                }
-                select.push(")");
-                let rows: Vec<(String, String, Option<String>, Timestamp)> = select
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                // A scheduled invitation whose time is long past and still not opened lost its
-                // opening job (dead after its attempts): it no longer holds the channel. One
-                // that opened is in `open` above while its conversation is.
-                let holds_since = batch.first().map_or(Timestamp::now(), |n| n.now) - STALE_OPENING;
-                for (contact, status, channel, at) in rows {
-                    if matches!(status.as_str(), "scheduled" | "held" | "sent") {
-                        if status == "scheduled" && at >= holds_since {
-                            scheduled.insert((contact.clone(), channel.unwrap_or_default()));
-                        }
-                        surveys.entry(contact).or_default().push(at);
+            // Every invitation of these contacts, filtered here: a contact has few, and a
+            // condition on the status or the date would lead the planner to walk every scheduled
+            // invitation (a million-row import slowed to 1 300 rows/s).
+            let rows: Vec<(String, String, Option<String>, Timestamp)> = fetch_by_ids!(
+                tx,
+                "SELECT contact_id, status, channel, COALESCE(send_at, created_at) FROM invitations \
+                 WHERE contact_id IN (",
+                &known_ids,
+                ")"
+            );
+            // A scheduled invitation whose time is long past and still not opened lost its
+            // opening job (dead after its attempts): it no longer holds the channel. One that
+            // opened is in `open` above while its conversation is.
+            let holds_since = batch.first().map_or(Timestamp::now(), |n| n.now) - STALE_OPENING;
+            for (contact, status, channel, at) in rows {
+                if matches!(status.as_str(), "scheduled" | "held" | "sent") {
+                    if status == "scheduled" && at >= holds_since {
+                        scheduled.insert((contact.clone(), channel.unwrap_or_default()));
                     }
+                    surveys.entry(contact).or_default().push(at);
                 }
             }
 

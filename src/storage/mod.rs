@@ -144,6 +144,32 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// The rows of `$head (…)$tail` through `$tx`, `(…)` binding each id of `$ids` (a `&[&str]`);
+/// none when `$ids` is empty (`IN ()` is not SQL). Planned at each run (`persistent(false)`):
+/// the list's length changes from batch to batch, and PostgreSQL then plans with the tables'
+/// current size (see `storage::intake`). The caller names the row type.
+macro_rules! fetch_by_ids {
+    ($tx:expr, $head:expr, $ids:expr, $tail:expr) => {{
+        let ids: &[&str] = $ids;
+        if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut select = sqlx::QueryBuilder::new($head);
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            select.push($tail);
+            select
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *$tx)
+                .await?
+        }
+    }};
+}
+pub(crate) use fetch_by_ids;
+
 /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so that
 /// two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
 pub(crate) trait BeginWrite {

@@ -18,7 +18,7 @@
 
 use super::{
     Advance, BeginWrite, ConversationView, OpeningTimes, Storage, StorageError, WriteSet,
-    flush_writes, insert_event, on_pool,
+    fetch_by_ids, flush_writes, insert_event, on_pool,
 };
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -81,26 +81,13 @@ pub enum Opening {
 /// `(contact, channel, sender)`, the key of which a contact has at most one.
 macro_rules! open_conversations_of {
     ($tx:expr, $ids:expr) => {{
-        let mut open: std::collections::HashSet<(String, String, String)> =
-            std::collections::HashSet::new();
-        let ids: &[&str] = $ids;
-        if !ids.is_empty() {
-            let mut select = sqlx::QueryBuilder::new(
-                "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
-            );
-            let mut list = select.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            select.push(")");
-            let rows: Vec<(String, String, String)> = select
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *$tx)
-                .await?;
-            open.extend(rows);
-        }
-        open
+        let rows: Vec<(String, String, String)> = $crate::storage::fetch_by_ids!(
+            $tx,
+            "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
+            $ids,
+            ")"
+        );
+        rows.into_iter().collect::<std::collections::HashSet<_>>()
     }};
 }
 pub(super) use open_conversations_of;
@@ -109,25 +96,15 @@ pub(super) use open_conversations_of;
 /// `$tx`: a customer in a case is not surveyed meanwhile.
 macro_rules! contacts_in_case {
     ($tx:expr, $ids:expr) => {{
-        let mut in_case: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let ids: &[&str] = $ids;
-        if !ids.is_empty() {
-            let mut select = sqlx::QueryBuilder::new(
-                "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
-            );
-            let mut list = select.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            select.push(")");
-            let rows: Vec<String> = select
-                .build_query_scalar()
-                .persistent(false)
-                .fetch_all(&mut *$tx)
-                .await?;
-            in_case.extend(rows);
-        }
-        in_case
+        let rows: Vec<(String,)> = $crate::storage::fetch_by_ids!(
+            $tx,
+            "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
+            $ids,
+            ")"
+        );
+        rows.into_iter()
+            .map(|(id,)| id)
+            .collect::<std::collections::HashSet<String>>()
     }};
 }
 pub(super) use contacts_in_case;
@@ -163,28 +140,16 @@ impl Storage {
         let _writing = self.writing().await;
         let outcomes: HashMap<String, Opening> = on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            // `IN (…)` over the batch's invitation ids.
-            macro_rules! invitation_ids {
-                ($builder:expr) => {{
-                    let mut list = $builder.separated(", ");
-                    for plan in plans {
-                        list.push_bind(plan.invitation_id.as_str());
-                    }
-                }};
-            }
+            let ids: Vec<&str> = plans.iter().map(|p| p.invitation_id.as_str()).collect();
             // The contacts first, locked in phone order as intake locks them: an erasure or a
             // customer's text of the same contact applies wholly before or after this opening.
-            let mut select = sqlx::QueryBuilder::new(
+            let contacts: Vec<(String, bool)> = fetch_by_ids!(
+                tx,
                 "SELECT id, opted_out_at IS NOT NULL FROM contacts \
                  WHERE id IN (SELECT contact_id FROM invitations WHERE id IN (",
+                &ids,
+                format!(")) ORDER BY phone{lock}")
             );
-            invitation_ids!(select);
-            select.push(")) ORDER BY phone").push(lock);
-            let contacts: Vec<(String, bool)> = select
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await?;
             let opted_out: HashSet<&str> = contacts
                 .iter()
                 .filter(|(_, opted_out)| *opted_out)
@@ -193,19 +158,15 @@ impl Storage {
             let contacts: Vec<&str> = contacts.iter().map(|(id, _)| id.as_str()).collect();
 
             // Then the invitations, as they are now that nobody else changes them.
-            let mut read = sqlx::QueryBuilder::new(
+            let candidates: Vec<Candidate> = fetch_by_ids!(
+                tx,
                 "SELECT i.id, i.event_id, i.flow_id, i.contact_id, i.unit_id, i.channel, i.locale, \
                  i.variables, i.status, \
                  EXISTS (SELECT 1 FROM conversations c WHERE c.invitation_id = i.id) AS opened \
                  FROM invitations i WHERE i.id IN (",
+                &ids,
+                ")"
             );
-            invitation_ids!(read);
-            read.push(")");
-            let candidates: Vec<Candidate> = read
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await?;
 
             // The open conversations of these contacts: one per (contact, channel, sender);
             // and their cases that are not closed.
