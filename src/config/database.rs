@@ -24,7 +24,8 @@ pub struct DatabaseConfig {
     /// crash of hearback alone) and is a little faster.
     pub sqlite_synchronous: SqliteSync,
     /// SQLite: the page cache of each connection, in MiB. Past it every page read is a system
-    /// call; it is also most of the process's memory once the database is large.
+    /// call; it is also most of the process's memory once the database is large. `hearback
+    /// import` uses at most `cli::import::IMPORT_SQLITE_CACHE_MIB`.
     pub sqlite_cache_mib: u32,
 }
 

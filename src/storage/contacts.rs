@@ -171,9 +171,10 @@ macro_rules! block_new_contacts {
                 list.push_bind(hmac.clone());
             }
             select.push(")");
+            let kept = $crate::storage::kept(&$tx);
             let found: Vec<Vec<u8>> = select
                 .build_query_scalar()
-                .persistent(false)
+                .persistent(kept)
                 .fetch_all(&mut *$tx)
                 .await?;
             for ((id, _, _, at), hmac) in new.iter().zip(&hmacs) {

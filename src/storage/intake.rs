@@ -9,10 +9,11 @@
 //! accepted, and writes each table with multi-row statements. A batch of one is the API's path:
 //! there is one code path.
 //!
-//! Its statements are not kept prepared (`persistent(false)`): PostgreSQL plans each with the
-//! tables' current size. A prepared statement falls back to a generic plan made when the tables
-//! were small — a sequential scan — and an import into an empty database slowed from 2 000 to
-//! 600 rows/s within 60 000 rows as each batch scanned every invitation written before it.
+//! On PostgreSQL its statements are not kept prepared (`persistent(false)`, see
+//! [`super::BatchPlans`]): PostgreSQL plans each with the tables' current size. A prepared
+//! statement falls back to a generic plan made when the tables were small — a sequential scan —
+//! and an import into an empty database slowed from 2 000 to 600 rows/s within 60 000 rows as
+//! each batch scanned every invitation written before it.
 
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
@@ -150,6 +151,7 @@ impl Storage {
         let _writing = self.writing().await;
         let decisions: Vec<Decision> = on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            let kept = super::kept(&tx);
 
             // Events seen before, per source (an import has one): an index lookup each.
             let mut seen: HashMap<(&str, &str), SeenInvitation> = HashMap::new();
@@ -157,7 +159,7 @@ impl Storage {
             sources.sort_unstable();
             sources.dedup();
             for source in sources {
-                let events: Vec<&str> = batch
+                let events: HashSet<&str> = batch
                     .iter()
                     .filter(|n| n.source == source)
                     .map(|n| n.event_id.as_str())
@@ -173,13 +175,12 @@ impl Storage {
                 select.push(")");
                 let rows: Vec<SeenInvitation> = select
                     .build_query_as()
-                    .persistent(false)
+                    .persistent(kept)
                     .fetch_all(&mut *tx)
                     .await?;
                 for row in rows {
                     let event = events
-                        .iter()
-                        .find(|event| **event == row.record.event_id)
+                        .get(row.record.event_id.as_str())
                         .expect("a row found is one asked for");
                     seen.insert((source, event), row);
                 }
@@ -217,37 +218,43 @@ impl Storage {
                 });
                 // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
                 // `Storage::row_lock`).
-                upsert.push(
-                    " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
-                     RETURNING id, phone, opted_out_at, created_at",
+                upsert.push(" ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at");
+                upsert.build().persistent(kept).execute(&mut *tx).await?;
+                // Read back only the contacts that were there before (the upsert kept their id,
+                // not the one given here): none for an import of new customers. Returning every
+                // row from the upsert instead cost a row handed from SQLite's thread per
+                // contact (docs/PERFORMANCE.md).
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT id, phone, opted_out_at FROM contacts WHERE phone IN (",
                 );
-                let rows: Vec<(String, String, Option<Timestamp>, Timestamp)> = upsert
+                let mut list = select.separated(", ");
+                for (phone, ..) in &numbers {
+                    list.push_bind(*phone);
+                }
+                select.push(") AND id NOT IN (");
+                let mut list = select.separated(", ");
+                for (.., id) in &numbers {
+                    list.push_bind(id.as_str());
+                }
+                select.push(")");
+                let existing: Vec<(String, String, Option<Timestamp>)> = select
                     .build_query_as()
-                    .persistent(false)
+                    .persistent(kept)
                     .fetch_all(&mut *tx)
                     .await?;
+                for (id, phone, opted_out_at) in existing {
+                    known.push(id.clone());
+                    contacts.insert(phone, (id, opted_out_at.is_some()));
+                }
                 // A number erased after it opted out starts opted out again.
-                let created: Vec<(String, String, Timestamp, Timestamp)> = rows
+                let created: Vec<(String, String, Timestamp, Timestamp)> = numbers
                     .iter()
-                    .filter_map(|(id, phone, _, created_at)| {
-                        // `numbers` is sorted by phone: a search, not a scan (a scan per
-                        // contact was a tenth of an import's time).
-                        let found = numbers
-                            .binary_search_by_key(&phone.as_str(), |(p, ..)| *p)
-                            .ok()?;
-                        let (_, _, at, _) = numbers[found];
-                        Some((id.clone(), phone.clone(), *created_at, at))
-                    })
+                    .filter(|(phone, ..)| !contacts.contains_key(*phone))
+                    .map(|(phone, _, at, id)| (id.clone(), phone.to_string(), *at, *at))
                     .collect();
                 let blocked = block_new_contacts!(tx, self, &created);
-                for (id, phone, opted_out_at, _) in rows {
-                    let opted_out = opted_out_at.is_some() || blocked.contains(&id);
-                    let created_here = numbers
-                        .binary_search_by_key(&phone.as_str(), |(p, ..)| *p)
-                        .is_ok_and(|found| numbers[found].3 == id);
-                    if !created_here {
-                        known.push(id.clone());
-                    }
+                for (id, phone, ..) in created {
+                    let opted_out = blocked.contains(&id);
                     contacts.insert(phone, (id, opted_out));
                 }
             }
@@ -307,7 +314,7 @@ impl Storage {
                 .bind(new.unit_id.as_deref())
                 .bind(quota.since)
                 .bind(i64::from(quota.responses))
-                .persistent(false)
+                .persistent(kept)
                 .fetch_one(&mut *tx)
                 .await?;
                 quota_used.insert(key, count);
@@ -397,7 +404,7 @@ impl Storage {
                     _ => None,
                 })
                 .collect();
-            let mut inserted: HashSet<String> = HashSet::with_capacity(fresh.len());
+            let mut not_written: HashSet<String> = HashSet::new();
             if !fresh.is_empty() {
                 let mut insert = sqlx::QueryBuilder::new(
                     "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, unit_id, \
@@ -424,13 +431,25 @@ impl Storage {
                         .push_bind(new.now)
                         .push_bind(new.now);
                 });
-                insert.push(" ON CONFLICT (source, event_id) DO NOTHING RETURNING id");
-                let ids: Vec<String> = insert
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                inserted.extend(ids);
+                insert.push(" ON CONFLICT (source, event_id) DO NOTHING");
+                let written = insert
+                    .build()
+                    .persistent(kept)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // All of them, but for an event a concurrent request recorded: then read which.
+                if written != fresh.len() as u64 {
+                    let ids: Vec<&str> = fresh.iter().map(|(_, id, ..)| *id).collect();
+                    let rows: Vec<(String,)> =
+                        fetch_by_ids!(tx, "SELECT id FROM invitations WHERE id IN (", &ids, ")");
+                    let written: HashSet<String> = rows.into_iter().map(|(id,)| id).collect();
+                    not_written.extend(
+                        ids.iter()
+                            .filter(|id| !written.contains(**id))
+                            .map(|id| id.to_string()),
+                    );
+                }
             }
 
             // The accepted ones: opened now when their first question is due now, otherwise
@@ -446,7 +465,7 @@ impl Storage {
                 else {
                     continue;
                 };
-                if !inserted.contains(id.as_str()) {
+                if not_written.contains(id.as_str()) {
                     *decision = Decision::RecordedMeanwhile;
                     continue;
                 }

@@ -144,10 +144,34 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Whether a batch's statements are kept prepared through a transaction of this backend.
+///
+/// PostgreSQL plans each run (`persistent(false)`): a kept statement falls back to a generic plan
+/// made while the tables were small — a sequential scan — and an import slowed from 2 000 to
+/// 600 rows/s within 60 000 rows (see `storage::intake`). SQLite plans by its indexes alone (no
+/// statistics), so a kept statement loses nothing, and parsing a batch's statement of thousands
+/// of parameters again for each batch was 4 % of an import's CPU (docs/PERFORMANCE.md).
+pub(crate) trait BatchPlans {
+    const KEPT: bool;
+}
+
+impl BatchPlans for sqlx::Sqlite {
+    const KEPT: bool = true;
+}
+
+impl BatchPlans for sqlx::Postgres {
+    const KEPT: bool = false;
+}
+
+/// [`BatchPlans::KEPT`] for the backend of `tx`: the argument of a batch statement's
+/// `persistent`.
+pub(crate) fn kept<DB: sqlx::Database + BatchPlans>(_tx: &sqlx::Transaction<'_, DB>) -> bool {
+    DB::KEPT
+}
+
 /// The rows of `$head (…)$tail` through `$tx`, `(…)` binding each id of `$ids` (a `&[&str]`);
-/// none when `$ids` is empty (`IN ()` is not SQL). Planned at each run (`persistent(false)`):
-/// the list's length changes from batch to batch, and PostgreSQL then plans with the tables'
-/// current size (see `storage::intake`). The caller names the row type.
+/// none when `$ids` is empty (`IN ()` is not SQL). The list's length changes from batch to
+/// batch: kept prepared on SQLite only ([`BatchPlans`]). The caller names the row type.
 macro_rules! fetch_by_ids {
     ($tx:expr, $head:expr, $ids:expr, $tail:expr) => {{
         let ids: &[&str] = $ids;
@@ -160,9 +184,10 @@ macro_rules! fetch_by_ids {
                 list.push_bind(*id);
             }
             select.push($tail);
+            let kept = $crate::storage::kept(&$tx);
             select
                 .build_query_as()
-                .persistent(false)
+                .persistent(kept)
                 .fetch_all(&mut *$tx)
                 .await?
         }

@@ -2468,3 +2468,100 @@ async fn a_customer_surveyed_recently_is_not_surveyed_again(db: &TestDb) {
     assert!(console_messages(&client, &server, &key).await.len() > sent);
     server.stop().await;
 }
+
+/// PostgreSQL: an event that another request records after a batch read the events seen before,
+/// and before it writes its own, is answered as that request's invitation and written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones_invitation() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let now = hearback::time::Timestamp::now();
+    let tomorrow = now + Duration::from_secs(86_400);
+    // The other request: its contact and invitation for the same event, not committed yet.
+    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut other = raw.begin().await.unwrap();
+    let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ('k-other', $1, $2, $2)",
+    )
+    .bind(CUSTOMER)
+    .bind(now)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, channel, \
+         variables, status, send_at, created_at, updated_at) \
+         VALUES ('i-other', 'test', 'order-1', $1, 'delivery', 'k-other', 'console', '{}', \
+         'scheduled', $2, $3, $3)",
+    )
+    .bind([0_u8; 32].as_slice())
+    .bind(tomorrow)
+    .bind(now)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+
+    let storage = db.storage.clone();
+    let batch = tokio::spawn(async move {
+        storage
+            .start_invitation(&hearback::storage::NewInvitation {
+                source: "test".into(),
+                event_id: "order-1".into(),
+                payload_hash: [0; 32],
+                flow_id: "delivery".into(),
+                phone: Phone::parse(CUSTOMER, None).unwrap(),
+                country: Some("FR".into()),
+                locale: None,
+                unit_id: None,
+                variables: json!({"first_name": "Ana", "store": "Lyon 2", "order_date": "12/11"}),
+                channel: "console".into(),
+                sender: "+33600000000".into(),
+                opening: None,
+                send_max_attempts: 3,
+                send_at: tomorrow,
+                expires_at: tomorrow + Duration::from_secs(86_400),
+                remind_at: None,
+                surveyed_within: None,
+                quota: None,
+                now,
+            })
+            .await
+    });
+    // The batch has read the events seen before (none) and waits for the other request's
+    // contact row.
+    wait_until("the batch waits for the other request", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+        )
+        .bind(other_pid)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        waiting == 1
+    })
+    .await;
+    other.commit().await.unwrap();
+
+    match batch.await.unwrap().unwrap() {
+        hearback::storage::InvitationOutcome::Existing(record) => {
+            assert_eq!(record.id, "i-other");
+            assert_eq!(record.status, "scheduled");
+        }
+        created => panic!("the event was recorded twice: {created:?}"),
+    }
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM invitations), (SELECT count(*) FROM contacts), \
+         (SELECT count(*) FROM jobs)",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    assert_eq!(counts, (1, 1, 0), "invitations, contacts, jobs");
+    raw.close().await;
+    db.cleanup().await;
+}
