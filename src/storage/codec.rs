@@ -41,6 +41,12 @@ impl Type<Postgres> for Timestamp {
     }
 }
 
+impl sqlx::postgres::PgHasArrayType for Timestamp {
+    fn array_type_info() -> PgTypeInfo {
+        <DateTime<Utc> as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+}
+
 impl Encode<'_, Postgres> for Timestamp {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <DateTime<Utc> as Encode<'_, Postgres>>::encode(self.as_datetime(), buf)

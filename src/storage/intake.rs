@@ -15,6 +15,7 @@
 //! and an import into an empty database slowed from 2 000 to 600 rows/s within 60 000 rows as
 //! each batch scanned every invitation written before it.
 
+use super::bulk::{BulkInsert, ContactRow, InvitationRow};
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
 use super::opening::{contacts_in_case, open_conversations_of};
@@ -206,20 +207,11 @@ impl Storage {
             // or invitations to look up (an import of new customers looks up nothing).
             let mut known: Vec<String> = Vec::new();
             if !numbers.is_empty() {
-                let mut upsert = sqlx::QueryBuilder::new(
-                    "INSERT INTO contacts (id, phone, locale, created_at, updated_at) ",
-                );
-                upsert.push_values(&numbers, |mut row, (phone, locale, at, id)| {
-                    row.push_bind(id.as_str())
-                        .push_bind(*phone)
-                        .push_bind(*locale)
-                        .push_bind(*at)
-                        .push_bind(*at);
-                });
-                // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
-                // `Storage::row_lock`).
-                upsert.push(" ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at");
-                upsert.build().persistent(kept).execute(&mut *tx).await?;
+                let rows: Vec<ContactRow<'_>> = numbers
+                    .iter()
+                    .map(|(phone, locale, at, id)| (id.as_str(), *phone, *locale, *at))
+                    .collect();
+                tx.upsert_contacts(&rows).await?;
                 // Read back only the contacts that were there before (the upsert kept their id,
                 // not the one given here): none for an import of new customers. Returning every
                 // row from the upsert instead cost a row handed from SQLite's thread per
@@ -406,38 +398,16 @@ impl Storage {
                 .collect();
             let mut not_written: HashSet<String> = HashSet::new();
             if !fresh.is_empty() {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO invitations (id, source, event_id, payload_hash, flow_id, contact_id, unit_id, \
-                     channel, locale, variables, status, status_reason, send_at, created_at, updated_at) ",
-                );
-                insert.push_values(&fresh, |mut row, (new, id, contact_id, declined)| {
-                    row.push_bind(*id)
-                        .push_bind(&new.source)
-                        .push_bind(&new.event_id)
-                        .push_bind(new.payload_hash.as_slice())
-                        .push_bind(&new.flow_id)
-                        .push_bind(*contact_id)
-                        .push_bind(new.unit_id.as_deref())
-                        .push_bind(&new.channel)
-                        .push_bind(new.locale.as_deref())
-                        .push_bind(Json(&new.variables))
-                        .push_bind(if declined.is_some() {
-                            "declined"
-                        } else {
-                            "scheduled"
-                        })
-                        .push_bind(*declined)
-                        .push_bind(declined.is_none().then_some(new.send_at))
-                        .push_bind(new.now)
-                        .push_bind(new.now);
-                });
-                insert.push(" ON CONFLICT (source, event_id) DO NOTHING");
-                let written = insert
-                    .build()
-                    .persistent(kept)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let rows: Vec<InvitationRow<'_>> = fresh
+                    .iter()
+                    .map(|(new, id, contact_id, declined)| InvitationRow {
+                        new,
+                        id,
+                        contact_id,
+                        declined: *declined,
+                    })
+                    .collect();
+                let written = tx.insert_invitations(&rows).await?;
                 // All of them, but for an event a concurrent request recorded: then read which.
                 if written != fresh.len() as u64 {
                     let ids: Vec<&str> = fresh.iter().map(|(_, id, ..)| *id).collect();

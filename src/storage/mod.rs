@@ -8,6 +8,7 @@
 mod api_keys;
 mod audit;
 mod batch;
+pub(crate) mod bulk;
 mod cases;
 mod codec;
 mod contacts;

@@ -551,23 +551,7 @@ macro_rules! flush_writes {
             });
             insert.build().execute(&mut *$tx).await?;
         }
-        if !writes.jobs.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) ",
-            );
-            insert.push_values(&writes.jobs, |mut row, j| {
-                row.push_bind(j.kind)
-                    .push_bind(sqlx::types::Json(&j.payload))
-                    .push_bind(&j.unique_key)
-                    .push_bind("pending")
-                    .push_bind(j.run_at)
-                    .push_bind(0_i32)
-                    .push_bind(j.max_attempts)
-                    .push_bind(j.created_at)
-                    .push_bind(j.created_at);
-            });
-            insert.build().execute(&mut *$tx).await?;
-        }
+        $crate::storage::bulk::BulkInsert::insert_jobs(&mut *$tx, &writes.jobs).await?;
         if !writes.case_events.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO case_events (case_id, at, actor, kind, message_id, details) ",
