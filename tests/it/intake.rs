@@ -605,8 +605,86 @@ async fn sends_beyond_the_daily_guards_are_held_and_reported(db: &TestDb) {
     server.stop().await;
 }
 
+/// An import of several batches: each row is reported once and in file order; a customer's rows
+/// are applied in file order across batches (the first is accepted, the later ones meet it); an
+/// event given again in a later batch is a duplicate.
+async fn a_large_import_reports_every_row_in_file_order_and_each_customer_in_order(db: &TestDb) {
+    let (config, flows) = scheduled_config(db, "", &quick_flow(""));
+    let flows = hearback::flow::load_paths(&[flows.path().to_path_buf()]);
+    let intake = hearback::intake::Intake::new(&config, std::sync::Arc::new(flows.flows));
+    const NUMBERS: usize = 1_000;
+    const ROWS: usize = 2_500;
+    const AGAIN_FROM: usize = 2_400;
+    let mut file = String::from("event_id,flow,phone,locale,first_name,store,order_date\n");
+    for row in 0..ROWS {
+        // The last rows give events of the first rows again, for other numbers.
+        let event = if row >= AGAIN_FROM {
+            row - AGAIN_FROM
+        } else {
+            row
+        };
+        file.push_str(&format!(
+            "e-{event},quick,+3361{:07},fr-FR,Ana,Lyon 2,12/11\n",
+            row % NUMBERS
+        ));
+    }
+    let id = "import-large";
+    db.storage
+        .create_import(id, "crm", "csv", hearback::time::Timestamp::now())
+        .await
+        .unwrap();
+    let mut reports = Vec::new();
+    hearback::import::run(
+        &db.storage,
+        &intake,
+        (id, "crm"),
+        (
+            hearback::import::Format::Csv,
+            Box::new(std::io::Cursor::new(file.into_bytes())),
+        ),
+        std::sync::Arc::new(hearback::import::Progress::default()),
+        |report| reports.push(report.clone()),
+    )
+    .await
+    .unwrap();
+
+    let lines: Vec<u64> = reports.iter().map(|r| r.line).collect();
+    let expected: Vec<u64> = (2..ROWS as u64 + 2).collect();
+    assert_eq!(lines, expected, "every row once, in file order");
+    for (row, report) in reports.iter().enumerate() {
+        let expected = if row < NUMBERS {
+            None
+        } else if row < AGAIN_FROM {
+            Some("open_conversation")
+        } else {
+            Some("duplicate_event")
+        };
+        let reason = match &report.outcome {
+            hearback::import::RowOutcome::Accepted { .. } => None,
+            hearback::import::RowOutcome::Rejected(rejection) => Some(rejection.reason.as_str()),
+        };
+        assert_eq!(reason, expected, "row {row}: {report:?}");
+    }
+    let record = db.storage.import(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.status.as_str(),
+            record.rows,
+            record.accepted,
+            record.rejected
+        ),
+        (
+            "completed",
+            ROWS as i64,
+            NUMBERS as i64,
+            (ROWS - NUMBERS) as i64
+        )
+    );
+}
+
 crate::both_backends!(
     sends_beyond_the_daily_guards_are_held_and_reported,
+    a_large_import_reports_every_row_in_file_order_and_each_customer_in_order,
     invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time,
     an_import_takes_the_good_rows_and_names_every_rejected_one,
     an_import_in_json_lines_reports_each_line_and_pages_its_report,
