@@ -8,9 +8,8 @@
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
 //!   `frequency_cap`, `quota_reached`, `open_conversation`, `open_case`), or `duplicate_event`. Rejections
 //!   are stored with their line (`GET /api/v1/imports/{id}`); accepted rows are counted.
-//! - **A batch's invitations and its report are two transactions.** An import that stops between
-//!   them has invitations its report does not count; posting the file again reports them as
-//!   duplicate events, and sends nothing twice.
+//! - **A batch's invitations and its report are one transaction** ([`Storage::import_invitations`]):
+//!   an import that stops, however it stops, counts and reports exactly the invitations it wrote.
 //! - **Re-running is harmless.** Invitations are idempotent on (source, event id): the same file
 //!   again sends nothing new, and reports its rows as duplicate events.
 
@@ -20,8 +19,8 @@ pub use rows::{FileError, Format, Row};
 
 use crate::intake::{Intake, Problem};
 use crate::storage::{
-    ImportRejection, InvitationOutcome, MAX_INVITATIONS_PER_BATCH, NewInvitation, Storage,
-    StorageError,
+    ImportChunk, ImportRejection, InvitationOutcome, MAX_INVITATIONS_PER_BATCH, NewInvitation,
+    Storage, StorageError,
 };
 use crate::time::Timestamp;
 use std::io::Read;
@@ -213,40 +212,49 @@ async fn write_batch(
         };
         pending.push((prepared.line, prepared.event_id, outcome));
     }
-    let mut stored = storage.start_invitations(&invitations).await?.into_iter();
-    let mut reports = Vec::with_capacity(pending.len());
-    for (line, event_id, outcome) in pending {
-        let outcome = match outcome {
-            Some(outcome) => outcome,
-            None => {
-                let stored = stored.next().expect("one outcome per invitation");
-                stored_outcome(line, event_id.as_deref(), stored)?
+    // The report is made from the outcomes and written in the invitations' transaction.
+    let (reports, accepted, rejected) = storage
+        .import_invitations(id, &invitations, |stored| {
+            let mut stored = stored.into_iter();
+            let mut reports = Vec::with_capacity(pending.len());
+            for (line, event_id, outcome) in pending {
+                let outcome = match outcome {
+                    Some(outcome) => outcome,
+                    None => {
+                        let stored = stored.next().expect("one outcome per invitation");
+                        stored_outcome(line, event_id.as_deref(), stored)?
+                    }
+                };
+                reports.push(RowReport {
+                    line,
+                    event_id,
+                    outcome,
+                });
             }
-        };
-        reports.push(RowReport {
-            line,
-            event_id,
-            outcome,
-        });
-    }
-    let rejections: Vec<ImportRejection> = reports
-        .iter()
-        .filter_map(|report| match &report.outcome {
-            RowOutcome::Rejected(rejection) => Some(rejection.clone()),
-            RowOutcome::Accepted { .. } => None,
+            let rejections: Vec<ImportRejection> = reports
+                .iter()
+                .filter_map(|report| match &report.outcome {
+                    RowOutcome::Rejected(rejection) => Some(rejection.clone()),
+                    RowOutcome::Accepted { .. } => None,
+                })
+                .collect();
+            let (accepted, rejected) = (
+                (reports.len() - rejections.len()) as u64,
+                rejections.len() as u64,
+            );
+            let chunk = ImportChunk {
+                accepted,
+                rejections,
+                at: Timestamp::now(),
+            };
+            Ok((chunk, (reports, accepted, rejected)))
         })
-        .collect();
-    let accepted = (reports.len() - rejections.len()) as u64;
-    storage
-        .record_import_chunk(id, (accepted, &rejections), Timestamp::now())
         .await?;
     progress
         .rows
         .fetch_add(reports.len() as u64, Ordering::Relaxed);
     progress.accepted.fetch_add(accepted, Ordering::Relaxed);
-    progress
-        .rejected
-        .fetch_add(rejections.len() as u64, Ordering::Relaxed);
+    progress.rejected.fetch_add(rejected, Ordering::Relaxed);
     for report in &reports {
         on_row(report);
     }
@@ -258,7 +266,7 @@ fn stored_outcome(
     line: u64,
     event_id: Option<&str>,
     stored: Result<InvitationOutcome, StorageError>,
-) -> Result<RowOutcome, ImportError> {
+) -> Result<RowOutcome, StorageError> {
     let rejected = |reason: &str, message: String, invitation_id: Option<String>| {
         RowOutcome::Rejected(ImportRejection {
             line: i64::try_from(line).unwrap_or(i64::MAX),
@@ -286,7 +294,7 @@ fn stored_outcome(
         Err(StorageError::Conflict(message)) => {
             rejected("duplicate_event", message.to_string(), None)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     })
 }
 

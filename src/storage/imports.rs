@@ -4,7 +4,7 @@ use super::{Backend, BeginWrite, Storage, StorageError, on_pool};
 use crate::time::Timestamp;
 
 /// Rejections per statement: six values each, well under SQLite's limit.
-const REJECTIONS_PER_STATEMENT: usize = 2_000;
+pub(crate) const REJECTIONS_PER_STATEMENT: usize = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ImportRecord {
@@ -37,6 +37,52 @@ pub struct ImportRejection {
     pub invitation_id: Option<String>,
 }
 
+/// What an import records of one batch, in the transaction of the batch's invitations
+/// ([`Storage::import_invitations`]): its rows' counts and its rejections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportChunk {
+    pub accepted: u64,
+    pub rejections: Vec<ImportRejection>,
+    pub at: Timestamp,
+}
+
+/// Adds `$chunk` (an [`ImportChunk`]) to import `$id`'s counts and records its rejections,
+/// through `$tx`. A rejection already recorded for its line is kept, not doubled.
+macro_rules! write_import_chunk {
+    ($tx:expr, $id:expr, $chunk:expr) => {{
+        let (id, chunk): (&str, &$crate::storage::ImportChunk) = ($id, $chunk);
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let accepted = i64::try_from(chunk.accepted).unwrap_or(i64::MAX);
+        for part in chunk.rejections.chunks($crate::storage::imports::REJECTIONS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO import_rejections (import_id, line, event_id, reason, message, invitation_id) ",
+            );
+            insert.push_values(part, |mut row, r| {
+                row.push_bind(id)
+                    .push_bind(r.line)
+                    .push_bind(&r.event_id)
+                    .push_bind(&r.reason)
+                    .push_bind(&r.message)
+                    .push_bind(&r.invitation_id);
+            });
+            insert.push(" ON CONFLICT (import_id, line) DO NOTHING");
+            insert.build().execute(&mut *$tx).await?;
+        }
+        sqlx::query(
+            "UPDATE imports SET rows = rows + $1, accepted = accepted + $2, rejected = rejected + $3, \
+             updated_at = $4 WHERE id = $5",
+        )
+        .bind(accepted + count(chunk.rejections.len()))
+        .bind(accepted)
+        .bind(count(chunk.rejections.len()))
+        .bind(chunk.at)
+        .bind(id)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use write_import_chunk;
+
 impl Storage {
     pub async fn create_import(
         &self,
@@ -56,50 +102,6 @@ impl Storage {
             .bind(source)
             .bind(format)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// Adds a chunk's rows to an import's counts and records its rejections. A rejection already
-    /// recorded for that line (a chunk recorded twice) is kept, not doubled.
-    pub async fn record_import_chunk(
-        &self,
-        id: &str,
-        (accepted, rejections): (u64, &[ImportRejection]),
-        now: Timestamp,
-    ) -> Result<(), StorageError> {
-        let _writing = self.writing().await;
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let accepted = i64::try_from(accepted).unwrap_or(i64::MAX);
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            for chunk in rejections.chunks(REJECTIONS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO import_rejections (import_id, line, event_id, reason, message, invitation_id) ",
-                );
-                insert.push_values(chunk, |mut row, r| {
-                    row.push_bind(id)
-                        .push_bind(r.line)
-                        .push_bind(&r.event_id)
-                        .push_bind(&r.reason)
-                        .push_bind(&r.message)
-                        .push_bind(&r.invitation_id);
-                });
-                insert.push(" ON CONFLICT (import_id, line) DO NOTHING");
-                insert.build().execute(&mut *tx).await?;
-            }
-            sqlx::query(
-                "UPDATE imports SET rows = rows + $1, accepted = accepted + $2, rejected = rejected + $3, \
-                 updated_at = $4 WHERE id = $5",
-            )
-            .bind(accepted + count(rejections.len()))
-            .bind(accepted)
-            .bind(count(rejections.len()))
-            .bind(now)
-            .bind(id)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -18,10 +18,11 @@
 use super::bulk::{BulkInsert, ContactRow, InvitationRow};
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
+use super::imports::write_import_chunk;
 use super::opening::{contacts_in_case, open_conversations_of};
 use super::{
-    BeginWrite, ConversationView, InvitationOutcome, InvitationRecord, OPEN_JOB, OpenPlan,
-    OpeningTimes, Storage, StorageError, WriteSet, fetch_by_ids, flush_writes, on_pool,
+    BeginWrite, ConversationView, ImportChunk, InvitationOutcome, InvitationRecord, OPEN_JOB,
+    OpenPlan, OpeningTimes, Storage, StorageError, WriteSet, fetch_by_ids, flush_writes, on_pool,
 };
 use crate::phone::Phone;
 use crate::storage::Advance;
@@ -140,17 +141,50 @@ impl Storage {
     ) -> Result<Vec<Result<InvitationOutcome, StorageError>>, StorageError> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for part in batch.chunks(MAX_INVITATIONS_PER_BATCH) {
-            outcomes.extend(self.start_invitation_batch(part).await?);
+            outcomes.extend(
+                self.start_invitation_batch(part, None, |outcomes| Ok((None, outcomes)))
+                    .await?,
+            );
         }
         Ok(outcomes)
     }
 
-    async fn start_invitation_batch(
+    /// [`Storage::start_invitations`] for an import's batch (at most
+    /// [`MAX_INVITATIONS_PER_BATCH`]), with its report: `report` makes the batch's
+    /// [`ImportChunk`] from the invitations' outcomes, and the chunk is written to import
+    /// `import_id` in the invitations' transaction, so that the import's counts and rejections
+    /// are always those of the invitations written. Returns what `report` gives beside the chunk.
+    pub async fn import_invitations<T>(
+        &self,
+        import_id: &str,
+        batch: &[NewInvitation],
+        report: impl FnOnce(
+            Vec<Result<InvitationOutcome, StorageError>>,
+        ) -> Result<(ImportChunk, T), StorageError>,
+    ) -> Result<T, StorageError> {
+        assert!(
+            batch.len() <= MAX_INVITATIONS_PER_BATCH,
+            "an import's batch is one transaction"
+        );
+        self.start_invitation_batch(batch, Some(import_id), |outcomes| {
+            let (chunk, given) = report(outcomes)?;
+            Ok((Some(chunk), given))
+        })
+        .await
+    }
+
+    /// One transaction: the batch's invitations, then `finish` with their outcomes, then the
+    /// import chunk it gives, if any, to `import_id`.
+    async fn start_invitation_batch<T>(
         &self,
         batch: &[NewInvitation],
-    ) -> Result<Vec<Result<InvitationOutcome, StorageError>>, StorageError> {
+        import_id: Option<&str>,
+        finish: impl FnOnce(
+            Vec<Result<InvitationOutcome, StorageError>>,
+        ) -> Result<(Option<ImportChunk>, T), StorageError>,
+    ) -> Result<T, StorageError> {
         let _writing = self.writing().await;
-        let decisions: Vec<Decision> = on_pool!(self, |pool| {
+        on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let kept = super::kept(&tx);
 
@@ -489,67 +523,67 @@ impl Storage {
                 *started = Some(conversation_id);
             }
             flush_writes!(tx, &writes);
-            tx.commit().await?;
-            Ok::<_, StorageError>(decisions)
-        })?;
 
-        let mut outcomes: Vec<Result<InvitationOutcome, StorageError>> =
-            Vec::with_capacity(batch.len());
-        for (new, decision) in batch.iter().zip(decisions) {
-            let outcome = match decision {
-                Decision::New {
-                    id,
-                    declined,
-                    conversation_id,
-                    ..
-                } => Ok(InvitationOutcome::Created(InvitationRecord {
-                    id,
-                    event_id: new.event_id.clone(),
-                    flow_id: new.flow_id.clone(),
-                    channel: Some(new.channel.clone()),
-                    status: if declined.is_some() {
-                        "declined"
-                    } else {
-                        "scheduled"
+            let mut outcomes: Vec<Result<InvitationOutcome, StorageError>> =
+                Vec::with_capacity(batch.len());
+            for (new, decision) in batch.iter().zip(decisions) {
+                let outcome = match decision {
+                    Decision::New {
+                        id,
+                        declined,
+                        conversation_id,
+                        ..
+                    } => Ok(InvitationOutcome::Created(InvitationRecord {
+                        id,
+                        event_id: new.event_id.clone(),
+                        flow_id: new.flow_id.clone(),
+                        channel: Some(new.channel.clone()),
+                        status: if declined.is_some() {
+                            "declined"
+                        } else {
+                            "scheduled"
+                        }
+                        .into(),
+                        status_reason: declined.map(str::to_string),
+                        send_at: declined.is_none().then_some(new.send_at),
+                        created_at: new.now,
+                        conversation_id,
+                    })),
+                    Decision::Existing(record) => Ok(InvitationOutcome::Existing(record)),
+                    Decision::SameAs(first) => match &outcomes[first] {
+                        Ok(
+                            InvitationOutcome::Created(record)
+                            | InvitationOutcome::Existing(record),
+                        ) => Ok(InvitationOutcome::Existing(record.clone())),
+                        Err(_) => Err(SAME_EVENT_OTHER_PAYLOAD),
+                    },
+                    // Committed by the other request before this batch's insert returned: this
+                    // transaction reads it (PostgreSQL reads what is committed at each statement).
+                    Decision::RecordedMeanwhile => {
+                        let seen: SeenInvitation = sqlx::query_as(&format!(
+                            "SELECT i.payload_hash, {INVITATION_COLUMNS} FROM invitations i \
+                             WHERE i.source = $1 AND i.event_id = $2"
+                        ))
+                        .bind(&new.source)
+                        .bind(&new.event_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if seen.payload_hash.as_slice() == new.payload_hash.as_slice() {
+                            Ok(InvitationOutcome::Existing(seen.record))
+                        } else {
+                            Err(SAME_EVENT_OTHER_PAYLOAD)
+                        }
                     }
-                    .into(),
-                    status_reason: declined.map(str::to_string),
-                    send_at: declined.is_none().then_some(new.send_at),
-                    created_at: new.now,
-                    conversation_id,
-                })),
-                Decision::Existing(record) => Ok(InvitationOutcome::Existing(record)),
-                Decision::SameAs(first) => match &outcomes[first] {
-                    Ok(
-                        InvitationOutcome::Created(record) | InvitationOutcome::Existing(record),
-                    ) => Ok(InvitationOutcome::Existing(record.clone())),
-                    Err(_) => Err(SAME_EVENT_OTHER_PAYLOAD),
-                },
-                Decision::RecordedMeanwhile => self.existing_invitation(new).await,
-                Decision::Conflict => Err(SAME_EVENT_OTHER_PAYLOAD),
-            };
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
-    }
-
-    /// The invitation an event already made, or a conflict when its payload differs.
-    async fn existing_invitation(
-        &self,
-        new: &NewInvitation,
-    ) -> Result<InvitationOutcome, StorageError> {
-        let seen: SeenInvitation = on_pool!(self, |pool| {
-            sqlx::query_as(&format!(
-                "SELECT i.payload_hash, {INVITATION_COLUMNS} FROM invitations i WHERE i.source = $1 AND i.event_id = $2"
-            ))
-            .bind(&new.source)
-            .bind(&new.event_id)
-            .fetch_one(pool)
-            .await
-        })?;
-        if seen.payload_hash.as_slice() != new.payload_hash.as_slice() {
-            return Err(SAME_EVENT_OTHER_PAYLOAD);
-        }
-        Ok(InvitationOutcome::Existing(seen.record))
+                    Decision::Conflict => Err(SAME_EVENT_OTHER_PAYLOAD),
+                };
+                outcomes.push(outcome);
+            }
+            let (chunk, given) = finish(outcomes)?;
+            if let (Some(chunk), Some(import_id)) = (&chunk, import_id) {
+                write_import_chunk!(tx, import_id, chunk);
+            }
+            tx.commit().await?;
+            Ok::<_, StorageError>(given)
+        })
     }
 }

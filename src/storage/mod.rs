@@ -13,7 +13,7 @@ mod cases;
 mod codec;
 mod contacts;
 mod conversations;
-mod imports;
+pub(crate) mod imports;
 mod inbound;
 mod intake;
 mod jobs;
@@ -43,7 +43,7 @@ pub use conversations::{
     Advance, AnswerRecord, ConversationStatus, ConversationView, EXPIRE_JOB, InvitationOutcome,
     InvitationRecord, NewAnswer, NewEvent, Purpose, REMIND_JOB, SEND_JOB,
 };
-pub use imports::{ImportRecord, ImportRejection};
+pub use imports::{ImportChunk, ImportRecord, ImportRejection};
 pub use inbound::{
     ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
     MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,

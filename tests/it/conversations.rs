@@ -2509,27 +2509,7 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
     let storage = db.storage.clone();
     let batch = tokio::spawn(async move {
         storage
-            .start_invitation(&hearback::storage::NewInvitation {
-                source: "test".into(),
-                event_id: "order-1".into(),
-                payload_hash: [0; 32],
-                flow_id: "delivery".into(),
-                phone: Phone::parse(CUSTOMER, None).unwrap(),
-                country: Some("FR".into()),
-                locale: None,
-                unit_id: None,
-                variables: json!({"first_name": "Ana", "store": "Lyon 2", "order_date": "12/11"}),
-                channel: "console".into(),
-                sender: "+33600000000".into(),
-                opening: None,
-                send_max_attempts: 3,
-                send_at: tomorrow,
-                expires_at: tomorrow + Duration::from_secs(86_400),
-                remind_at: None,
-                surveyed_within: None,
-                quota: None,
-                now,
-            })
+            .start_invitation(&planned_invitation("order-1", now, tomorrow))
             .await
     });
     // The batch has read the events seen before (none) and waits for the other request's
@@ -2564,4 +2544,34 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
     assert_eq!(counts, (1, 1, 0), "invitations, contacts, jobs");
     raw.close().await;
     db.cleanup().await;
+}
+
+/// An invitation of the delivery flow for [`CUSTOMER`] from source `test`, its first question due
+/// at `send_at` (later than `now`: left to its opening job).
+pub(crate) fn planned_invitation(
+    event_id: &str,
+    now: hearback::time::Timestamp,
+    send_at: hearback::time::Timestamp,
+) -> hearback::storage::NewInvitation {
+    hearback::storage::NewInvitation {
+        source: "test".into(),
+        event_id: event_id.into(),
+        payload_hash: [0; 32],
+        flow_id: "delivery".into(),
+        phone: Phone::parse(CUSTOMER, None).unwrap(),
+        country: Some("FR".into()),
+        locale: None,
+        unit_id: None,
+        variables: json!({"first_name": "Ana", "store": "Lyon 2", "order_date": "12/11"}),
+        channel: "console".into(),
+        sender: "+33600000000".into(),
+        opening: None,
+        send_max_attempts: 3,
+        send_at,
+        expires_at: send_at + Duration::from_secs(86_400),
+        remind_at: None,
+        surveyed_within: None,
+        quota: None,
+        now,
+    }
 }

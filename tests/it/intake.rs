@@ -682,8 +682,61 @@ async fn a_large_import_reports_every_row_in_file_order_and_each_customer_in_ord
     );
 }
 
+/// An import's batch and its report are one transaction: a report that cannot be made leaves
+/// no invitation behind, and one that is made counts exactly the invitations written.
+async fn an_import_batch_and_its_report_are_written_together_or_not_at_all(db: &TestDb) {
+    let now = hearback::time::Timestamp::now();
+    let tomorrow = now + std::time::Duration::from_secs(86_400);
+    let batch = [crate::conversations::planned_invitation(
+        "order-1", now, tomorrow,
+    )];
+    db.storage
+        .create_import("import-1", "test", "csv", now)
+        .await
+        .unwrap();
+    let failed = db
+        .storage
+        .import_invitations("import-1", &batch, |_| -> Result<(_, ()), _> {
+            Err(hearback::storage::StorageError::Conflict(
+                "the report cannot be made",
+            ))
+        })
+        .await;
+    assert!(failed.is_err());
+    let listed = db
+        .storage
+        .list_invitations(&Default::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "no invitation without its report: {listed:?}"
+    );
+
+    let created = db
+        .storage
+        .import_invitations("import-1", &batch, |outcomes| {
+            let accepted = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(hearback::storage::InvitationOutcome::Created(_))))
+                .count() as u64;
+            let chunk = hearback::storage::ImportChunk {
+                accepted,
+                rejections: Vec::new(),
+                at: now,
+            };
+            Ok((chunk, accepted))
+        })
+        .await
+        .unwrap();
+    assert_eq!(created, 1);
+    let record = db.storage.import("import-1").await.unwrap().unwrap();
+    assert_eq!((record.rows, record.accepted, record.rejected), (1, 1, 0));
+}
+
 crate::both_backends!(
     sends_beyond_the_daily_guards_are_held_and_reported,
+    an_import_batch_and_its_report_are_written_together_or_not_at_all,
     a_large_import_reports_every_row_in_file_order_and_each_customer_in_order,
     invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time,
     an_import_takes_the_good_rows_and_names_every_rejected_one,
