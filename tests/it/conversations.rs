@@ -2575,3 +2575,80 @@ pub(crate) fn planned_invitation(
         now,
     }
 }
+
+/// PostgreSQL: a customer who opts out while their survey is being opened (the opt-out holds the
+/// contact's row until it commits) is not surveyed: the opening locks the contact before it
+/// reads whether the number may be texted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_committed_while_a_survey_opens_declines_it() {
+    use hearback::storage::{OpenPlan, Opening};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let now = hearback::time::Timestamp::now();
+    let (later, expires) = (
+        now + Duration::from_secs(3_600),
+        now + Duration::from_secs(4 * 86_400),
+    );
+    let invitation = store_invitation(
+        &db,
+        (CUSTOMER, "order-1"),
+        ("console", "console"),
+        (now, later),
+        expires,
+    )
+    .await;
+    // The opt-out, not committed yet.
+    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut opt_out = raw.begin().await.unwrap();
+    let opt_out_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *opt_out)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE contacts SET opted_out_at = $2 WHERE phone = $1")
+        .bind(CUSTOMER)
+        .bind(now)
+        .execute(&mut *opt_out)
+        .await
+        .unwrap();
+
+    let storage = db.storage.clone();
+    let opening = tokio::spawn(async move {
+        let flows =
+            hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()])
+                .flows;
+        let plan = OpenPlan {
+            invitation_id: invitation,
+            sender: "console".into(),
+            country: Some("FR".into()),
+            send_at: later,
+            expires_at: expires,
+            remind_at: None,
+        };
+        storage
+            .open_invitations(&[plan], 3, later, |invitation, conversation| {
+                hearback::jobs::open::opening(&flows, invitation, conversation, later)
+            })
+            .await
+    });
+    wait_until("the opening waits for the opt-out", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+        )
+        .bind(opt_out_pid)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        waiting == 1
+    })
+    .await;
+    opt_out.commit().await.unwrap();
+
+    assert_eq!(
+        opening.await.unwrap().unwrap(),
+        vec![Opening::Declined("opted_out")]
+    );
+    assert!(customer_messages(&db).await.is_empty(), "nothing to send");
+    raw.close().await;
+    db.cleanup().await;
+}
