@@ -282,9 +282,12 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
 
-            // Each number once, in phone order: the upsert locks the rows on PostgreSQL (one
-            // number's messages then apply one after the other across instances), and two
-            // batches that lock in the same order cannot deadlock.
+            // Each number once, in phone order: its contact is read and, on PostgreSQL, locked
+            // (one number's messages then apply one after the other across instances, and two
+            // batches that lock in the same order cannot deadlock); the numbers without one get
+            // it created, locked too, in phone order. Reading first writes nothing for a known
+            // customer: taking the lock by an upsert wrote a new version of the contact's row at
+            // each message (docs/PERFORMANCE.md).
             let mut numbers: Vec<(&str, Timestamp)> = applying
                 .iter()
                 .filter_map(|a| a.new.from.map(|phone| (phone.as_e164(), a.new.received_at)))
@@ -292,45 +295,60 @@ impl Storage {
             numbers.sort_by_key(|(phone, _)| *phone);
             numbers.dedup_by_key(|(phone, _)| *phone);
             let mut contacts: HashMap<String, ContactState> = HashMap::with_capacity(numbers.len());
-            if !numbers.is_empty() {
+            let phones: Vec<&str> = numbers.iter().map(|(phone, _)| *phone).collect();
+            let known: Vec<UpsertedContact> = fetch_by_ids!(
+                tx,
+                "SELECT id, phone, opted_out_at, locale, created_at FROM contacts WHERE phone IN (",
+                &phones,
+                format!(") ORDER BY phone{}", self.row_lock())
+            );
+            let new_numbers: Vec<&(&str, Timestamp)> = numbers
+                .iter()
+                // `known` is in phone order, as `numbers` is.
+                .filter(|(phone, _)| known.binary_search_by(|k| k.1.as_str().cmp(phone)).is_err())
+                .collect();
+            let mut rows = known;
+            let mut blocked = std::collections::HashSet::new();
+            if !new_numbers.is_empty() {
                 let mut upsert = sqlx::QueryBuilder::new(
                     "INSERT INTO contacts (id, phone, created_at, updated_at) ",
                 );
-                upsert.push_values(&numbers, |mut row, (phone, at)| {
+                upsert.push_values(&new_numbers, |mut row, (phone, at)| {
                     row.push_bind(uuid::Uuid::now_v7().to_string())
                         .push_bind(*phone)
                         .push_bind(*at)
                         .push_bind(*at);
                 });
                 upsert.push(
-                    // Updating no key column takes the row's `FOR NO KEY UPDATE` lock (see
-                    // `Storage::row_lock`).
+                    // A contact created meanwhile by another request: updating no key column
+                    // takes its row's `FOR NO KEY UPDATE` lock (see `Storage::row_lock`).
                     " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
                      RETURNING id, phone, opted_out_at, locale, created_at",
                 );
-                let rows: Vec<UpsertedContact> =
+                let upserted: Vec<UpsertedContact> =
                     upsert.build_query_as().fetch_all(&mut *tx).await?;
                 // A number erased after it opted out starts opted out again: its texts are
                 // kept, but start no survey and earn no second opt-out confirmation.
-                let created: Vec<(String, String, Timestamp, Timestamp)> = rows
+                let created: Vec<(String, String, Timestamp, Timestamp)> = upserted
                     .iter()
                     .filter_map(|(id, phone, _, _, created_at)| {
-                        let (_, at) = numbers.iter().find(|(p, _)| *p == phone.as_str())?;
+                        let (_, at) = new_numbers.iter().find(|(p, _)| *p == phone.as_str())?;
                         Some((id.clone(), phone.clone(), *created_at, *at))
                     })
                     .collect();
-                let blocked = block_new_contacts!(tx, self, &created);
-                for (id, phone, opted_out_at, locale, created_at) in rows {
-                    let opted_out_at = opted_out_at.or(blocked.contains(&id).then_some(created_at));
-                    contacts.insert(
-                        phone,
-                        ContactState {
-                            id,
-                            opted_out_at,
-                            locale,
-                        },
-                    );
-                }
+                blocked = block_new_contacts!(tx, self, &created);
+                rows.extend(upserted);
+            }
+            for (id, phone, opted_out_at, locale, created_at) in rows {
+                let opted_out_at = opted_out_at.or(blocked.contains(&id).then_some(created_at));
+                contacts.insert(
+                    phone,
+                    ContactState {
+                        id,
+                        opted_out_at,
+                        locale,
+                    },
+                );
             }
 
             // What providers sent before: a retry is recognised by its channel and message id.

@@ -445,3 +445,64 @@ async fn storage_commits_a_consent_change_with_its_event(db: &TestDb) {
         0
     );
 }
+
+/// PostgreSQL: a message from a number whose contact another request creates meanwhile (after
+/// this batch looked for it, before it could create it) is stored on that contact, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_from_a_number_created_meanwhile_joins_that_contact() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let from = phone("+33612345678");
+    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut other = raw.begin().await.unwrap();
+    let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ('k-other', $1, now(), now())",
+    )
+    .bind(from.as_e164())
+    .execute(&mut *other)
+    .await
+    .unwrap();
+
+    let storage = db.storage.clone();
+    let receiving = tokio::spawn(async move {
+        let from = phone("+33612345678");
+        storage
+            .receive_inbound(&inbound("A", Some(&from), "9", None))
+            .await
+    });
+    // The batch found no contact and waits to create it behind the other request's.
+    crate::conversations::wait_until("the message waits for the other request", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+        )
+        .bind(other_pid)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        waiting == 1
+    })
+    .await;
+    other.commit().await.unwrap();
+
+    let outcome = receiving.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, InboundOutcome::Stored { .. }),
+        "{outcome:?}"
+    );
+    let contacts: Vec<String> = sqlx::query_scalar("SELECT id FROM contacts")
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert_eq!(contacts, ["k-other"]);
+    assert_eq!(
+        db.storage.contact_messages("k-other").await.unwrap().len(),
+        1
+    );
+    raw.close().await;
+    db.cleanup().await;
+}
