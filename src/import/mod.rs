@@ -180,7 +180,7 @@ async fn run_batches(
     Ok(())
 }
 
-/// Writes one batch's invitations, then its report.
+/// Writes one batch's invitations and its report, in one transaction.
 async fn write_batch(
     storage: &Storage,
     id: &str,

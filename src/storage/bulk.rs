@@ -41,7 +41,7 @@ impl InvitationRow<'_> {
     }
 }
 
-const INVITATION_COLUMNS: &str = "id, source, event_id, payload_hash, flow_id, contact_id, unit_id, \
+const INVITATION_INSERT_COLUMNS: &str = "id, source, event_id, payload_hash, flow_id, contact_id, unit_id, \
      channel, locale, variables, status, status_reason, send_at, created_at, updated_at";
 
 const JOB_COLUMNS: &str =
@@ -49,7 +49,8 @@ const JOB_COLUMNS: &str =
 
 /// A contact's upsert takes its row's `FOR NO KEY UPDATE` lock (it updates no key column; see
 /// `Storage::row_lock`) and changes nothing.
-const CONTACT_CONFLICT: &str = "ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at";
+pub(crate) const CONTACT_CONFLICT: &str =
+    "ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at";
 
 /// A batch's inserts, one statement each, through a connection (or a transaction's).
 pub(crate) trait BulkInsert {
@@ -97,8 +98,9 @@ impl BulkInsert for sqlx::SqliteConnection {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut insert =
-            sqlx::QueryBuilder::new(format!("INSERT INTO invitations ({INVITATION_COLUMNS}) "));
+        let mut insert = sqlx::QueryBuilder::new(format!(
+            "INSERT INTO invitations ({INVITATION_INSERT_COLUMNS}) "
+        ));
         insert.push_values(rows, |mut row, r| {
             row.push_bind(r.id)
                 .push_bind(&r.new.source)
@@ -170,7 +172,7 @@ impl BulkInsert for sqlx::PgConnection {
             return Ok(0);
         }
         let written = sqlx::query(&format!(
-            "INSERT INTO invitations ({INVITATION_COLUMNS}) \
+            "INSERT INTO invitations ({INVITATION_INSERT_COLUMNS}) \
              SELECT id, source, event_id, payload_hash, flow_id, contact_id, unit_id, channel, locale, \
              variables, status, status_reason, send_at, at, at \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], \

@@ -136,10 +136,11 @@ pub struct Retention {
 const RETENTION_BATCH: i64 = 500;
 
 /// Marks as opted out the contacts a statement has just created for blocked numbers, with a
-/// history row, and returns their ids. `$created` lists `(id, phone, created_at, at)` from the
-/// upsert: a row whose `created_at` is the `at` it was inserted with is new. Checked after the
-/// upsert, not before, so that on PostgreSQL a contact created while the same number's erasure
-/// commits still sees the number blocked (the upsert waited for the erasure's row lock).
+/// history row, and returns their ids. `$created` lists `(id, phone, created_at, at)`: a row
+/// whose `created_at` is the `at` it was inserted with is new (callers that know which contacts
+/// they created pass those alone, with `created_at` = `at`). Checked after the upsert, not
+/// before, so that on PostgreSQL a contact created while the same number's erasure commits still
+/// sees the number blocked (the upsert waited for the erasure's row lock).
 macro_rules! block_new_contacts {
     ($tx:expr, $storage:expr, $created:expr) => {{
         let created: &[(

@@ -6,6 +6,7 @@
 //! (STOP, START) commits in the same transaction as the message that asked for it, with its
 //! history row and its outbox event.
 
+use super::bulk::CONTACT_CONFLICT;
 use super::cases::{ActiveCase, CaseInput, NewAlert};
 use super::contacts::block_new_contacts;
 use super::{
@@ -177,8 +178,8 @@ pub struct NewStatus<'a> {
     pub received_at: Timestamp,
 }
 
-/// A contact as the upsert returns it: id, phone, opted out at, locale, created at.
-type UpsertedContact = (String, String, Option<Timestamp>, Option<String>, Timestamp);
+/// A contact as a batch reads it: id, phone, opted out at, locale, created at.
+type ContactRow = (String, String, Option<Timestamp>, Option<String>, Timestamp);
 
 /// A customer message to apply, and what decides its effects.
 struct Applying<'a> {
@@ -269,7 +270,7 @@ impl Storage {
     }
 
     /// Applies customer messages in one transaction with a fixed number of statements, however
-    /// many messages: the contacts are created or found (and, on PostgreSQL, locked) together,
+    /// many messages: the contacts are found or created (and, on PostgreSQL, locked) together,
     /// what is already stored and which conversations are open is read together, each message is
     /// then planned in memory in the order given — a message sees what the ones before it changed
     /// (a STOP, a conversation's new state or its end) — and what they all change is written with
@@ -282,63 +283,66 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
 
-            // Each number once, in phone order: its contact is read and, on PostgreSQL, locked
-            // (one number's messages then apply one after the other across instances, and two
-            // batches that lock in the same order cannot deadlock); the numbers without one get
-            // it created, locked too, in phone order. Reading first writes nothing for a known
-            // customer: taking the lock by an upsert wrote a new version of the contact's row at
-            // each message (docs/PERFORMANCE.md).
-            let mut numbers: Vec<(&str, Timestamp)> = applying
+            // Each number once, in phone order. Its contact is locked on PostgreSQL (one number's
+            // messages then apply one after the other across instances), always in phone order
+            // and by one statement, so that two batches, or a batch and an intake, cannot
+            // deadlock. When every number has a contact — a customer answering — a locking read
+            // does it and writes nothing; otherwise one upsert creates the missing contacts and
+            // locks the others, as it did for every message before (it wrote a new version of
+            // each contact's row: docs/PERFORMANCE.md, run K).
+            // Each number with the id its contact gets if it is new.
+            let mut numbers: Vec<(&str, Timestamp, String)> = applying
                 .iter()
-                .filter_map(|a| a.new.from.map(|phone| (phone.as_e164(), a.new.received_at)))
+                .filter_map(|a| {
+                    a.new.from.map(|phone| {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        (phone.as_e164(), a.new.received_at, id)
+                    })
+                })
                 .collect();
-            numbers.sort_by_key(|(phone, _)| *phone);
-            numbers.dedup_by_key(|(phone, _)| *phone);
-            let mut contacts: HashMap<String, ContactState> = HashMap::with_capacity(numbers.len());
-            let phones: Vec<&str> = numbers.iter().map(|(phone, _)| *phone).collect();
-            let known: Vec<UpsertedContact> = fetch_by_ids!(
-                tx,
-                "SELECT id, phone, opted_out_at, locale, created_at FROM contacts WHERE phone IN (",
-                &phones,
-                format!(") ORDER BY phone{}", self.row_lock())
-            );
-            let new_numbers: Vec<&(&str, Timestamp)> = numbers
-                .iter()
-                // `known` is in phone order, as `numbers` is.
-                .filter(|(phone, _)| known.binary_search_by(|k| k.1.as_str().cmp(phone)).is_err())
-                .collect();
-            let mut rows = known;
-            let mut blocked = std::collections::HashSet::new();
-            if !new_numbers.is_empty() {
+            numbers.sort_by(|a, b| a.0.cmp(b.0));
+            numbers.dedup_by(|a, b| a.0 == b.0);
+            let phones: Vec<&str> = numbers.iter().map(|(phone, ..)| *phone).collect();
+            const CONTACT_COLUMNS: &str = "id, phone, opted_out_at, locale, created_at";
+            let select = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone IN (");
+            let known: Vec<ContactRow> = fetch_by_ids!(tx, &select, &phones, ")");
+            let lock = self.row_lock();
+            let mut rows: Vec<ContactRow> = Vec::new();
+            if known.len() == phones.len() && !lock.is_empty() {
+                rows = fetch_by_ids!(tx, &select, &phones, format!(") ORDER BY phone{lock}"));
+            } else if known.len() == phones.len() {
+                // SQLite: this write transaction holds the database already.
+                rows = known;
+            }
+            // A number without a contact (or one erased between the two reads).
+            let mut blocked = HashSet::new();
+            if rows.len() != phones.len() {
                 let mut upsert = sqlx::QueryBuilder::new(
                     "INSERT INTO contacts (id, phone, created_at, updated_at) ",
                 );
-                upsert.push_values(&new_numbers, |mut row, (phone, at)| {
-                    row.push_bind(uuid::Uuid::now_v7().to_string())
+                upsert.push_values(&numbers, |mut row, (phone, at, id)| {
+                    row.push_bind(id.as_str())
                         .push_bind(*phone)
                         .push_bind(*at)
                         .push_bind(*at);
                 });
-                upsert.push(
-                    // A contact created meanwhile by another request: updating no key column
-                    // takes its row's `FOR NO KEY UPDATE` lock (see `Storage::row_lock`).
-                    " ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at \
-                     RETURNING id, phone, opted_out_at, locale, created_at",
-                );
-                let upserted: Vec<UpsertedContact> =
-                    upsert.build_query_as().fetch_all(&mut *tx).await?;
-                // A number erased after it opted out starts opted out again: its texts are
-                // kept, but start no survey and earn no second opt-out confirmation.
-                let created: Vec<(String, String, Timestamp, Timestamp)> = upserted
+                upsert
+                    .push(" ")
+                    .push(CONTACT_CONFLICT)
+                    .push(format!(" RETURNING {CONTACT_COLUMNS}"));
+                rows = upsert.build_query_as().fetch_all(&mut *tx).await?;
+                // The contacts created here come back with the id they were given. A number
+                // erased after it opted out starts opted out again: its texts are kept, but start
+                // no survey and earn no second opt-out confirmation.
+                let returned: HashSet<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+                let created: Vec<(String, String, Timestamp, Timestamp)> = numbers
                     .iter()
-                    .filter_map(|(id, phone, _, _, created_at)| {
-                        let (_, at) = new_numbers.iter().find(|(p, _)| *p == phone.as_str())?;
-                        Some((id.clone(), phone.clone(), *created_at, *at))
-                    })
+                    .filter(|(_, _, id)| returned.contains(id.as_str()))
+                    .map(|(phone, at, id)| (id.clone(), phone.to_string(), *at, *at))
                     .collect();
                 blocked = block_new_contacts!(tx, self, &created);
-                rows.extend(upserted);
             }
+            let mut contacts: HashMap<String, ContactState> = HashMap::with_capacity(rows.len());
             for (id, phone, opted_out_at, locale, created_at) in rows {
                 let opted_out_at = opted_out_at.or(blocked.contains(&id).then_some(created_at));
                 contacts.insert(
@@ -418,9 +422,7 @@ impl Storage {
                 let mut contact = match new.from {
                     None => None,
                     Some(phone) => Some(contacts.get_mut(phone.as_e164()).ok_or_else(|| {
-                        StorageError::Corrupt(
-                            "the contact upsert returned no row for a number".into(),
-                        )
+                        StorageError::Corrupt("a number of the batch has no contact row".into())
                     })?),
                 };
                 let conversation_key = contact

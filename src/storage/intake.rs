@@ -224,7 +224,8 @@ impl Storage {
             // The contacts of the new events, created as needed, each once and in phone order:
             // the upsert locks their rows on PostgreSQL, so a customer's messages and invitations
             // apply one after the other, and two batches cannot deadlock.
-            // Each with the id it gets if it is new: an id that comes back is a contact created here.
+            // Each with the id it gets if it is new: a contact read back with another id existed
+            // before this batch.
             let mut numbers: Vec<(&str, Option<&str>, Timestamp, String)> = batch
                 .iter()
                 .filter(|n| !seen.contains_key(&(n.source.as_str(), n.event_id.as_str())))
@@ -416,7 +417,8 @@ impl Storage {
             }
 
             // The new invitations; one that a concurrent request recorded meanwhile is not
-            // written again, and is answered as that request's after the commit.
+            // written again, and is answered as that request's, read in this transaction below
+            // (a failure to read it fails the whole batch).
             let fresh: Vec<(&NewInvitation, &str, &str, Option<&str>)> = batch
                 .iter()
                 .zip(&decisions)

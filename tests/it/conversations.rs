@@ -2479,18 +2479,13 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
     let now = hearback::time::Timestamp::now();
     let tomorrow = now + Duration::from_secs(86_400);
     // The other request: its contact and invitation for the same event, not committed yet.
-    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut other = raw.begin().await.unwrap();
-    let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *other)
-        .await
-        .unwrap();
+    let mut other = crate::support::HeldTransaction::begin(&db.url).await;
     sqlx::query(
         "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ('k-other', $1, $2, $2)",
     )
     .bind(CUSTOMER)
     .bind(now)
-    .execute(&mut *other)
+    .execute(&mut *other.tx)
     .await
     .unwrap();
     sqlx::query(
@@ -2502,7 +2497,7 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
     .bind([0_u8; 32].as_slice())
     .bind(tomorrow)
     .bind(now)
-    .execute(&mut *other)
+    .execute(&mut *other.tx)
     .await
     .unwrap();
 
@@ -2514,18 +2509,10 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
     });
     // The batch has read the events seen before (none) and waits for the other request's
     // contact row.
-    wait_until("the batch waits for the other request", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
-        )
-        .bind(other_pid)
-        .fetch_one(&raw)
-        .await
-        .unwrap();
-        waiting == 1
-    })
-    .await;
-    other.commit().await.unwrap();
+    other
+        .wait_until_blocking("the batch waits for the other request")
+        .await;
+    other.tx.commit().await.unwrap();
 
     match batch.await.unwrap().unwrap() {
         hearback::storage::InvitationOutcome::Existing(record) => {
@@ -2538,11 +2525,11 @@ async fn an_event_recorded_by_another_request_meanwhile_is_answered_as_that_ones
         "SELECT (SELECT count(*) FROM invitations), (SELECT count(*) FROM contacts), \
          (SELECT count(*) FROM jobs)",
     )
-    .fetch_one(&raw)
+    .fetch_one(&other.pool)
     .await
     .unwrap();
     assert_eq!(counts, (1, 1, 0), "invitations, contacts, jobs");
-    raw.close().await;
+    other.pool.close().await;
     db.cleanup().await;
 }
 
@@ -2599,16 +2586,11 @@ async fn an_opt_out_committed_while_a_survey_opens_declines_it() {
     )
     .await;
     // The opt-out, not committed yet.
-    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut opt_out = raw.begin().await.unwrap();
-    let opt_out_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *opt_out)
-        .await
-        .unwrap();
+    let mut opt_out = crate::support::HeldTransaction::begin(&db.url).await;
     sqlx::query("UPDATE contacts SET opted_out_at = $2 WHERE phone = $1")
         .bind(CUSTOMER)
         .bind(now)
-        .execute(&mut *opt_out)
+        .execute(&mut *opt_out.tx)
         .await
         .unwrap();
 
@@ -2631,24 +2613,16 @@ async fn an_opt_out_committed_while_a_survey_opens_declines_it() {
             })
             .await
     });
-    wait_until("the opening waits for the opt-out", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
-        )
-        .bind(opt_out_pid)
-        .fetch_one(&raw)
-        .await
-        .unwrap();
-        waiting == 1
-    })
-    .await;
-    opt_out.commit().await.unwrap();
+    opt_out
+        .wait_until_blocking("the opening waits for the opt-out")
+        .await;
+    opt_out.tx.commit().await.unwrap();
 
     assert_eq!(
         opening.await.unwrap().unwrap(),
         vec![Opening::Declined("opted_out")]
     );
     assert!(customer_messages(&db).await.is_empty(), "nothing to send");
-    raw.close().await;
+    opt_out.pool.close().await;
     db.cleanup().await;
 }

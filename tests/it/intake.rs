@@ -702,7 +702,24 @@ async fn an_import_batch_and_its_report_are_written_together_or_not_at_all(db: &
             ))
         })
         .await;
-    assert!(failed.is_err());
+    assert!(
+        matches!(
+            failed,
+            Err(hearback::storage::StorageError::Conflict(
+                "the report cannot be made"
+            ))
+        ),
+        "{failed:?}"
+    );
+    let customer = hearback::phone::Phone::parse(CUSTOMER, None).unwrap();
+    assert!(
+        db.storage
+            .contact_by_phone(&customer)
+            .await
+            .unwrap()
+            .is_none(),
+        "no contact without its report"
+    );
     let listed = db
         .storage
         .list_invitations(&Default::default(), None, 10)

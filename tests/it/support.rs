@@ -378,3 +378,39 @@ impl SmtpSink {
         panic!("expected {count} e-mails, received {:?}", self.received());
     }
 }
+
+/// A PostgreSQL transaction a test holds open, so that a statement of hearback's that needs its
+/// rows waits for it; the test then knows exactly when the other side read and when it waits.
+pub struct HeldTransaction {
+    /// Another connection, for the test's own reads.
+    pub pool: sqlx::PgPool,
+    pub tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pid: i32,
+}
+
+impl HeldTransaction {
+    pub async fn begin(url: &str) -> HeldTransaction {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        HeldTransaction { pool, tx, pid }
+    }
+
+    /// Returns once another session waits for a lock this transaction holds.
+    pub async fn wait_until_blocking(&self, what: &str) {
+        crate::conversations::wait_until(what, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+            )
+            .bind(self.pid)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            waiting == 1
+        })
+        .await;
+    }
+}

@@ -454,17 +454,12 @@ async fn a_message_from_a_number_created_meanwhile_joins_that_contact() {
         return;
     };
     let from = phone("+33612345678");
-    let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut other = raw.begin().await.unwrap();
-    let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *other)
-        .await
-        .unwrap();
+    let mut other = crate::support::HeldTransaction::begin(&db.url).await;
     sqlx::query(
         "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ('k-other', $1, now(), now())",
     )
     .bind(from.as_e164())
-    .execute(&mut *other)
+    .execute(&mut *other.tx)
     .await
     .unwrap();
 
@@ -476,18 +471,10 @@ async fn a_message_from_a_number_created_meanwhile_joins_that_contact() {
             .await
     });
     // The batch found no contact and waits to create it behind the other request's.
-    crate::conversations::wait_until("the message waits for the other request", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
-        )
-        .bind(other_pid)
-        .fetch_one(&raw)
-        .await
-        .unwrap();
-        waiting == 1
-    })
-    .await;
-    other.commit().await.unwrap();
+    other
+        .wait_until_blocking("the message waits for the other request")
+        .await;
+    other.tx.commit().await.unwrap();
 
     let outcome = receiving.await.unwrap().unwrap();
     assert!(
@@ -495,7 +482,7 @@ async fn a_message_from_a_number_created_meanwhile_joins_that_contact() {
         "{outcome:?}"
     );
     let contacts: Vec<String> = sqlx::query_scalar("SELECT id FROM contacts")
-        .fetch_all(&raw)
+        .fetch_all(&other.pool)
         .await
         .unwrap();
     assert_eq!(contacts, ["k-other"]);
@@ -503,6 +490,84 @@ async fn a_message_from_a_number_created_meanwhile_joins_that_contact() {
         db.storage.contact_messages("k-other").await.unwrap().len(),
         1
     );
-    raw.close().await;
+    other.pool.close().await;
+    db.cleanup().await;
+}
+
+/// PostgreSQL: a batch of messages from a known number and a new one locks their contacts in
+/// phone order, as intake does: a request that created the new number's contact, and then
+/// wants the known one, is not deadlocked by the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_new_number_locks_its_contacts_in_phone_order() {
+    use hearback::storage::{InboundPlan, OwnedInbound, QueuedInbound};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (new_number, known_number) = (phone("+33611111111"), phone("+33622222222"));
+    db.storage
+        .receive_inbound(&inbound("known-0", Some(&known_number), "hello", None))
+        .await
+        .unwrap();
+    // Another request creates the new number's contact and has not committed yet.
+    let mut other = crate::support::HeldTransaction::begin(&db.url).await;
+    sqlx::query(
+        "INSERT INTO contacts (id, phone, created_at, updated_at) VALUES ('k-other', $1, now(), now())",
+    )
+    .bind(new_number.as_e164())
+    .execute(&mut *other.tx)
+    .await
+    .unwrap();
+
+    let storage = db.storage.clone();
+    let batch = tokio::spawn(async move {
+        let queued = |id: &str, from: &Phone| QueuedInbound {
+            new: OwnedInbound {
+                channel: "console".into(),
+                provider_message_id: id.into(),
+                to: "console".into(),
+                from: Some(from.clone()),
+                body: "9".into(),
+                consent: None,
+                received_at: Timestamp::now(),
+            },
+            send_max_attempts: 3,
+            plan: std::sync::Arc::new(|_: &hearback::storage::InboundContext| {
+                InboundPlan::default()
+            }),
+        };
+        let (first, second) = (
+            queued("new-1", &phone("+33611111111")),
+            queued("known-1", &phone("+33622222222")),
+        );
+        storage.receive_batch(&[&first, &second]).await
+    });
+    other
+        .wait_until_blocking("the batch waits for the other request")
+        .await;
+    // The batch waits on the new number, the first in phone order: it holds no lock on the
+    // known one yet. (Locking the known contact first deadlocked here.)
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *other.tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM contacts WHERE phone = $1 FOR NO KEY UPDATE")
+        .bind(known_number.as_e164())
+        .fetch_one(&mut *other.tx)
+        .await
+        .expect("the known contact is free");
+    other.tx.commit().await.unwrap();
+
+    let outcomes = batch.await.unwrap().unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, InboundOutcome::Stored { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        db.storage.contact_messages("k-other").await.unwrap().len(),
+        1
+    );
+    other.pool.close().await;
     db.cleanup().await;
 }
