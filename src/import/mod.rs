@@ -213,7 +213,7 @@ async fn write_batch(
         pending.push((prepared.line, prepared.event_id, outcome));
     }
     // The report is made from the outcomes and written in the invitations' transaction.
-    let (reports, accepted, rejected) = storage
+    let reports = storage
         .import_invitations(id, &invitations, |stored| {
             let mut stored = stored.into_iter();
             let mut reports = Vec::with_capacity(pending.len());
@@ -238,22 +238,23 @@ async fn write_batch(
                     RowOutcome::Accepted { .. } => None,
                 })
                 .collect();
-            let (accepted, rejected) = (
-                (reports.len() - rejections.len()) as u64,
-                rejections.len() as u64,
-            );
             let chunk = ImportChunk {
-                accepted,
+                accepted: (reports.len() - rejections.len()) as u64,
                 rejections,
                 at: Timestamp::now(),
             };
-            Ok((chunk, (reports, accepted, rejected)))
+            Ok((chunk, reports))
         })
         .await?;
+    let rejected = reports
+        .iter()
+        .filter(|report| matches!(report.outcome, RowOutcome::Rejected(_)))
+        .count() as u64;
+    let rows = reports.len() as u64;
+    progress.rows.fetch_add(rows, Ordering::Relaxed);
     progress
-        .rows
-        .fetch_add(reports.len() as u64, Ordering::Relaxed);
-    progress.accepted.fetch_add(accepted, Ordering::Relaxed);
+        .accepted
+        .fetch_add(rows - rejected, Ordering::Relaxed);
     progress.rejected.fetch_add(rejected, Ordering::Relaxed);
     for report in &reports {
         on_row(report);

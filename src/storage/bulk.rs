@@ -49,8 +49,7 @@ const JOB_COLUMNS: &str =
 
 /// A contact's upsert takes its row's `FOR NO KEY UPDATE` lock (it updates no key column; see
 /// `Storage::row_lock`) and changes nothing.
-pub(crate) const CONTACT_CONFLICT: &str =
-    "ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at";
+const CONTACT_CONFLICT: &str = "ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at";
 
 /// A batch's inserts, one statement each, through a connection (or a transaction's).
 pub(crate) trait BulkInsert {

@@ -6,7 +6,7 @@
 //! (STOP, START) commits in the same transaction as the message that asked for it, with its
 //! history row and its outbox event.
 
-use super::bulk::CONTACT_CONFLICT;
+use super::bulk::{self, BulkInsert};
 use super::cases::{ActiveCase, CaseInput, NewAlert};
 use super::contacts::block_new_contacts;
 use super::{
@@ -179,7 +179,7 @@ pub struct NewStatus<'a> {
 }
 
 /// A contact as a batch reads it: id, phone, opted out at, locale, created at.
-type ContactRow = (String, String, Option<Timestamp>, Option<String>, Timestamp);
+type StoredContact = (String, String, Option<Timestamp>, Option<String>, Timestamp);
 
 /// A customer message to apply, and what decides its effects.
 struct Applying<'a> {
@@ -303,41 +303,35 @@ impl Storage {
             numbers.sort_by(|a, b| a.0.cmp(b.0));
             numbers.dedup_by(|a, b| a.0 == b.0);
             let phones: Vec<&str> = numbers.iter().map(|(phone, ..)| *phone).collect();
-            const CONTACT_COLUMNS: &str = "id, phone, opted_out_at, locale, created_at";
-            let select = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone IN (");
-            let known: Vec<ContactRow> = fetch_by_ids!(tx, &select, &phones, ")");
-            let lock = self.row_lock();
-            let mut rows: Vec<ContactRow> = Vec::new();
-            if known.len() == phones.len() && !lock.is_empty() {
-                rows = fetch_by_ids!(tx, &select, &phones, format!(") ORDER BY phone{lock}"));
-            } else if known.len() == phones.len() {
+            let select = "SELECT id, phone, opted_out_at, locale, created_at FROM contacts \
+                          WHERE phone IN (";
+            let locked = format!(") ORDER BY phone{}", self.row_lock());
+            let known: Vec<StoredContact> = fetch_by_ids!(tx, select, &phones, ")");
+            let mut rows: Vec<StoredContact> = if known.len() != phones.len() {
+                Vec::new()
+            } else if self.row_lock().is_empty() {
                 // SQLite: this write transaction holds the database already.
-                rows = known;
-            }
-            // A number without a contact (or one erased between the two reads).
+                known
+            } else {
+                fetch_by_ids!(tx, select, &phones, &locked)
+            };
+            // A number without a contact (or one erased between the two reads): the upsert
+            // intake uses creates the missing contacts and locks every one, in phone order.
             let mut blocked = HashSet::new();
             if rows.len() != phones.len() {
-                let mut upsert = sqlx::QueryBuilder::new(
-                    "INSERT INTO contacts (id, phone, created_at, updated_at) ",
-                );
-                upsert.push_values(&numbers, |mut row, (phone, at, id)| {
-                    row.push_bind(id.as_str())
-                        .push_bind(*phone)
-                        .push_bind(*at)
-                        .push_bind(*at);
-                });
-                upsert
-                    .push(" ")
-                    .push(CONTACT_CONFLICT)
-                    .push(format!(" RETURNING {CONTACT_COLUMNS}"));
-                rows = upsert.build_query_as().fetch_all(&mut *tx).await?;
-                // The contacts created here come back with the id they were given. A number
-                // erased after it opted out starts opted out again: its texts are kept, but start
-                // no survey and earn no second opt-out confirmation.
-                let returned: HashSet<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+                let upserted: Vec<bulk::ContactRow<'_>> = numbers
+                    .iter()
+                    .map(|(phone, at, id)| (id.as_str(), *phone, None, *at))
+                    .collect();
+                tx.upsert_contacts(&upserted).await?;
+                rows = fetch_by_ids!(tx, select, &phones, &locked);
+                // The contacts created here have the id they were given. A number erased after
+                // it opted out starts opted out again: its texts are kept, but start no survey
+                // and earn no second opt-out confirmation.
+                let read: HashSet<&str> = rows.iter().map(|row| row.0.as_str()).collect();
                 let created: Vec<(String, String, Timestamp, Timestamp)> = numbers
                     .iter()
-                    .filter(|(_, _, id)| returned.contains(id.as_str()))
+                    .filter(|(_, _, id)| read.contains(id.as_str()))
                     .map(|(phone, at, id)| (id.clone(), phone.to_string(), *at, *at))
                     .collect();
                 blocked = block_new_contacts!(tx, self, &created);

@@ -142,7 +142,7 @@ impl Storage {
         let mut outcomes = Vec::with_capacity(batch.len());
         for part in batch.chunks(MAX_INVITATIONS_PER_BATCH) {
             outcomes.extend(
-                self.start_invitation_batch(part, None, |outcomes| Ok((None, outcomes)))
+                self.start_invitation_batch(part, |outcomes| Ok((None, outcomes)))
                     .await?,
             );
         }
@@ -166,22 +166,21 @@ impl Storage {
             batch.len() <= MAX_INVITATIONS_PER_BATCH,
             "an import's batch is one transaction"
         );
-        self.start_invitation_batch(batch, Some(import_id), |outcomes| {
+        self.start_invitation_batch(batch, |outcomes| {
             let (chunk, given) = report(outcomes)?;
-            Ok((Some(chunk), given))
+            Ok((Some((import_id, chunk)), given))
         })
         .await
     }
 
     /// One transaction: the batch's invitations, then `finish` with their outcomes, then the
-    /// import chunk it gives, if any, to `import_id`.
-    async fn start_invitation_batch<T>(
+    /// chunk it gives, if any, to its import.
+    async fn start_invitation_batch<'i, T>(
         &self,
         batch: &[NewInvitation],
-        import_id: Option<&str>,
         finish: impl FnOnce(
             Vec<Result<InvitationOutcome, StorageError>>,
-        ) -> Result<(Option<ImportChunk>, T), StorageError>,
+        ) -> Result<(Option<(&'i str, ImportChunk)>, T), StorageError>,
     ) -> Result<T, StorageError> {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
@@ -419,7 +418,7 @@ impl Storage {
             // The new invitations; one that a concurrent request recorded meanwhile is not
             // written again, and is answered as that request's, read in this transaction below
             // (a failure to read it fails the whole batch).
-            let fresh: Vec<(&NewInvitation, &str, &str, Option<&str>)> = batch
+            let fresh: Vec<InvitationRow<'_>> = batch
                 .iter()
                 .zip(&decisions)
                 .filter_map(|(new, decision)| match decision {
@@ -428,34 +427,28 @@ impl Storage {
                         contact_id,
                         declined,
                         ..
-                    } => Some((new, id.as_str(), contact_id.as_str(), *declined)),
-                    _ => None,
-                })
-                .collect();
-            let mut not_written: HashSet<String> = HashSet::new();
-            if !fresh.is_empty() {
-                let rows: Vec<InvitationRow<'_>> = fresh
-                    .iter()
-                    .map(|(new, id, contact_id, declined)| InvitationRow {
+                    } => Some(InvitationRow {
                         new,
                         id,
                         contact_id,
                         declined: *declined,
-                    })
-                    .collect();
-                let written = tx.insert_invitations(&rows).await?;
-                // All of them, but for an event a concurrent request recorded: then read which.
-                if written != fresh.len() as u64 {
-                    let ids: Vec<&str> = fresh.iter().map(|(_, id, ..)| *id).collect();
-                    let rows: Vec<(String,)> =
-                        fetch_by_ids!(tx, "SELECT id FROM invitations WHERE id IN (", &ids, ")");
-                    let written: HashSet<String> = rows.into_iter().map(|(id,)| id).collect();
-                    not_written.extend(
-                        ids.iter()
-                            .filter(|id| !written.contains(**id))
-                            .map(|id| id.to_string()),
-                    );
-                }
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let mut not_written: HashSet<String> = HashSet::new();
+            let written = tx.insert_invitations(&fresh).await?;
+            // All of them, but for an event a concurrent request recorded: then read which.
+            if written != fresh.len() as u64 {
+                let ids: Vec<&str> = fresh.iter().map(|row| row.id).collect();
+                let rows: Vec<(String,)> =
+                    fetch_by_ids!(tx, "SELECT id FROM invitations WHERE id IN (", &ids, ")");
+                let written: HashSet<String> = rows.into_iter().map(|(id,)| id).collect();
+                not_written.extend(
+                    ids.iter()
+                        .filter(|id| !written.contains(**id))
+                        .map(|id| id.to_string()),
+                );
             }
 
             // The accepted ones: opened now when their first question is due now, otherwise
@@ -581,7 +574,7 @@ impl Storage {
                 outcomes.push(outcome);
             }
             let (chunk, given) = finish(outcomes)?;
-            if let (Some(chunk), Some(import_id)) = (&chunk, import_id) {
+            if let Some((import_id, chunk)) = &chunk {
                 write_import_chunk!(tx, import_id, chunk);
             }
             tx.commit().await?;
