@@ -2,18 +2,25 @@
 //!
 //! SQLite binds every value (`INSERT … VALUES (…), (…)`); its statements are kept prepared, one
 //! per batch size ([`super::BatchPlans`]). PostgreSQL binds one array per column
-//! (`INSERT … SELECT … FROM UNNEST(…)`): the statement's text is the same whatever the batch's
-//! size, so it is parsed once and kept prepared, and an insert has nothing to plan. A multi-row
-//! `VALUES` of 15 000 parameters was parsed, planned and bound again for each batch
-//! (docs/PERFORMANCE.md).
+//! (`INSERT … SELECT … FROM UNNEST(…)`, `UPDATE … FROM UNNEST(…)`): the statement's text is the
+//! same whatever the batch's size, so an insert is parsed once and kept prepared, with nothing to
+//! plan. A multi-row `VALUES` of 15 000 parameters was parsed, planned and bound again for each
+//! batch, and the inbound path's texts, one per batch size and table, were more than a
+//! connection's cache of 100 prepared statements holds (docs/PERFORMANCE.md). Updates, which
+//! read the table they change, are planned at each run, as the batches' reads are.
 //!
-//! Rows keep their order in either form: the contacts' upsert locks its rows in the order given.
+//! Rows keep their order in either form: the contacts' upsert locks its rows in the order given,
+//! and outbox events are numbered in it.
 
-use super::NewInvitation;
-use super::write_set::JobRow;
+use super::inbound::ReceivedRow;
+use super::write_set::{
+    AnswerRow, ConversationUpdate, EventRow, JobRow, NewConversationRow, OutgoingRow,
+};
+use super::{NewInvitation, SentMessage};
 use crate::time::Timestamp;
 use serde_json::Value;
 use sqlx::types::Json;
+use std::collections::HashMap;
 
 /// A contact a batch creates unless its number has one: (id, phone, locale, at).
 pub(crate) type ContactRow<'a> = (&'a str, &'a str, Option<&'a str>, Timestamp);
@@ -51,8 +58,30 @@ const JOB_COLUMNS: &str =
 /// `Storage::row_lock`) and changes nothing.
 const CONTACT_CONFLICT: &str = "ON CONFLICT (phone) DO UPDATE SET updated_at = contacts.updated_at";
 
-/// A batch's inserts, one statement each, through a connection (or a transaction's).
-pub(crate) trait BulkInsert {
+/// When each conversation of a batch got its first answer, by conversation id: it becomes a
+/// response of the period (quotas) then, and only then.
+pub(crate) type FirstAnswers<'a> = HashMap<&'a str, Timestamp>;
+
+const NEW_CONVERSATION_COLUMNS: &str = "id, invitation_id, contact_id, channel, sender, flow_id, \
+     unit_id, state, status, version, started_at, updated_at";
+
+const ANSWER_COLUMNS: &str =
+    "id, conversation_id, question_id, kind, score, choice, text, message_id, answered_at";
+
+const EVENT_COLUMNS: &str = "event_id, event_type, version, contact_id, occurred_at, payload";
+
+const OUTGOING_COLUMNS: &str = "id, conversation_id, contact_id, direction, channel, sender, \
+     purpose, body, encoding, segments, unprompted, case_id, status, created_at, updated_at";
+
+const RECEIVED_COLUMNS: &str = "id, conversation_id, contact_id, direction, channel, sender, \
+     provider_message_id, body, case_id, status, created_at, updated_at";
+
+/// A provider's retry of a message stored already is left out (the partial unique index).
+const RECEIVED_CONFLICT: &str = "ON CONFLICT (channel, direction, provider_message_id) \
+     WHERE provider_message_id IS NOT NULL DO NOTHING RETURNING id";
+
+/// A batch's writes, one statement per table, through a connection (or a transaction's).
+pub(crate) trait BulkWrite {
     /// Creates the contacts of numbers that have none, and locks the others, in the order given.
     fn upsert_contacts(
         &mut self,
@@ -71,9 +100,78 @@ pub(crate) trait BulkInsert {
         &mut self,
         rows: &[JobRow],
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Conversations opened: open, at version 1 (the opening is their first step).
+    fn insert_new_conversations(
+        &mut self,
+        rows: &[NewConversationRow],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Each conversation's new state, applied only where its version is still the one read.
+    /// Returns how many were changed. A conversation appears once (see `WriteSet::advance`).
+    fn update_conversations(
+        &mut self,
+        rows: &[ConversationUpdate],
+        first_answers: &FirstAnswers<'_>,
+    ) -> impl std::future::Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Answers; a question answered already keeps its first answer.
+    fn insert_answers(
+        &mut self,
+        rows: &[AnswerRow],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Outbox events, numbered in the order given.
+    fn insert_events(
+        &mut self,
+        rows: &[EventRow],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Outgoing messages, queued.
+    fn insert_outgoing(
+        &mut self,
+        rows: &[OutgoingRow],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Customers' messages; returns the ids of those written (a provider's retry is not).
+    fn insert_received(
+        &mut self,
+        rows: &[ReceivedRow<'_>],
+    ) -> impl std::future::Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
+
+    /// Takes the transaction's advisory lock of each key, in the order given (sorted by the
+    /// caller, so that two batches do not wait on each other). Nothing on SQLite, whose write
+    /// transaction holds the whole database.
+    fn lock_keys(
+        &mut self,
+        keys: &[String],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Marks messages `sent` (those still `sending`, or `unknown` after a lost answer) with the
+    /// provider's id and the cost.
+    fn mark_sent(
+        &mut self,
+        sent: &[SentMessage<'_>],
+        now: Timestamp,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Gives the statuses that arrived before their message was known as sent to that message;
+    /// returns them as (message id, status, error code, number status).
+    fn adopt_statuses(
+        &mut self,
+        sent: &[SentMessage<'_>],
+    ) -> impl std::future::Future<Output = Result<Vec<AdoptedStatus>, sqlx::Error>> + Send;
 }
 
-impl BulkInsert for sqlx::SqliteConnection {
+/// A status kept before its message was recorded sent: (message id, status, error code, number
+/// status).
+pub(crate) type AdoptedStatus = (String, String, Option<String>, Option<String>);
+
+/// The `UPDATE messages` of a batch sent, after `SET`.
+const MARK_SENT: &str = "status = 'sent', provider_message_id = v.provider_message_id, \
+     cost_micros = v.cost_micros, sent_at = COALESCE(v.handed_at, messages.sent_at), updated_at = ";
+
+impl BulkWrite for sqlx::SqliteConnection {
     async fn upsert_contacts(&mut self, rows: &[ContactRow<'_>]) -> Result<(), sqlx::Error> {
         if rows.is_empty() {
             return Ok(());
@@ -140,6 +238,206 @@ impl BulkInsert for sqlx::SqliteConnection {
         insert.build().execute(&mut *self).await?;
         Ok(())
     }
+
+    async fn insert_new_conversations(
+        &mut self,
+        rows: &[NewConversationRow],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::new(format!(
+            "INSERT INTO conversations ({NEW_CONVERSATION_COLUMNS}) "
+        ));
+        insert.push_values(rows, |mut row, c| {
+            row.push_bind(&c.id)
+                .push_bind(&c.invitation_id)
+                .push_bind(&c.contact_id)
+                .push_bind(&c.channel)
+                .push_bind(&c.sender)
+                .push_bind(&c.flow_id)
+                .push_bind(&c.unit_id)
+                .push_bind(Json(&c.state))
+                .push_bind("open")
+                .push_bind(1_i64)
+                .push_bind(c.started_at)
+                .push_bind(c.started_at);
+        });
+        insert.build().execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn update_conversations(
+        &mut self,
+        rows: &[ConversationUpdate],
+        first_answers: &FirstAnswers<'_>,
+    ) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut update = sqlx::QueryBuilder::new(
+            "UPDATE conversations SET state = v.column3, status = v.column4, version = v.column5, \
+             updated_at = v.column6, closed_at = v.column7, \
+             first_answered_at = COALESCE(conversations.first_answered_at, v.column8) FROM (",
+        );
+        update.push_values(rows, |mut row, c| {
+            row.push_bind(&c.id)
+                .push_bind(c.read_version)
+                .push_bind(Json(&c.state))
+                .push_bind(c.status.as_str())
+                .push_bind(c.new_version)
+                .push_bind(c.updated_at)
+                .push_bind(c.closed_at)
+                .push_bind(first_answers.get(c.id.as_str()).copied());
+        });
+        update.push(
+            ") AS v WHERE conversations.id = v.column1 AND conversations.version = v.column2",
+        );
+        Ok(update.build().execute(&mut *self).await?.rows_affected())
+    }
+
+    async fn insert_answers(&mut self, rows: &[AnswerRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert =
+            sqlx::QueryBuilder::new(format!("INSERT INTO answers ({ANSWER_COLUMNS}) "));
+        insert.push_values(rows, |mut row, a| {
+            row.push_bind(&a.id)
+                .push_bind(&a.conversation_id)
+                .push_bind(&a.question_id)
+                .push_bind(a.kind)
+                .push_bind(a.score)
+                .push_bind(&a.choice)
+                .push_bind(&a.text)
+                .push_bind(&a.message_id)
+                .push_bind(a.answered_at);
+        });
+        insert.push(" ON CONFLICT (conversation_id, question_id) DO NOTHING");
+        insert.build().execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::new(format!("INSERT INTO outbox ({EVENT_COLUMNS}) "));
+        insert.push_values(rows, |mut row, e| {
+            row.push_bind(&e.event_id)
+                .push_bind(&e.event_type)
+                .push_bind(1_i32)
+                .push_bind(&e.contact_id)
+                .push_bind(e.occurred_at)
+                .push_bind(Json(&e.payload));
+        });
+        insert.build().execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn insert_outgoing(&mut self, rows: &[OutgoingRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert =
+            sqlx::QueryBuilder::new(format!("INSERT INTO messages ({OUTGOING_COLUMNS}) "));
+        insert.push_values(rows, |mut row, m| {
+            row.push_bind(&m.id)
+                .push_bind(&m.conversation_id)
+                .push_bind(&m.contact_id)
+                .push_bind("outbound")
+                .push_bind(&m.channel)
+                .push_bind(&m.sender)
+                .push_bind(m.purpose.column())
+                .push_bind(&m.body)
+                .push_bind(m.encoding)
+                .push_bind(m.segments)
+                .push_bind(m.unprompted)
+                .push_bind(&m.case_id)
+                .push_bind("queued")
+                .push_bind(m.created_at)
+                .push_bind(m.created_at);
+        });
+        insert.build().execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn insert_received(
+        &mut self,
+        rows: &[ReceivedRow<'_>],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut insert =
+            sqlx::QueryBuilder::new(format!("INSERT INTO messages ({RECEIVED_COLUMNS}) "));
+        insert.push_values(rows, |mut row, m| {
+            row.push_bind(&m.id)
+                .push_bind(&m.conversation_id)
+                .push_bind(&m.contact_id)
+                .push_bind("inbound")
+                .push_bind(m.new.channel)
+                .push_bind(m.new.to)
+                .push_bind(m.new.provider_message_id)
+                .push_bind(m.new.body)
+                .push_bind(&m.case_id)
+                .push_bind("received")
+                .push_bind(m.new.received_at)
+                .push_bind(m.new.received_at);
+        });
+        insert.push(" ").push(RECEIVED_CONFLICT);
+        insert.build_query_scalar().fetch_all(&mut *self).await
+    }
+
+    async fn lock_keys(&mut self, _keys: &[String]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn mark_sent(
+        &mut self,
+        sent: &[SentMessage<'_>],
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let mut update = sqlx::QueryBuilder::new(format!("UPDATE messages SET {MARK_SENT}"));
+        update
+            .push_bind(now)
+            .push(" FROM (SELECT column1 AS id, column2 AS provider_message_id, column3 AS cost_micros, column4 AS handed_at FROM (");
+        update.push_values(sent, |mut row, s| {
+            row.push_bind(&s.message.id)
+                .push_bind(s.provider_message_id)
+                .push_bind(s.cost.map(|c| c.micros))
+                .push_bind(s.handed_at);
+        });
+        update
+            .push(")) AS v WHERE messages.id = v.id AND messages.status IN ('sending', 'unknown')");
+        update.build().execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn adopt_statuses(
+        &mut self,
+        sent: &[SentMessage<'_>],
+    ) -> Result<Vec<AdoptedStatus>, sqlx::Error> {
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut adopt =
+            sqlx::QueryBuilder::new("UPDATE message_statuses SET message_id = v.column1 FROM (");
+        adopt.push_values(sent, |mut row, s| {
+            row.push_bind(&s.message.id)
+                .push_bind(&s.message.channel)
+                .push_bind(s.provider_message_id);
+        });
+        adopt.push(
+            ") AS v WHERE message_statuses.channel = v.column2 \
+             AND message_statuses.provider_message_id = v.column3 \
+             RETURNING message_id, status, error_code, number_status",
+        );
+        adopt.build_query_as().fetch_all(&mut *self).await
+    }
 }
 
 /// One column of `rows` as an array parameter.
@@ -147,7 +445,7 @@ fn column<'r, R, T>(rows: &'r [R], value: impl Fn(&'r R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
 }
 
-impl BulkInsert for sqlx::PgConnection {
+impl BulkWrite for sqlx::PgConnection {
     async fn upsert_contacts(&mut self, rows: &[ContactRow<'_>]) -> Result<(), sqlx::Error> {
         if rows.is_empty() {
             return Ok(());
@@ -219,5 +517,230 @@ impl BulkInsert for sqlx::PgConnection {
         .execute(&mut *self)
         .await?;
         Ok(())
+    }
+
+    async fn insert_new_conversations(
+        &mut self,
+        rows: &[NewConversationRow],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO conversations ({NEW_CONVERSATION_COLUMNS}) \
+             SELECT id, invitation_id, contact_id, channel, sender, flow_id, unit_id, state, 'open', \
+             1, at, at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::jsonb[], $9::timestamptz[]) AS r (id, invitation_id, \
+             contact_id, channel, sender, flow_id, unit_id, state, at)"
+        ))
+        .bind(column(rows, |c| c.id.as_str()))
+        .bind(column(rows, |c| c.invitation_id.as_str()))
+        .bind(column(rows, |c| c.contact_id.as_str()))
+        .bind(column(rows, |c| c.channel.as_str()))
+        .bind(column(rows, |c| c.sender.as_str()))
+        .bind(column(rows, |c| c.flow_id.as_str()))
+        .bind(column(rows, |c| c.unit_id.as_deref()))
+        .bind(column(rows, |c| Json(&c.state)))
+        .bind(column(rows, |c| c.started_at))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_conversations(
+        &mut self,
+        rows: &[ConversationUpdate],
+        first_answers: &FirstAnswers<'_>,
+    ) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Planned at each run, as the batches' reads are (`super::BatchPlans`): it joins the
+        // conversations.
+        let updated = sqlx::query(
+            "UPDATE conversations SET state = v.state, status = v.status, version = v.new_version, \
+             updated_at = v.updated_at, closed_at = v.closed_at, \
+             first_answered_at = COALESCE(conversations.first_answered_at, v.first_answered_at) \
+             FROM UNNEST($1::text[], $2::int8[], $3::jsonb[], $4::text[], $5::int8[], \
+             $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) AS v (id, read_version, state, \
+             status, new_version, updated_at, closed_at, first_answered_at) \
+             WHERE conversations.id = v.id AND conversations.version = v.read_version",
+        )
+        .bind(column(rows, |c| c.id.as_str()))
+        .bind(column(rows, |c| c.read_version))
+        .bind(column(rows, |c| Json(&c.state)))
+        .bind(column(rows, |c| c.status.as_str()))
+        .bind(column(rows, |c| c.new_version))
+        .bind(column(rows, |c| c.updated_at))
+        .bind(column(rows, |c| c.closed_at))
+        .bind(column(rows, |c| first_answers.get(c.id.as_str()).copied()))
+        .persistent(false)
+        .execute(&mut *self)
+        .await?;
+        Ok(updated.rows_affected())
+    }
+
+    async fn insert_answers(&mut self, rows: &[AnswerRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO answers ({ANSWER_COLUMNS}) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
+             $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+             ON CONFLICT (conversation_id, question_id) DO NOTHING"
+        ))
+        .bind(column(rows, |a| a.id.as_str()))
+        .bind(column(rows, |a| a.conversation_id.as_str()))
+        .bind(column(rows, |a| a.question_id.as_str()))
+        .bind(column(rows, |a| a.kind))
+        .bind(column(rows, |a| a.score))
+        .bind(column(rows, |a| a.choice.as_deref()))
+        .bind(column(rows, |a| a.text.as_deref()))
+        .bind(column(rows, |a| a.message_id.as_deref()))
+        .bind(column(rows, |a| a.answered_at))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO outbox ({EVENT_COLUMNS}) \
+             SELECT event_id, event_type, 1, contact_id, occurred_at, payload \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
+             AS r (event_id, event_type, contact_id, occurred_at, payload)"
+        ))
+        .bind(column(rows, |e| e.event_id.as_str()))
+        .bind(column(rows, |e| e.event_type.as_str()))
+        .bind(column(rows, |e| e.contact_id.as_deref()))
+        .bind(column(rows, |e| e.occurred_at))
+        .bind(column(rows, |e| Json(&e.payload)))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_outgoing(&mut self, rows: &[OutgoingRow]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO messages ({OUTGOING_COLUMNS}) \
+             SELECT id, conversation_id, contact_id, 'outbound', channel, sender, purpose, body, \
+             encoding, segments, unprompted, case_id, 'queued', at, at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::int4[], $10::bool[], $11::text[], $12::timestamptz[]) \
+             AS r (id, conversation_id, contact_id, channel, sender, purpose, body, encoding, \
+             segments, unprompted, case_id, at)"
+        ))
+        .bind(column(rows, |m| m.id.as_str()))
+        .bind(column(rows, |m| m.conversation_id.as_deref()))
+        .bind(column(rows, |m| m.contact_id.as_str()))
+        .bind(column(rows, |m| m.channel.as_str()))
+        .bind(column(rows, |m| m.sender.as_str()))
+        .bind(column(rows, |m| m.purpose.column()))
+        .bind(column(rows, |m| m.body.as_str()))
+        .bind(column(rows, |m| m.encoding))
+        .bind(column(rows, |m| m.segments))
+        .bind(column(rows, |m| m.unprompted))
+        .bind(column(rows, |m| m.case_id.as_deref()))
+        .bind(column(rows, |m| m.created_at))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_received(
+        &mut self,
+        rows: &[ReceivedRow<'_>],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(&format!(
+            "INSERT INTO messages ({RECEIVED_COLUMNS}) \
+             SELECT id, conversation_id, contact_id, 'inbound', channel, sender, provider_message_id, \
+             body, case_id, 'received', at, at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::timestamptz[]) AS r (id, conversation_id, contact_id, \
+             channel, sender, provider_message_id, body, case_id, at) {RECEIVED_CONFLICT}"
+        ))
+        .bind(column(rows, |m| m.id.as_str()))
+        .bind(column(rows, |m| m.conversation_id.as_deref()))
+        .bind(column(rows, |m| m.contact_id.as_deref()))
+        .bind(column(rows, |m| m.new.channel))
+        .bind(column(rows, |m| m.new.to))
+        .bind(column(rows, |m| m.new.provider_message_id))
+        .bind(column(rows, |m| m.new.body))
+        .bind(column(rows, |m| m.case_id.as_deref()))
+        .bind(column(rows, |m| m.new.received_at))
+        .fetch_all(&mut *self)
+        .await
+    }
+
+    async fn lock_keys(&mut self, keys: &[String]) -> Result<(), sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext(k.key)) \
+             FROM UNNEST($1::text[]) WITH ORDINALITY AS k (key, n) ORDER BY k.n",
+        )
+        .bind(keys)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_sent(
+        &mut self,
+        sent: &[SentMessage<'_>],
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        // Planned at each run, as the batches' reads are (`super::BatchPlans`).
+        sqlx::query(&format!(
+            "UPDATE messages SET {MARK_SENT}$1 \
+             FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::timestamptz[]) \
+             AS v (id, provider_message_id, cost_micros, handed_at) \
+             WHERE messages.id = v.id AND messages.status IN ('sending', 'unknown')"
+        ))
+        .bind(now)
+        .bind(column(sent, |s| s.message.id.as_str()))
+        .bind(column(sent, |s| s.provider_message_id))
+        .bind(column(sent, |s| s.cost.map(|c| c.micros)))
+        .bind(column(sent, |s| s.handed_at))
+        .persistent(false)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn adopt_statuses(
+        &mut self,
+        sent: &[SentMessage<'_>],
+    ) -> Result<Vec<AdoptedStatus>, sqlx::Error> {
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(
+            "UPDATE message_statuses SET message_id = v.id \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v (id, channel, provider_message_id) \
+             WHERE message_statuses.channel = v.channel \
+             AND message_statuses.provider_message_id = v.provider_message_id \
+             RETURNING message_id, status, error_code, number_status",
+        )
+        .bind(column(sent, |s| s.message.id.as_str()))
+        .bind(column(sent, |s| s.message.channel.as_str()))
+        .bind(column(sent, |s| s.provider_message_id))
+        .persistent(false)
+        .fetch_all(&mut *self)
+        .await
     }
 }

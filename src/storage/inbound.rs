@@ -6,7 +6,7 @@
 //! (STOP, START) commits in the same transaction as the message that asked for it, with its
 //! history row and its outbox event.
 
-use super::bulk::{self, BulkInsert};
+use super::bulk::{self, BulkWrite};
 use super::cases::{ActiveCase, CaseInput, NewAlert};
 use super::contacts::block_new_contacts;
 use super::{
@@ -196,14 +196,14 @@ struct ContactState {
 }
 
 /// A customer message to insert.
-struct ReceivedRow<'a> {
+pub(crate) struct ReceivedRow<'a> {
     /// Its place among the outcomes.
-    outcome: usize,
-    id: String,
-    conversation_id: Option<String>,
-    contact_id: Option<String>,
-    case_id: Option<String>,
-    new: &'a NewInbound<'a>,
+    pub(crate) outcome: usize,
+    pub(crate) id: String,
+    pub(crate) conversation_id: Option<String>,
+    pub(crate) contact_id: Option<String>,
+    pub(crate) case_id: Option<String>,
+    pub(crate) new: &'a NewInbound<'a>,
 }
 
 /// A consent change to record: the contact's new state and its history row.
@@ -304,9 +304,9 @@ impl Storage {
             numbers.dedup_by(|a, b| a.0 == b.0);
             let phones: Vec<&str> = numbers.iter().map(|(phone, ..)| *phone).collect();
             let select = "SELECT id, phone, opted_out_at, locale, created_at FROM contacts \
-                          WHERE phone IN (";
-            let locked = format!(") ORDER BY phone{}", self.row_lock());
-            let known: Vec<StoredContact> = fetch_by_ids!(tx, select, &phones, ")");
+                          WHERE phone";
+            let locked = format!(" ORDER BY phone{}", self.row_lock());
+            let known: Vec<StoredContact> = fetch_by_ids!(tx, select, &phones, "");
             let mut rows: Vec<StoredContact> = if known.len() != phones.len() {
                 Vec::new()
             } else if self.row_lock().is_empty() {
@@ -356,9 +356,9 @@ impl Storage {
                 applying.iter().map(|a| a.new.provider_message_id).collect();
             let rows: Vec<(String, String)> = fetch_by_ids!(
                 tx,
-                "SELECT channel, provider_message_id FROM messages WHERE provider_message_id IN (",
+                "SELECT channel, provider_message_id FROM messages WHERE provider_message_id",
                 &provider_ids,
-                ") AND direction = 'inbound'"
+                " AND direction = 'inbound'"
             );
             let mut stored: HashSet<(String, String)> = rows.into_iter().collect();
 
@@ -370,9 +370,9 @@ impl Storage {
                 tx,
                 "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, c.contact_id, c.channel, c.sender, c.state, c.version, i.unit_id \
                  FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                 WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id IN (",
+                 WHERE c.status = 'open' AND i.status NOT IN ('scheduled', 'held') AND c.contact_id",
                 &contact_ids,
-                ")"
+                ""
             );
             let mut open: HashMap<(String, String, String), ConversationView> = views
                 .into_iter()
@@ -393,9 +393,9 @@ impl Storage {
             let rows: Vec<ActiveCase> = fetch_by_ids!(
                 tx,
                 "SELECT id, contact_id, channel, sender, status, follow_up, priority, sla_due_at FROM cases \
-                 WHERE status <> 'closed' AND contact_id IN (",
+                 WHERE status <> 'closed' AND contact_id",
                 &contact_ids,
-                ")"
+                ""
             );
             let mut cases: HashMap<String, ActiveCase> = rows
                 .into_iter()
@@ -552,30 +552,8 @@ impl Storage {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, provider_message_id, \
-                 body, case_id, status, created_at, updated_at) ",
-            );
             insert_new_cases!(tx, &writes);
-            insert.push_values(&received, |mut row, m| {
-                row.push_bind(&m.id)
-                    .push_bind(&m.conversation_id)
-                    .push_bind(&m.contact_id)
-                    .push_bind("inbound")
-                    .push_bind(m.new.channel)
-                    .push_bind(m.new.to)
-                    .push_bind(m.new.provider_message_id)
-                    .push_bind(m.new.body)
-                    .push_bind(&m.case_id)
-                    .push_bind("received")
-                    .push_bind(m.new.received_at)
-                    .push_bind(m.new.received_at);
-            });
-            insert.push(
-                " ON CONFLICT (channel, direction, provider_message_id) WHERE provider_message_id IS NOT NULL \
-                 DO NOTHING RETURNING id",
-            );
-            let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+            let inserted: Vec<String> = tx.insert_received(&received).await?;
             if inserted.len() != received.len() {
                 let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
                 for row in received

@@ -15,7 +15,7 @@
 //! and an import into an empty database slowed from 2 000 to 600 rows/s within 60 000 rows as
 //! each batch scanned every invitation written before it.
 
-use super::bulk::{BulkInsert, ContactRow, InvitationRow};
+use super::bulk::{BulkWrite, ContactRow, InvitationRow};
 use super::contacts::block_new_contacts;
 use super::conversations::INVITATION_COLUMNS;
 use super::imports::write_import_chunk;
@@ -23,6 +23,7 @@ use super::opening::{contacts_in_case, open_conversations_of};
 use super::{
     BeginWrite, ConversationView, ImportChunk, InvitationOutcome, InvitationRecord, OPEN_JOB,
     OpenPlan, OpeningTimes, Storage, StorageError, WriteSet, fetch_by_ids, flush_writes, on_pool,
+    push_list,
 };
 use crate::phone::Phone;
 use crate::storage::Advance;
@@ -201,12 +202,9 @@ impl Storage {
                 let mut select = sqlx::QueryBuilder::new(format!(
                     "SELECT i.payload_hash, {INVITATION_COLUMNS} FROM invitations i WHERE i.source = "
                 ));
-                select.push_bind(source).push(" AND i.event_id IN (");
-                let mut list = select.separated(", ");
-                for event in &events {
-                    list.push_bind(*event);
-                }
-                select.push(")");
+                select.push_bind(source).push(" AND i.event_id");
+                let listed: Vec<&str> = events.iter().copied().collect();
+                push_list(&tx, &mut select, &listed);
                 let rows: Vec<SeenInvitation> = select
                     .build_query_as()
                     .persistent(kept)
@@ -251,18 +249,13 @@ impl Storage {
                 // row from the upsert instead cost a row handed from SQLite's thread per
                 // contact (docs/PERFORMANCE.md).
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT id, phone, opted_out_at FROM contacts WHERE phone IN (",
+                    "SELECT id, phone, opted_out_at FROM contacts WHERE phone",
                 );
-                let mut list = select.separated(", ");
-                for (phone, ..) in &numbers {
-                    list.push_bind(*phone);
-                }
-                select.push(") AND id NOT IN (");
-                let mut list = select.separated(", ");
-                for (.., id) in &numbers {
-                    list.push_bind(id.as_str());
-                }
-                select.push(")");
+                let phones: Vec<&str> = numbers.iter().map(|(phone, ..)| *phone).collect();
+                push_list(&tx, &mut select, &phones);
+                select.push(" AND NOT id");
+                let given: Vec<&str> = numbers.iter().map(|(.., id)| id.as_str()).collect();
+                push_list(&tx, &mut select, &given);
                 let existing: Vec<(String, String, Option<Timestamp>)> = select
                     .build_query_as()
                     .persistent(kept)
@@ -301,9 +294,9 @@ impl Storage {
             let rows: Vec<(String, String, Option<String>, Timestamp)> = fetch_by_ids!(
                 tx,
                 "SELECT contact_id, status, channel, COALESCE(send_at, created_at) FROM invitations \
-                 WHERE contact_id IN (",
+                 WHERE contact_id",
                 &known_ids,
-                ")"
+                ""
             );
             // A scheduled invitation whose time is long past and still not opened lost its
             // opening job (dead after its attempts): it no longer holds the channel. One that
@@ -442,7 +435,7 @@ impl Storage {
             if written != fresh.len() as u64 {
                 let ids: Vec<&str> = fresh.iter().map(|row| row.id).collect();
                 let rows: Vec<(String,)> =
-                    fetch_by_ids!(tx, "SELECT id FROM invitations WHERE id IN (", &ids, ")");
+                    fetch_by_ids!(tx, "SELECT id FROM invitations WHERE id", &ids, "");
                 let written: HashSet<String> = rows.into_iter().map(|(id,)| id).collect();
                 not_written.extend(
                     ids.iter()

@@ -83,9 +83,9 @@ macro_rules! open_conversations_of {
     ($tx:expr, $ids:expr) => {{
         let rows: Vec<(String, String, String)> = $crate::storage::fetch_by_ids!(
             $tx,
-            "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id IN (",
+            "SELECT contact_id, channel, sender FROM conversations WHERE status = 'open' AND contact_id",
             $ids,
-            ")"
+            ""
         );
         rows.into_iter().collect::<std::collections::HashSet<_>>()
     }};
@@ -98,9 +98,9 @@ macro_rules! contacts_in_case {
     ($tx:expr, $ids:expr) => {{
         let rows: Vec<(String,)> = $crate::storage::fetch_by_ids!(
             $tx,
-            "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id IN (",
+            "SELECT contact_id FROM cases WHERE status <> 'closed' AND contact_id",
             $ids,
-            ")"
+            ""
         );
         rows.into_iter()
             .map(|(id,)| id)
@@ -146,9 +146,9 @@ impl Storage {
             let contacts: Vec<(String, bool)> = fetch_by_ids!(
                 tx,
                 "SELECT id, opted_out_at IS NOT NULL FROM contacts \
-                 WHERE id IN (SELECT contact_id FROM invitations WHERE id IN (",
+                 WHERE id IN (SELECT contact_id FROM invitations WHERE id",
                 &ids,
-                format!(")) ORDER BY phone{lock}")
+                format!(") ORDER BY phone{lock}")
             );
             let opted_out: HashSet<&str> = contacts
                 .iter()
@@ -163,9 +163,9 @@ impl Storage {
                 "SELECT i.id, i.event_id, i.flow_id, i.contact_id, i.unit_id, i.channel, i.locale, \
                  i.variables, i.status, \
                  EXISTS (SELECT 1 FROM conversations c WHERE c.invitation_id = i.id) AS opened \
-                 FROM invitations i WHERE i.id IN (",
+                 FROM invitations i WHERE i.id",
                 &ids,
-                ")"
+                ""
             );
 
             // The open conversations of these contacts: one per (contact, channel, sender);

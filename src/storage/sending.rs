@@ -10,6 +10,7 @@
 //! above the message's current status (a late "sent" does not undo "delivered"). A callback that
 //! arrives before the send is recorded is kept by provider id and applied when the send is.
 
+use super::bulk::BulkWrite;
 use super::{Backend, BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
 use crate::time::Timestamp;
 use serde_json::json;
@@ -432,30 +433,8 @@ impl Storage {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            if self.key_lock().is_some() {
-                let mut lock =
-                    sqlx::QueryBuilder::new("SELECT pg_advisory_xact_lock(hashtext(k.key)) FROM (");
-                lock.push_values(&keys, |mut row, key| {
-                    row.push_bind(key);
-                });
-                lock.push(") AS k(key) ORDER BY k.key");
-                lock.build().fetch_all(&mut *tx).await?;
-            }
-            let mut update = sqlx::QueryBuilder::new(
-                "UPDATE messages SET status = 'sent', provider_message_id = v.column2, cost_micros = v.column3, \
-                 sent_at = COALESCE(v.column4, messages.sent_at), updated_at = ",
-            );
-            update.push_bind(now).push(" FROM (");
-            update.push_values(sent, |mut row, s| {
-                row.push_bind(&s.message.id)
-                    .push_bind(s.provider_message_id)
-                    .push_bind(s.cost.map(|c| c.micros))
-                    .push_bind(s.handed_at);
-            });
-            update.push(
-                ") AS v WHERE messages.id = v.column1 AND messages.status IN ('sending', 'unknown')",
-            );
-            update.build().execute(&mut *tx).await?;
+            tx.lock_keys(&keys).await?;
+            tx.mark_sent(sent, now).await?;
             if !spend.is_empty() {
                 let mut insert = sqlx::QueryBuilder::new(
                     "INSERT INTO unit_daily_spend (unit_id, day, cost_micros) ",
@@ -470,21 +449,7 @@ impl Storage {
                 insert.build().execute(&mut *tx).await?;
             }
             // Statuses that arrived before the send, kept by the provider's id.
-            let mut adopt = sqlx::QueryBuilder::new(
-                "UPDATE message_statuses SET message_id = v.column1 FROM (",
-            );
-            adopt.push_values(sent, |mut row, s| {
-                row.push_bind(&s.message.id)
-                    .push_bind(&s.message.channel)
-                    .push_bind(s.provider_message_id);
-            });
-            adopt.push(
-                ") AS v WHERE message_statuses.channel = v.column2 \
-                 AND message_statuses.provider_message_id = v.column3 \
-                 RETURNING message_id, status, error_code, number_status",
-            );
-            let early: Vec<(String, String, Option<String>, Option<String>)> =
-                adopt.build_query_as().fetch_all(&mut *tx).await?;
+            let early = tx.adopt_statuses(sent).await?;
             // The furthest status each message had, when it is past `sent`.
             let mut latest: BTreeMap<&str, (String, Option<String>, Option<String>)> =
                 BTreeMap::new();

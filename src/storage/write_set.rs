@@ -6,7 +6,7 @@
 //! start): the statements, not the commits, bounded throughput (docs/PERFORMANCE.md). A
 //! [`WriteSet`] collects what the messages of a transaction change — conversation states, answers,
 //! outbox events, outgoing messages and their send jobs — and [`flush_writes!`] writes each table
-//! with one multi-row statement, in an order that satisfies the foreign keys.
+//! with one statement ([`super::bulk`]), in an order that satisfies the foreign keys.
 //!
 //! Collecting is pure (no I/O), so the rules of what a change writes are in one place whatever
 //! the transaction around it.
@@ -440,118 +440,27 @@ impl WriteSet {
 macro_rules! flush_writes {
     ($tx:expr, $writes:expr) => {{
         let writes: &$crate::storage::WriteSet = $writes;
-        if !writes.new_conversations.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO conversations (id, invitation_id, contact_id, channel, sender, flow_id, unit_id, \
-                 state, status, version, started_at, updated_at) ",
-            );
-            insert.push_values(&writes.new_conversations, |mut row, c| {
-                row.push_bind(&c.id)
-                    .push_bind(&c.invitation_id)
-                    .push_bind(&c.contact_id)
-                    .push_bind(&c.channel)
-                    .push_bind(&c.sender)
-                    .push_bind(&c.flow_id)
-                    .push_bind(&c.unit_id)
-                    .push_bind(sqlx::types::Json(&c.state))
-                    .push_bind("open")
-                    // Version 1: the opening is the conversation's first step.
-                    .push_bind(1_i64)
-                    .push_bind(c.started_at)
-                    .push_bind(c.started_at);
-            });
-            insert.build().execute(&mut *$tx).await?;
-        }
+        use $crate::storage::bulk::BulkWrite;
+        BulkWrite::insert_new_conversations(&mut *$tx, &writes.new_conversations).await?;
         if !writes.conversations.is_empty() {
             // A conversation's first answer makes it a response of the period (quotas).
-            let mut first_answers: std::collections::HashMap<&str, $crate::time::Timestamp> =
-                std::collections::HashMap::new();
+            let mut first_answers = $crate::storage::bulk::FirstAnswers::new();
             for a in &writes.answers {
                 let first = first_answers.entry(a.conversation_id.as_str()).or_insert(a.answered_at);
                 *first = (*first).min(a.answered_at);
             }
-            let mut update = sqlx::QueryBuilder::new(
-                "UPDATE conversations SET state = v.column3, status = v.column4, version = v.column5, \
-                 updated_at = v.column6, closed_at = v.column7, \
-                 first_answered_at = COALESCE(conversations.first_answered_at, v.column8) FROM (",
-            );
-            update.push_values(&writes.conversations, |mut row, c| {
-                row.push_bind(&c.id)
-                    .push_bind(c.read_version)
-                    .push_bind(sqlx::types::Json(&c.state))
-                    .push_bind(c.status.as_str())
-                    .push_bind(c.new_version)
-                    .push_bind(c.updated_at)
-                    .push_bind(c.closed_at)
-                    .push_bind(first_answers.get(c.id.as_str()).copied());
-            });
-            update.push(
-                ") AS v WHERE conversations.id = v.column1 AND conversations.version = v.column2",
-            );
-            let updated = update.build().execute(&mut *$tx).await?.rows_affected();
+            let updated = BulkWrite::update_conversations(&mut *$tx, &writes.conversations, &first_answers)
+                .await?;
             if updated != writes.conversations.len() as u64 {
                 return Err($crate::storage::StorageError::Conflict(
                     "a conversation changed while this message was applied; the provider's retry will apply it",
                 ));
             }
         }
-        if !writes.answers.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO answers (id, conversation_id, question_id, kind, score, choice, text, message_id, answered_at) ",
-            );
-            insert.push_values(&writes.answers, |mut row, a| {
-                row.push_bind(&a.id)
-                    .push_bind(&a.conversation_id)
-                    .push_bind(&a.question_id)
-                    .push_bind(a.kind)
-                    .push_bind(a.score)
-                    .push_bind(&a.choice)
-                    .push_bind(&a.text)
-                    .push_bind(&a.message_id)
-                    .push_bind(a.answered_at);
-            });
-            insert.push(" ON CONFLICT (conversation_id, question_id) DO NOTHING");
-            insert.build().execute(&mut *$tx).await?;
-        }
-        if !writes.events.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO outbox (event_id, event_type, version, contact_id, occurred_at, payload) ",
-            );
-            insert.push_values(&writes.events, |mut row, e| {
-                row.push_bind(&e.event_id)
-                    .push_bind(&e.event_type)
-                    .push_bind(1_i32)
-                    .push_bind(&e.contact_id)
-                    .push_bind(e.occurred_at)
-                    .push_bind(sqlx::types::Json(&e.payload));
-            });
-            insert.build().execute(&mut *$tx).await?;
-        }
-        if !writes.outgoing.is_empty() {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO messages (id, conversation_id, contact_id, direction, channel, sender, purpose, body, \
-                 encoding, segments, unprompted, case_id, status, created_at, updated_at) ",
-            );
-            insert.push_values(&writes.outgoing, |mut row, m| {
-                row.push_bind(&m.id)
-                    .push_bind(&m.conversation_id)
-                    .push_bind(&m.contact_id)
-                    .push_bind("outbound")
-                    .push_bind(&m.channel)
-                    .push_bind(&m.sender)
-                    .push_bind(m.purpose.column())
-                    .push_bind(&m.body)
-                    .push_bind(m.encoding)
-                    .push_bind(m.segments)
-                    .push_bind(m.unprompted)
-                    .push_bind(&m.case_id)
-                    .push_bind("queued")
-                    .push_bind(m.created_at)
-                    .push_bind(m.created_at);
-            });
-            insert.build().execute(&mut *$tx).await?;
-        }
-        $crate::storage::bulk::BulkInsert::insert_jobs(&mut *$tx, &writes.jobs).await?;
+        BulkWrite::insert_answers(&mut *$tx, &writes.answers).await?;
+        BulkWrite::insert_events(&mut *$tx, &writes.events).await?;
+        BulkWrite::insert_outgoing(&mut *$tx, &writes.outgoing).await?;
+        BulkWrite::insert_jobs(&mut *$tx, &writes.jobs).await?;
         if !writes.case_events.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO case_events (case_id, at, actor, kind, message_id, details) ",
