@@ -1,7 +1,9 @@
 # Sourced by the measurement scripts (load.sh, throughput.sh, opening.sh, alert_latency.sh,
 # webhook_throughput.sh) after their release build: the binaries' paths, a work directory, and
 # every process a script lists in `pids` stopped when it exits, however it exits.
-HEARBACK=${CARGO_TARGET_DIR:-target}/release/hearback
+# MEASURED_BINARY runs another build of hearback (a copy of an earlier commit's, to compare two
+# versions side by side in one hour); the default is the one just built.
+HEARBACK=${MEASURED_BINARY:-${CARGO_TARGET_DIR:-target}/release/hearback}
 DRIVER=${CARGO_TARGET_DIR:-target}/release/examples/load_driver
 work=$(mktemp -d)
 pids=()

@@ -2,8 +2,15 @@
 //! batches, with a report per row.
 //!
 //! - **Streamed.** One thread reads and checks rows ([`rows`], [`Intake::prepare`]) while the
-//!   previous batch is written: at most three batches of [`MAX_INVITATIONS_PER_BATCH`] rows are in
-//!   memory (one being written, one waiting, one being read), whatever the size of the file.
+//!   previous round is written: at most three rounds of [`MAX_INVITATIONS_PER_BATCH`] rows per
+//!   lane are in memory (one being written, one waiting, one being read), whatever the size of
+//!   the file.
+//! - **Lanes.** On PostgreSQL a round is [`POSTGRES_LANES`] batches written at once, each in its
+//!   own transaction; SQLite has one writer, so one lane. A number's rows always go to the same
+//!   lane, so a customer's rows apply in file order. A row whose event id an earlier row of the
+//!   round took goes to that row's lane, after it: the first row of an event wins, as it does
+//!   when rows are written one after the other. Rounds are written one after the other, so an
+//!   event of an earlier round is already stored when a later round looks for it.
 //! - **Every row reported.** A row becomes a new invitation (accepted) or is rejected with the
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
 //!   `frequency_cap`, `quota_reached`, `open_conversation`, `open_case`), or `duplicate_event`. Rejections
@@ -94,6 +101,60 @@ pub async fn run(
     outcome
 }
 
+/// Batches written at once on PostgreSQL, one transaction each. Two took 200 000 rows from
+/// 7.2 to 6.5 s; four, 6.3 s, with a third more CPU (docs/PERFORMANCE.md).
+pub const POSTGRES_LANES: usize = 2;
+
+/// A round: one batch per lane, each at most [`MAX_INVITATIONS_PER_BATCH`] rows.
+type Round = Vec<Vec<Prepared>>;
+
+/// Deals rows into the lanes of a round: a number's rows to one lane, a row whose event id an
+/// earlier row of the round took to that row's lane.
+struct Dealer {
+    lanes: usize,
+    /// The lane of each event id of the round, given to the row that took it first.
+    events: std::collections::HashMap<String, usize>,
+}
+
+impl Dealer {
+    fn new(lanes: usize) -> Dealer {
+        Dealer {
+            lanes,
+            events: std::collections::HashMap::new(),
+        }
+    }
+
+    fn lane(&mut self, prepared: &Prepared) -> usize {
+        if self.lanes == 1 {
+            return 0;
+        }
+        match &prepared.invitation {
+            Ok(invitation) => {
+                let by_number = lane_of(invitation.phone.as_e164(), self.lanes);
+                *self
+                    .events
+                    .entry(invitation.event_id.clone())
+                    .or_insert(by_number)
+            }
+            // A row refused before storage writes nothing but its rejection: any lane.
+            Err(_) => (prepared.line % self.lanes as u64) as usize,
+        }
+    }
+
+    fn next_round(&mut self) {
+        self.events.clear();
+    }
+}
+
+/// The lane of a number: the same in every round and every run.
+fn lane_of(phone: &str, lanes: usize) -> usize {
+    // FNV-1a: stable across runs and builds, unlike the standard library's hasher.
+    let hash = phone.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % lanes as u64) as usize
+}
+
 async fn run_batches(
     storage: &Storage,
     intake: &Intake,
@@ -103,7 +164,11 @@ async fn run_batches(
     on_row: &mut impl FnMut(&RowReport),
 ) -> Result<(), ImportError> {
     let units = storage.unit_ids().await?;
-    let (batches, mut received) = tokio::sync::mpsc::channel::<Result<Vec<Prepared>, FileError>>(1);
+    let lanes = match storage.kind() {
+        crate::config::DatabaseKind::Postgres => POSTGRES_LANES,
+        crate::config::DatabaseKind::Sqlite => 1,
+    };
+    let (rounds, mut received) = tokio::sync::mpsc::channel::<Result<Round, FileError>>(1);
     let reading = {
         let (intake, source, progress) = (intake.clone(), source.to_string(), progress.clone());
         tokio::task::spawn_blocking(move || {
@@ -114,20 +179,26 @@ async fn run_batches(
             let rows = match rows::rows(format, counted) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    let _ = batches.blocking_send(Err(e));
+                    let _ = rounds.blocking_send(Err(e));
                     return;
                 }
             };
-            let mut batch = Vec::with_capacity(MAX_INVITATIONS_PER_BATCH);
+            let empty_round = || -> Round {
+                (0..lanes)
+                    .map(|_| Vec::with_capacity(MAX_INVITATIONS_PER_BATCH))
+                    .collect()
+            };
+            let mut dealer = Dealer::new(lanes);
+            let mut round = empty_round();
             for row in rows {
                 let row = match row {
                     Ok(row) => row,
                     Err(e) => {
                         // The rows read before the error are written and reported first.
-                        if !batch.is_empty() {
-                            let _ = batches.blocking_send(Ok(std::mem::take(&mut batch)));
+                        if round.iter().any(|batch| !batch.is_empty()) {
+                            let _ = rounds.blocking_send(Ok(std::mem::take(&mut round)));
                         }
-                        let _ = batches.blocking_send(Err(e));
+                        let _ = rounds.blocking_send(Err(e));
                         return;
                     }
                 };
@@ -142,37 +213,54 @@ async fn run_batches(
                         .prepare(&source, &event, &units, now)
                         .map_err(|mut problems| problems.remove(0))
                 });
-                batch.push(Prepared {
+                let prepared = Prepared {
                     line: row.line,
                     event_id,
                     invitation,
-                });
-                if batch.len() == MAX_INVITATIONS_PER_BATCH {
-                    let full = std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(MAX_INVITATIONS_PER_BATCH),
-                    );
-                    if batches.blocking_send(Ok(full)).is_err() {
+                };
+                let lane = dealer.lane(&prepared);
+                round[lane].push(prepared);
+                if round[lane].len() == MAX_INVITATIONS_PER_BATCH {
+                    dealer.next_round();
+                    if rounds
+                        .blocking_send(Ok(std::mem::replace(&mut round, empty_round())))
+                        .is_err()
+                    {
                         // The writer stopped (a storage error): it reports why.
                         return;
                     }
                 }
             }
-            if !batch.is_empty() {
-                let _ = batches.blocking_send(Ok(batch));
+            if round.iter().any(|batch| !batch.is_empty()) {
+                let _ = rounds.blocking_send(Ok(round));
             }
         })
     };
     // The planner's statistics follow the import as it doubles: ten refreshes for a million
-    // rows (Storage::refresh_import_statistics).
+    // rows (Storage::refresh_import_statistics), each beside the next rounds rather than
+    // between them (a refresh took 0.1 s or more once the tables held tens of thousands of rows).
     let mut refresh_at = MAX_INVITATIONS_PER_BATCH as u64;
-    while let Some(batch) = received.recv().await {
-        let batch = batch?;
-        write_batch(storage, id, batch, progress, on_row).await?;
-        if progress.rows.load(Ordering::Relaxed) >= refresh_at {
-            storage.refresh_import_statistics().await?;
+    let mut refreshing: Option<tokio::task::JoinHandle<Result<(), StorageError>>> = None;
+    while let Some(round) = received.recv().await {
+        write_round(storage, id, round?, progress, on_row).await?;
+        let due = progress.rows.load(Ordering::Relaxed) >= refresh_at;
+        if due
+            && refreshing
+                .as_ref()
+                .is_none_or(|refresh| refresh.is_finished())
+        {
+            if let Some(refresh) = refreshing.take() {
+                refreshed(refresh).await?;
+            }
+            let storage = storage.clone();
+            refreshing = Some(tokio::spawn(async move {
+                storage.refresh_import_statistics().await
+            }));
             refresh_at *= 2;
         }
+    }
+    if let Some(refresh) = refreshing {
+        refreshed(refresh).await?;
     }
     reading
         .await
@@ -180,14 +268,72 @@ async fn run_batches(
     Ok(())
 }
 
-/// Writes one batch's invitations and its report, in one transaction.
+/// The outcome of a statistics refresh run beside the import.
+async fn refreshed(
+    refresh: tokio::task::JoinHandle<Result<(), StorageError>>,
+) -> Result<(), StorageError> {
+    match refresh.await {
+        Ok(outcome) => outcome,
+        Err(stopped) => std::panic::resume_unwind(stopped.into_panic()),
+    }
+}
+
+/// Writes a round's batches at once, each with its report in one transaction, then reports
+/// their rows in file order. When a batch fails, the rows of the others, which are written,
+/// are reported before the error.
+async fn write_round(
+    storage: &Storage,
+    id: &str,
+    round: Round,
+    progress: &Progress,
+    on_row: &mut impl FnMut(&RowReport),
+) -> Result<(), ImportError> {
+    // A task each, so that one lane's own work (rows, payloads, outcomes) runs beside the
+    // other's on another thread, not only their waits for the database.
+    let lanes: Vec<_> = round
+        .into_iter()
+        .filter(|batch| !batch.is_empty())
+        .map(|batch| {
+            let (storage, id) = (storage.clone(), id.to_string());
+            tokio::spawn(async move { write_batch(&storage, &id, batch).await })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for lane in lanes {
+        match lane.await {
+            Ok(Ok(batch)) => reports.extend(batch),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(stopped) => std::panic::resume_unwind(stopped.into_panic()),
+        }
+    }
+    reports.sort_by_key(|report| report.line);
+    let rejected = reports
+        .iter()
+        .filter(|report| matches!(report.outcome, RowOutcome::Rejected(_)))
+        .count() as u64;
+    let rows = reports.len() as u64;
+    progress.rows.fetch_add(rows, Ordering::Relaxed);
+    progress
+        .accepted
+        .fetch_add(rows - rejected, Ordering::Relaxed);
+    progress.rejected.fetch_add(rejected, Ordering::Relaxed);
+    for report in &reports {
+        on_row(report);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes one batch's invitations and its report, in one transaction; returns its rows'
+/// reports, in file order.
 async fn write_batch(
     storage: &Storage,
     id: &str,
     batch: Vec<Prepared>,
-    progress: &Progress,
-    on_row: &mut impl FnMut(&RowReport),
-) -> Result<(), ImportError> {
+) -> Result<Vec<RowReport>, ImportError> {
     // Rows refused by intake have their outcome now; the others get theirs from storage.
     let mut invitations = Vec::with_capacity(batch.len());
     let mut pending = Vec::with_capacity(batch.len());
@@ -246,20 +392,7 @@ async fn write_batch(
             Ok((chunk, reports))
         })
         .await?;
-    let rejected = reports
-        .iter()
-        .filter(|report| matches!(report.outcome, RowOutcome::Rejected(_)))
-        .count() as u64;
-    let rows = reports.len() as u64;
-    progress.rows.fetch_add(rows, Ordering::Relaxed);
-    progress
-        .accepted
-        .fetch_add(rows - rejected, Ordering::Relaxed);
-    progress.rejected.fetch_add(rejected, Ordering::Relaxed);
-    for report in &reports {
-        on_row(report);
-    }
-    Ok(())
+    Ok(reports)
 }
 
 /// A row's outcome from what storage made of its invitation.

@@ -629,24 +629,7 @@ async fn a_large_import_reports_every_row_in_file_order_and_each_customer_in_ord
         ));
     }
     let id = "import-large";
-    db.storage
-        .create_import(id, "crm", "csv", hearback::time::Timestamp::now())
-        .await
-        .unwrap();
-    let mut reports = Vec::new();
-    hearback::import::run(
-        &db.storage,
-        &intake,
-        (id, "crm"),
-        (
-            hearback::import::Format::Csv,
-            Box::new(std::io::Cursor::new(file.into_bytes())),
-        ),
-        std::sync::Arc::new(hearback::import::Progress::default()),
-        |report| reports.push(report.clone()),
-    )
-    .await
-    .unwrap();
+    let reports = import_csv(db, &intake, id, file).await;
 
     let lines: Vec<u64> = reports.iter().map(|r| r.line).collect();
     let expected: Vec<u64> = (2..ROWS as u64 + 2).collect();
@@ -680,6 +663,72 @@ async fn a_large_import_reports_every_row_in_file_order_and_each_customer_in_ord
             (ROWS - NUMBERS) as i64
         )
     );
+}
+
+/// Runs import `id` of a CSV `file` from source `crm`; the rows' reports, as they were given.
+async fn import_csv(
+    db: &TestDb,
+    intake: &hearback::intake::Intake,
+    id: &str,
+    file: String,
+) -> Vec<hearback::import::RowReport> {
+    db.storage
+        .create_import(id, "crm", "csv", hearback::time::Timestamp::now())
+        .await
+        .unwrap();
+    let mut reports = Vec::new();
+    hearback::import::run(
+        &db.storage,
+        intake,
+        (id, "crm"),
+        (
+            hearback::import::Format::Csv,
+            Box::new(std::io::Cursor::new(file.into_bytes())),
+        ),
+        std::sync::Arc::new(hearback::import::Progress::default()),
+        |report| reports.push(report.clone()),
+    )
+    .await
+    .unwrap();
+    reports
+}
+
+/// Rows of one event for two numbers, close enough to be written together (PostgreSQL writes
+/// a number's rows in its own lane, `import::POSTGRES_LANES`): the first row in the file takes
+/// the event and the second is a duplicate, every time, whichever lanes the numbers fall in.
+async fn the_first_row_of_an_event_wins_even_when_its_numbers_are_written_at_once(db: &TestDb) {
+    let (config, flows) = scheduled_config(db, "", &quick_flow(""));
+    let flows = hearback::flow::load_paths(&[flows.path().to_path_buf()]);
+    let intake = hearback::intake::Intake::new(&config, std::sync::Arc::new(flows.flows));
+    const EVENTS: usize = 300;
+    let mut file = String::from("event_id,flow,phone,locale,first_name,store,order_date\n");
+    for again in [false, true] {
+        for event in 0..EVENTS {
+            let number = if again { 5_000 + event } else { event };
+            file.push_str(&format!(
+                "e-{event},quick,+3361{number:07},fr-FR,Ana,Lyon 2,12/11\n"
+            ));
+        }
+    }
+    let reports = import_csv(db, &intake, "import-twice", file).await;
+
+    assert_eq!(reports.len(), 2 * EVENTS);
+    for (row, report) in reports.iter().enumerate() {
+        let reason = match &report.outcome {
+            hearback::import::RowOutcome::Accepted { .. } => None,
+            hearback::import::RowOutcome::Rejected(rejection) => Some(rejection.reason.as_str()),
+        };
+        let expected = (row >= EVENTS).then_some("duplicate_event");
+        assert_eq!(reason, expected, "row {row}: {report:?}");
+    }
+    for event in 0..EVENTS {
+        let first = hearback::phone::Phone::parse(&format!("+3361{event:07}"), None).unwrap();
+        let contact = db.storage.contact_by_phone(&first).await.unwrap();
+        assert!(
+            contact.is_some(),
+            "the first number of e-{event} has its contact"
+        );
+    }
 }
 
 /// An import's batch and its report are one transaction: a report that cannot be made leaves
@@ -755,6 +804,7 @@ crate::both_backends!(
     sends_beyond_the_daily_guards_are_held_and_reported,
     an_import_batch_and_its_report_are_written_together_or_not_at_all,
     a_large_import_reports_every_row_in_file_order_and_each_customer_in_order,
+    the_first_row_of_an_event_wins_even_when_its_numbers_are_written_at_once,
     invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time,
     an_import_takes_the_good_rows_and_names_every_rejected_one,
     an_import_in_json_lines_reports_each_line_and_pages_its_report,
