@@ -6,11 +6,13 @@
 //!   lane are in memory (one being written, one waiting, one being read), whatever the size of
 //!   the file.
 //! - **Lanes.** On PostgreSQL a round is [`POSTGRES_LANES`] batches written at once, each in its
-//!   own transaction; SQLite has one writer, so one lane. A number's rows always go to the same
-//!   lane, so a customer's rows apply in file order. A row whose event id an earlier row of the
-//!   round took goes to that row's lane, after it: the first row of an event wins, as it does
-//!   when rows are written one after the other. Rounds are written one after the other, so an
-//!   event of an earlier round is already stored when a later round looks for it.
+//!   own transaction; SQLite has one writer, so one lane. A number's new events always go to the
+//!   same lane, so a customer's rows apply in file order. A row whose event id an earlier row of
+//!   the round took goes to that row's lane, after it: the first row of an event wins, as it does
+//!   when rows are written one after the other (the later row can only be a duplicate; its
+//!   number's contact is upserted in that lane, in phone order as every batch locks contacts, so
+//!   the lanes may wait on each other there but not deadlock). Rounds are written one after the
+//!   other, so an event of an earlier round is already stored when a later round looks for it.
 //! - **Every row reported.** A row becomes a new invitation (accepted) or is rejected with the
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
 //!   `frequency_cap`, `quota_reached`, `open_conversation`, `open_case`), or `duplicate_event`. Rejections
@@ -101,8 +103,9 @@ pub async fn run(
     outcome
 }
 
-/// Batches written at once on PostgreSQL, one transaction each. Two took 200 000 rows from
-/// 7.2 to 6.5 s; four, 6.3 s, with a third more CPU (docs/PERFORMANCE.md).
+/// Batches written at once on PostgreSQL, one transaction (and connection) each, at most as
+/// many as the pool has connections. Two took a million rows from 48.7 to 41.0 s; three and
+/// four were within the noise of two, with more memory (docs/PERFORMANCE.md).
 pub const POSTGRES_LANES: usize = 2;
 
 /// A round: one batch per lane, each at most [`MAX_INVITATIONS_PER_BATCH`] rows.
@@ -165,9 +168,12 @@ async fn run_batches(
 ) -> Result<(), ImportError> {
     let units = storage.unit_ids().await?;
     let lanes = match storage.kind() {
-        crate::config::DatabaseKind::Postgres => POSTGRES_LANES,
+        crate::config::DatabaseKind::Postgres => {
+            POSTGRES_LANES.min(usize::try_from(storage.max_connections()).unwrap_or(1))
+        }
         crate::config::DatabaseKind::Sqlite => 1,
-    };
+    }
+    .max(1);
     let (rounds, mut received) = tokio::sync::mpsc::channel::<Result<Round, FileError>>(1);
     let reading = {
         let (intake, source, progress) = (intake.clone(), source.to_string(), progress.clone());
@@ -239,8 +245,9 @@ async fn run_batches(
     // The planner's statistics follow the import as it doubles: ten refreshes for a million
     // rows (Storage::refresh_import_statistics), each beside the next rounds rather than
     // between them (a refresh took 0.1 s or more once the tables held tens of thousands of rows).
+    // A refresh that fails costs speed, not rows: it is logged, and the import goes on.
     let mut refresh_at = MAX_INVITATIONS_PER_BATCH as u64;
-    let mut refreshing: Option<tokio::task::JoinHandle<Result<(), StorageError>>> = None;
+    let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(round) = received.recv().await {
         write_round(storage, id, round?, progress, on_row).await?;
         let due = progress.rows.load(Ordering::Relaxed) >= refresh_at;
@@ -249,33 +256,23 @@ async fn run_batches(
                 .as_ref()
                 .is_none_or(|refresh| refresh.is_finished())
         {
-            if let Some(refresh) = refreshing.take() {
-                refreshed(refresh).await?;
-            }
             let storage = storage.clone();
             refreshing = Some(tokio::spawn(async move {
-                storage.refresh_import_statistics().await
+                if let Err(e) = storage.refresh_import_statistics().await {
+                    tracing::warn!(error = %e, "cannot refresh the planner's statistics during an import; it goes on");
+                }
             }));
             refresh_at *= 2;
         }
     }
     if let Some(refresh) = refreshing {
-        refreshed(refresh).await?;
+        // The task logs its own failure.
+        let _ = refresh.await;
     }
     reading
         .await
         .map_err(|e| FileError::Io(format!("the reader stopped: {e}")))?;
     Ok(())
-}
-
-/// The outcome of a statistics refresh run beside the import.
-async fn refreshed(
-    refresh: tokio::task::JoinHandle<Result<(), StorageError>>,
-) -> Result<(), StorageError> {
-    match refresh.await {
-        Ok(outcome) => outcome,
-        Err(stopped) => std::panic::resume_unwind(stopped.into_panic()),
-    }
 }
 
 /// Writes a round's batches at once, each with its report in one transaction, then reports
@@ -298,13 +295,27 @@ async fn write_round(
             tokio::spawn(async move { write_batch(&storage, &id, batch).await })
         })
         .collect();
+    // Every lane is awaited before anything is reported or raised: a lane that failed does not
+    // hide the rows another one wrote.
+    let mut finished = Vec::with_capacity(lanes.len());
+    for lane in lanes {
+        finished.push(lane.await);
+    }
     let mut reports = Vec::new();
     let mut failure = None;
-    for lane in lanes {
-        match lane.await {
+    let mut panicked = None;
+    for lane in finished {
+        match lane {
             Ok(Ok(batch)) => reports.extend(batch),
             Ok(Err(e)) => failure = failure.or(Some(e)),
-            Err(stopped) => std::panic::resume_unwind(stopped.into_panic()),
+            Err(stopped) if stopped.is_panic() => {
+                panicked = panicked.or(Some(stopped.into_panic()));
+            }
+            Err(stopped) => {
+                failure = failure.or(Some(ImportError::File(FileError::Io(format!(
+                    "a batch was stopped: {stopped}"
+                )))));
+            }
         }
     }
     reports.sort_by_key(|report| report.line);
@@ -320,6 +331,9 @@ async fn write_round(
     progress.rejected.fetch_add(rejected, Ordering::Relaxed);
     for report in &reports {
         on_row(report);
+    }
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
     match failure {
         Some(e) => Err(e),

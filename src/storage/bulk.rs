@@ -139,9 +139,10 @@ pub(crate) trait BulkWrite {
         rows: &[ReceivedRow<'_>],
     ) -> impl std::future::Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
 
-    /// Takes the transaction's advisory lock of each key, in the order given (sorted by the
-    /// caller, so that two batches do not wait on each other). Nothing on SQLite, whose write
-    /// transaction holds the whole database.
+    /// Takes the transaction's advisory lock of each key, in the keys' order, so that two
+    /// batches do not wait on each other (on PostgreSQL by the database's collation, as
+    /// instances of earlier versions take them). Nothing on SQLite, whose write transaction
+    /// holds the whole database.
     fn lock_keys(
         &mut self,
         keys: &[String],
@@ -687,8 +688,8 @@ impl BulkWrite for sqlx::PgConnection {
             return Ok(());
         }
         sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtext(k.key)) \
-             FROM UNNEST($1::text[]) WITH ORDINALITY AS k (key, n) ORDER BY k.n",
+            "SELECT pg_advisory_xact_lock(hashtext(k.key)) FROM UNNEST($1::text[]) AS k (key) \
+             ORDER BY k.key",
         )
         .bind(keys)
         .fetch_all(&mut *self)

@@ -66,7 +66,9 @@ macro_rules! write_import_chunk {
                     .push_bind(&r.invitation_id);
             });
             insert.push(" ON CONFLICT (import_id, line) DO NOTHING");
-            insert.build().execute(&mut *$tx).await?;
+            // One text per size: kept prepared on SQLite only (BatchPlans).
+            let kept = $crate::storage::kept(&$tx);
+            insert.build().persistent(kept).execute(&mut *$tx).await?;
         }
         sqlx::query(
             "UPDATE imports SET rows = rows + $1, accepted = accepted + $2, rejected = rejected + $3, \

@@ -353,6 +353,14 @@ impl Storage {
         self.url.kind()
     }
 
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.options().get_max_connections(),
+            Backend::Postgres(pool) => pool.options().get_max_connections(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.kind() {
             DatabaseKind::Sqlite => "sqlite",

@@ -446,7 +446,8 @@ impl Storage {
                     " ON CONFLICT (unit_id, day) DO UPDATE \
                      SET cost_micros = unit_daily_spend.cost_micros + excluded.cost_micros",
                 );
-                insert.build().execute(&mut *tx).await?;
+                let kept = super::kept(&tx);
+                insert.build().persistent(kept).execute(&mut *tx).await?;
             }
             // Statuses that arrived before the send, kept by the provider's id.
             let early = tx.adopt_statuses(sent).await?;
@@ -489,14 +490,17 @@ impl Storage {
                 );
                 update
                     .push_bind(now)
-                    .push(" WHERE status IN ('scheduled', 'held') AND id IN (");
-                let mut list = update.separated(", ");
-                for one in &first {
-                    list.push_bind(one.message.invitation_id.as_deref());
-                }
-                update.push(") RETURNING id");
+                    .push(" WHERE status IN ('scheduled', 'held') AND id");
+                let invitations: Vec<&str> = first
+                    .iter()
+                    .filter_map(|one| one.message.invitation_id.as_deref())
+                    .collect();
+                super::push_list(&tx, &mut update, &invitations);
+                update.push(" RETURNING id");
+                let kept = super::kept(&tx);
                 let now_sent: HashSet<String> = update
                     .build_query_scalar()
+                    .persistent(kept)
                     .fetch_all(&mut *tx)
                     .await?
                     .into_iter()

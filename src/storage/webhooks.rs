@@ -349,7 +349,8 @@ impl Storage {
                         .push_bind(now);
                 });
                 insert.push(" ON CONFLICT (endpoint_id, event_seq) DO NOTHING");
-                insert.build().execute(&mut *tx).await?;
+                let kept = super::kept(&tx);
+                insert.build().persistent(kept).execute(&mut *tx).await?;
             }
             if !deliveries.is_empty() {
                 sqlx::query(&enqueue_heads)
@@ -367,7 +368,8 @@ impl Storage {
                 seqs.push_bind(event.seq);
             }
             mark.push(")");
-            mark.build().execute(&mut *tx).await?;
+            let kept = super::kept(&tx);
+            mark.build().persistent(kept).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(events.len())
         })

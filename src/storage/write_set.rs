@@ -473,7 +473,8 @@ macro_rules! flush_writes {
                     .push_bind(&e.message_id)
                     .push_bind(sqlx::types::Json(&e.details));
             });
-            insert.build().execute(&mut *$tx).await?;
+            let kept = $crate::storage::kept(&$tx);
+            insert.build().persistent(kept).execute(&mut *$tx).await?;
         }
         // Case changes are rare (a customer's text, an agent's action): a statement each.
         for change in &writes.case_changes {
@@ -544,7 +545,8 @@ macro_rules! insert_new_cases {
                     .push_bind(c.opened_at)
                     .push_bind(c.opened_at);
             });
-            insert.build().execute(&mut *$tx).await?;
+            let kept = $crate::storage::kept(&$tx);
+            insert.build().persistent(kept).execute(&mut *$tx).await?;
         }
     }};
 }
