@@ -672,12 +672,27 @@ async fn import_csv(
     id: &str,
     file: String,
 ) -> Vec<hearback::import::RowReport> {
+    let (reports, outcome) = try_import_csv(db, intake, id, file).await;
+    outcome.unwrap();
+    reports
+}
+
+/// [`import_csv`], with how the import ended.
+async fn try_import_csv(
+    db: &TestDb,
+    intake: &hearback::intake::Intake,
+    id: &str,
+    file: String,
+) -> (
+    Vec<hearback::import::RowReport>,
+    Result<(), hearback::import::ImportError>,
+) {
     db.storage
         .create_import(id, "crm", "csv", hearback::time::Timestamp::now())
         .await
         .unwrap();
     let mut reports = Vec::new();
-    hearback::import::run(
+    let outcome = hearback::import::run(
         &db.storage,
         intake,
         (id, "crm"),
@@ -688,9 +703,92 @@ async fn import_csv(
         std::sync::Arc::new(hearback::import::Progress::default()),
         |report| reports.push(report.clone()),
     )
-    .await
-    .unwrap();
-    reports
+    .await;
+    (reports, outcome)
+}
+
+/// A batch the database refuses stops the import, and what the import reports is exactly what
+/// it wrote: on PostgreSQL the other batch of the round (`import::POSTGRES_LANES`) is written
+/// and its rows reported; nothing written goes unreported, nothing reported is missing.
+async fn an_import_that_fails_reports_exactly_the_rows_it_wrote(db: &TestDb) {
+    // A real refusal from the database: a trigger rejects one event.
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON invitations \
+             WHEN NEW.event_id = 'poison' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON invitations \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let (config, flows) = scheduled_config(db, "", &quick_flow(""));
+    let flows = hearback::flow::load_paths(&[flows.path().to_path_buf()]);
+    let intake = hearback::intake::Intake::new(&config, std::sync::Arc::new(flows.flows));
+    const ROWS: usize = 1_500;
+    const POISON: usize = 1_200;
+    let mut file = String::from("event_id,flow,phone,locale,first_name,store,order_date\n");
+    for row in 0..ROWS {
+        let event = if row == POISON {
+            "poison".to_string()
+        } else {
+            format!("e-{row}")
+        };
+        file.push_str(&format!(
+            "{event},quick,+3361{row:07},fr-FR,Ana,Lyon 2,12/11\n"
+        ));
+    }
+    let (reports, outcome) = try_import_csv(db, &intake, "import-poison", file).await;
+
+    let error = outcome.expect_err("the refused batch stops the import");
+    assert!(error.to_string().contains("refused by the test"), "{error}");
+    let record = db.storage.import("import-poison").await.unwrap().unwrap();
+    assert_eq!(record.status, "failed");
+    assert!(!reports.is_empty(), "the rows written before are reported");
+    let lines: Vec<u64> = reports.iter().map(|r| r.line).collect();
+    assert!(lines.is_sorted() && lines.windows(2).all(|w| w[0] != w[1]));
+    let reported: std::collections::BTreeSet<String> = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, hearback::import::RowOutcome::Accepted { .. }))
+        .map(|r| r.event_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        reported.len(),
+        reports.len(),
+        "every row written is accepted"
+    );
+    let stored: std::collections::BTreeSet<String> = db
+        .storage
+        .list_invitations(&Default::default(), None, ROWS as u32)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|invitation| invitation.event_id)
+        .collect();
+    assert_eq!(
+        reported, stored,
+        "the report names exactly the invitations written"
+    );
+    assert_eq!(record.accepted, reported.len() as i64);
 }
 
 /// Rows of one event for two numbers, close enough to be written together (PostgreSQL writes
@@ -805,6 +903,7 @@ crate::both_backends!(
     an_import_batch_and_its_report_are_written_together_or_not_at_all,
     a_large_import_reports_every_row_in_file_order_and_each_customer_in_order,
     the_first_row_of_an_event_wins_even_when_its_numbers_are_written_at_once,
+    an_import_that_fails_reports_exactly_the_rows_it_wrote,
     invitations_are_listed_by_status_unit_and_flow_a_page_at_a_time,
     an_import_takes_the_good_rows_and_names_every_rejected_one,
     an_import_in_json_lines_reports_each_line_and_pages_its_report,
