@@ -139,10 +139,9 @@ pub(crate) trait BulkWrite {
         rows: &[ReceivedRow<'_>],
     ) -> impl std::future::Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
 
-    /// Takes the transaction's advisory lock of each key, in the keys' order, so that two
-    /// batches do not wait on each other (on PostgreSQL by the database's collation, as
-    /// instances of earlier versions take them). Nothing on SQLite, whose write transaction
-    /// holds the whole database.
+    /// Takes the transaction's advisory lock of each key, sorted, so that two batches do not
+    /// wait on each other (on PostgreSQL by the database's collation, as instances of earlier
+    /// versions take them). Nothing on SQLite, whose write transaction holds the whole database.
     fn lock_keys(
         &mut self,
         keys: &[String],

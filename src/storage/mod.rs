@@ -355,10 +355,7 @@ impl Storage {
 
     /// The most connections the pool opens.
     pub fn max_connections(&self) -> u32 {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.options().get_max_connections(),
-            Backend::Postgres(pool) => pool.options().get_max_connections(),
-        }
+        on_pool!(self, |pool| pool.options().get_max_connections())
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -398,16 +398,15 @@ impl Storage {
         if sent.is_empty() {
             return Ok(());
         }
-        // Status callbacks take the same per-message locks one at a time; taking them in one
-        // order here keeps two batches from waiting on each other.
-        let mut keys: Vec<String> = sent
+        // Status callbacks take the same per-message locks one at a time; the batch takes them
+        // in one order (`BulkWrite::lock_keys`), so that two batches do not wait on each other.
+        let keys: Vec<String> = sent
             .iter()
             .map(|s| {
                 self.status_lock(&s.message.channel, s.provider_message_id)
                     .1
             })
             .collect();
-        keys.sort_unstable();
         // Each unit's spend of the day, added once.
         let mut spend: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for one in sent {
