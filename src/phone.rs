@@ -68,13 +68,14 @@ impl Phone {
     ) -> Result<Recipient, InvalidPhone> {
         use phonenumber::Type;
         let (phone, number) = Phone::parse_number(raw, default_region)?;
-        match number.number_type(&phonenumber::metadata::DATABASE) {
+        let (kind, region) = classify(&number);
+        match kind {
             Type::Mobile
             | Type::FixedLineOrMobile
             | Type::PersonalNumber
             | Type::Pager
             | Type::Unknown => Ok(Recipient {
-                country: number.country().id().map(|id| id.as_ref().to_string()),
+                country: region,
                 phone,
             }),
             _ => Err(InvalidPhone::NotMobile),
@@ -84,7 +85,7 @@ impl Phone {
     /// The ISO 3166 code of the number's country (`"FR"`), when its metadata names one.
     pub fn country(&self) -> Option<String> {
         let number = phonenumber::parse(None, &self.0).ok()?;
-        number.country().id().map(|id| id.as_ref().to_string())
+        classify(&number).1
     }
 
     /// The full number, for the database and the provider; never for logs.
@@ -97,6 +98,89 @@ impl Phone {
         let tail: String = digits[digits.len().saturating_sub(2)..].iter().collect();
         let head: String = digits.iter().take(3).collect();
         format!("{head}…{tail}")
+    }
+}
+
+/// The number's type and the ISO code of its region, read from its national number as it is
+/// dialled, leading zeros included, the way `phonenumber::is_valid` reads it.
+///
+/// `PhoneNumber::number_type` and `PhoneNumber::country` read the national number without its
+/// leading zeros (the crate keeps it as an integer): an Italian landline, `+39 06…`, matched no
+/// pattern there, so it was taken for a number that can receive texts, of no known country.
+fn classify(number: &phonenumber::PhoneNumber) -> (phonenumber::Type, Option<String>) {
+    let national = number.national().to_string();
+    let Some(metadata) = region_metadata(number.country().code(), &national) else {
+        return (phonenumber::Type::Unknown, None);
+    };
+    let region = metadata
+        .id()
+        .parse::<phonenumber::country::Id>()
+        .ok()
+        .map(|id| id.as_ref().to_string());
+    (number_type(metadata, &national), region)
+}
+
+/// The metadata of the region a national number belongs to, among those sharing its country
+/// code (`+1`: the United States, Canada and others; `+39`: Italy and the Vatican).
+fn region_metadata(code: u16, national: &str) -> Option<&'static phonenumber::Metadata> {
+    let database: &'static phonenumber::metadata::Database = &phonenumber::metadata::DATABASE;
+    let regions = database.region(&code)?;
+    if let [only] = regions.as_slice() {
+        // "001": the non-geographic codes (satellite, global services), found by code.
+        return if *only == "001" {
+            database.by_code(&code)?.into_iter().next()
+        } else {
+            database.by_id(*only)
+        };
+    }
+    regions
+        .into_iter()
+        .filter_map(|region| database.by_id(region))
+        .find(|metadata| match metadata.leading_digits() {
+            Some(pattern) => pattern.find(national).is_some_and(|m| m.start() == 0),
+            None => number_type(metadata, national) != phonenumber::Type::Unknown,
+        })
+}
+
+/// The type a region's patterns give a national number, in libphonenumber's order: the special
+/// rates and services first, then fixed line and mobile.
+fn number_type(metadata: &phonenumber::Metadata, national: &str) -> phonenumber::Type {
+    use phonenumber::Type;
+    let descriptors = metadata.descriptors();
+    let matches = |descriptor: Option<&phonenumber::metadata::Descriptor>| {
+        descriptor.is_some_and(|d| d.is_match(national))
+    };
+    if !descriptors.general().is_match(national) {
+        return Type::Unknown;
+    }
+    let special = [
+        (descriptors.premium_rate(), Type::PremiumRate),
+        (descriptors.toll_free(), Type::TollFree),
+        (descriptors.shared_cost(), Type::SharedCost),
+        (descriptors.voip(), Type::Voip),
+        (descriptors.personal_number(), Type::PersonalNumber),
+        (descriptors.pager(), Type::Pager),
+        (descriptors.uan(), Type::Uan),
+        (descriptors.voicemail(), Type::Voicemail),
+    ];
+    if let Some((_, kind)) = special.into_iter().find(|(d, _)| matches(*d)) {
+        return kind;
+    }
+    let same_patterns = descriptors
+        .fixed_line()
+        .zip(descriptors.mobile())
+        .is_some_and(|(fixed, mobile)| {
+            fixed.national_number().as_str() == mobile.national_number().as_str()
+        });
+    match (
+        matches(descriptors.fixed_line()),
+        matches(descriptors.mobile()),
+    ) {
+        (true, true) => Type::FixedLineOrMobile,
+        (true, false) if same_patterns => Type::FixedLineOrMobile,
+        (true, false) => Type::FixedLine,
+        (false, true) => Type::Mobile,
+        (false, false) => Type::Unknown,
     }
 }
 
@@ -154,6 +238,10 @@ mod tests {
             ("+33800123456", Err(InvalidPhone::NotMobile)),
             ("+33975123456", Err(InvalidPhone::NotMobile)),
             ("+442079460000", Err(InvalidPhone::NotMobile)),
+            // Italian landlines keep their leading zero after +39; mobiles have none.
+            ("+39 02 1234 5678", Err(InvalidPhone::NotMobile)),
+            ("+39 06 6982 0000", Err(InvalidPhone::NotMobile)),
+            ("+39 312 345 6789", Ok(Some("IT"))),
             ("+33 1", Err(InvalidPhone::Unreadable)),
         ] {
             let parsed = Phone::parse_recipient(raw, None);
@@ -168,12 +256,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The type and the region read with the leading zeros are the crate's own wherever the
+        /// crate reads the number whole (no leading zero), and a valid number always has a type.
+        #[test]
+        fn the_type_is_the_crates_where_no_leading_zero_is_lost(
+            code in proptest::sample::select(vec!["33", "1", "39", "44", "49", "225", "262", "7"]),
+            // Any digits, mostly invalid; and national lengths, mostly valid.
+            digits in proptest::prop_oneof!["[0-9]{4,12}", "[1-9][0-9]{8,9}", "0[1-9][0-9]{7,9}"],
+        ) {
+            let Ok(number) = phonenumber::parse(None, format!("+{code}{digits}")) else {
+                return Ok(());
+            };
+            let (kind, region) = classify(&number);
+            if phonenumber::is_valid(&number) {
+                proptest::prop_assert_ne!(kind, phonenumber::Type::Unknown);
+            }
+            if number.national().zeros() == 0 {
+                let database = &phonenumber::metadata::DATABASE;
+                proptest::prop_assert_eq!(kind, number.number_type(database));
+                proptest::prop_assert_eq!(
+                    region,
+                    number.country().id().map(|id| id.as_ref().to_string())
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_number_knows_its_country() {
         let french = Phone::parse("+33 6 12 34 56 78", None).unwrap();
         assert_eq!(french.country().as_deref(), Some("FR"));
         let british = Phone::parse("+44 7400 123456", None).unwrap();
         assert_eq!(british.country().as_deref(), Some("GB"));
+        // A leading zero is part of the number: Rome, then the Vatican's range inside it.
+        let roman = Phone::parse("+39 02 1234 5678", None).unwrap();
+        assert_eq!(roman.country().as_deref(), Some("IT"));
+        let vatican = Phone::parse("+39 06 6982 0000", None).unwrap();
+        assert_eq!(vatican.country().as_deref(), Some("VA"));
     }
 
     #[test]
