@@ -33,14 +33,14 @@ impl Phone {
         raw: &str,
         default_region: Option<phonenumber::country::Id>,
     ) -> Result<Phone, InvalidPhone> {
-        Phone::parse_number(raw, default_region).map(|(phone, _)| phone)
+        Phone::parse_number(raw, default_region).map(|(phone, ..)| phone)
     }
 
-    /// [`Phone::parse`], with the parsed number for what else its metadata tells.
+    /// [`Phone::parse`], with the number's type and the ISO code of its region.
     fn parse_number(
         raw: &str,
         default_region: Option<phonenumber::country::Id>,
-    ) -> Result<(Phone, phonenumber::PhoneNumber), InvalidPhone> {
+    ) -> Result<(Phone, phonenumber::Type, Option<String>), InvalidPhone> {
         let trimmed = raw.trim();
         let international = if let Some(rest) = trimmed.strip_prefix("00") {
             format!("+{rest}")
@@ -51,33 +51,33 @@ impl Phone {
         };
         let number = phonenumber::parse(default_region, &international)
             .map_err(|_| InvalidPhone::Unreadable)?;
-        if !phonenumber::is_valid(&number) {
+        // Valid means what `phonenumber::is_valid` means: a type its region's patterns know. It
+        // is that same reading, done once for both (each runs the region's patterns).
+        let (kind, region) = classify(&number);
+        if kind == phonenumber::Type::Unknown {
             return Err(InvalidPhone::Invalid);
         }
         let phone = Phone(number.format().mode(phonenumber::Mode::E164).to_string());
-        Ok((phone, number))
+        Ok((phone, kind, region))
     }
 
     /// Parses a number to text, like [`Phone::parse`], and refuses one its metadata says cannot
     /// receive texts: a fixed line, a toll-free, premium-rate, shared-cost or VoIP number, a
     /// short code. Where the metadata cannot tell (`FixedLineOrMobile`, as for North American
-    /// numbers, or unknown), the number is accepted and the provider's answer decides.
+    /// numbers), the number is accepted and the provider's answer decides.
     pub fn parse_recipient(
         raw: &str,
         default_region: Option<phonenumber::country::Id>,
     ) -> Result<Recipient, InvalidPhone> {
         use phonenumber::Type;
-        let (phone, number) = Phone::parse_number(raw, default_region)?;
-        let (kind, region) = classify(&number);
+        let (phone, kind, region) = Phone::parse_number(raw, default_region)?;
         match kind {
-            Type::Mobile
-            | Type::FixedLineOrMobile
-            | Type::PersonalNumber
-            | Type::Pager
-            | Type::Unknown => Ok(Recipient {
-                country: region,
-                phone,
-            }),
+            Type::Mobile | Type::FixedLineOrMobile | Type::PersonalNumber | Type::Pager => {
+                Ok(Recipient {
+                    country: region,
+                    phone,
+                })
+            }
             _ => Err(InvalidPhone::NotMobile),
         }
     }
@@ -258,7 +258,8 @@ mod tests {
 
     proptest::proptest! {
         /// The type and the region read with the leading zeros are the crate's own wherever the
-        /// crate reads the number whole (no leading zero), and a valid number always has a type.
+        /// crate reads the number whole (no leading zero), and a number has a type exactly when
+        /// the crate's validity check, which reads the zeros, accepts it.
         #[test]
         fn the_type_is_the_crates_where_no_leading_zero_is_lost(
             code in proptest::sample::select(vec!["33", "1", "39", "44", "49", "225", "262", "7"]),
@@ -269,9 +270,10 @@ mod tests {
                 return Ok(());
             };
             let (kind, region) = classify(&number);
-            if phonenumber::is_valid(&number) {
-                proptest::prop_assert_ne!(kind, phonenumber::Type::Unknown);
-            }
+            proptest::prop_assert_eq!(
+                kind != phonenumber::Type::Unknown,
+                phonenumber::is_valid(&number)
+            );
             if number.national().zeros() == 0 {
                 let database = &phonenumber::metadata::DATABASE;
                 proptest::prop_assert_eq!(kind, number.number_type(database));
