@@ -42,15 +42,17 @@ impl Phone {
         default_region: Option<phonenumber::country::Id>,
     ) -> Result<(Phone, phonenumber::Type, Option<String>), InvalidPhone> {
         let trimmed = raw.trim();
-        let international = if let Some(rest) = trimmed.strip_prefix("00") {
-            format!("+{rest}")
-        } else if default_region.is_none() && !trimmed.starts_with('+') {
-            format!("+{trimmed}")
+        // The default region only reads national numbers: given with an international one, the
+        // crate strips that region's trunk prefix from the other country's digits (with FR,
+        // `+39 06…` lost its 0 and became another number).
+        let (text, region) = if let Some(rest) = trimmed.strip_prefix("00") {
+            (format!("+{rest}"), None)
+        } else if trimmed.starts_with('+') || default_region.is_none() {
+            (format!("+{}", trimmed.trim_start_matches('+')), None)
         } else {
-            trimmed.to_string()
+            (trimmed.to_string(), default_region)
         };
-        let number = phonenumber::parse(default_region, &international)
-            .map_err(|_| InvalidPhone::Unreadable)?;
+        let number = phonenumber::parse(region, &text).map_err(|_| InvalidPhone::Unreadable)?;
         // Valid means what `phonenumber::is_valid` means: a type its region's patterns know. It
         // is that same reading, done once for both (each runs the region's patterns).
         let (kind, region) = classify(&number);
@@ -220,6 +222,34 @@ mod tests {
     }
 
     #[test]
+    fn a_default_region_reads_national_numbers_only() {
+        for (raw, e164, outcome) in [
+            ("06 12 34 56 78", "+33612345678", Ok(Some("FR"))),
+            ("+33 6 12 34 56 78", "+33612345678", Ok(Some("FR"))),
+            ("0033 6 12 34 56 78", "+33612345678", Ok(Some("FR"))),
+            // Another country's leading zero is kept, not taken for France's trunk prefix.
+            (
+                "+39 06 6982 0000",
+                "+390669820000",
+                Err(InvalidPhone::NotMobile),
+            ),
+            ("+39 312 345 6789", "+393123456789", Ok(Some("IT"))),
+            ("+225 07 01 23 45 67", "+2250701234567", Ok(Some("CI"))),
+        ] {
+            assert_eq!(
+                Phone::parse(raw, Some(Id::FR)).map(|p| p.as_e164().to_string()),
+                Ok(e164.to_string()),
+                "{raw}"
+            );
+            assert_eq!(
+                Phone::parse_recipient(raw, Some(Id::FR)).map(|r| r.country),
+                outcome.map(|c| c.map(str::to_string)),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
     fn what_is_not_a_valid_number_is_refused() {
         for raw in ["", "hello", "+33 1", "+999 123456", "DUPAIN", "36180"] {
             assert!(Phone::parse(raw, None).is_err(), "{raw}");
@@ -291,7 +321,7 @@ mod tests {
         assert_eq!(french.country().as_deref(), Some("FR"));
         let british = Phone::parse("+44 7400 123456", None).unwrap();
         assert_eq!(british.country().as_deref(), Some("GB"));
-        // A leading zero is part of the number: Rome, then the Vatican's range inside it.
+        // A leading zero is part of the number: Milan, then the Vatican's range inside Rome's.
         let roman = Phone::parse("+39 02 1234 5678", None).unwrap();
         assert_eq!(roman.country().as_deref(), Some("IT"));
         let vatican = Phone::parse("+39 06 6982 0000", None).unwrap();
