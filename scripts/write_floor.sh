@@ -2,8 +2,9 @@
 # What PostgreSQL alone costs for the rows hearback must write (docs/PERFORMANCE.md, "What the
 # targets would take on PostgreSQL"): the rows of a real run are copied aside, removed, and
 # written again by PostgreSQL itself with one set-based statement per table, with no client,
-# no parsing or planning worth the name, no reads and no round trips. No program that writes
-# the same rows under the same schema can do it for less PostgreSQL CPU on this machine.
+# no parsing or planning worth the name, no reads and no round trips: a program that writes the
+# same rows under the same schema can hardly cost PostgreSQL less. Prints PostgreSQL's CPU time
+# too, read from /proc (run it on the database's machine).
 #
 #   scripts/write_floor.sh import        # ROWS=200000: an import's contacts, invitations, jobs
 #   scripts/write_floor.sh inbound       # CUSTOMERS=3000: the writes of 3 replies per customer
@@ -26,6 +27,18 @@ PG=${HEARBACK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 # statements' milliseconds.
 timed_sql() {
     psql -q "$1" -v ON_ERROR_STOP=1 | awk '/^Time:/ { ms += $2 } END { printf "%.0f\n", ms }'
+}
+
+# CPU time (user and system, in clock ticks) of PostgreSQL's processes on this machine: their
+# own, and that of the ended ones their parent collected (a session's backend ends with it).
+postgres_cpu_ticks() {
+    local total=0 pid
+    for pid in $(pgrep -u postgres); do
+        # Fields 14 to 17 of /proc/PID/stat (utime, stime, cutime, cstime), counted after the
+        # command name's closing bracket.
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }' || echo 0)))
+    done
+    echo "$total"
 }
 
 case "$MODE" in
@@ -57,7 +70,7 @@ EOF
     printf 'hearback import: %s rows in %.2f s = %.0f rows/s\n' "$ROWS" "$seconds" \
         "$(echo "$ROWS / $seconds" | bc -l)"
     psql -q "$DB" -v ON_ERROR_STOP=1 <<'SQL'
-CREATE TABLE floor_contacts AS SELECT *, abs(hashtext(phone)) % 2 AS lane FROM contacts;
+CREATE TABLE floor_contacts AS SELECT *, hashtext(phone) & 1 AS lane FROM contacts;
 CREATE TABLE floor_invitations AS
     SELECT i.*, c.lane FROM invitations i JOIN floor_contacts c ON c.id = i.contact_id;
 CREATE TABLE floor_jobs AS
@@ -66,7 +79,9 @@ SQL
     for run in 1 2 3; do
         psql -q "$DB" -c "TRUNCATE import_rejections, imports, jobs, invitations, contacts CASCADE" \
             -c "CHECKPOINT" 2>/dev/null
+        cpu_before=$(postgres_cpu_ticks)
         start=$(date +%s.%N)
+        lanes=()
         for lane in 0 1; do
             psql -q "$DB" -v ON_ERROR_STOP=1 -v lane=$lane <<'SQL' &
 BEGIN;
@@ -80,11 +95,18 @@ INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attemp
     created_at, updated_at FROM floor_jobs WHERE lane = :lane;
 COMMIT;
 SQL
+            lanes+=($!)
         done
-        wait
+        for pid in "${lanes[@]}"; do wait "$pid"; done
         seconds=$(echo "$(date +%s.%N) - $start" | bc)
-        printf 'PostgreSQL alone, two sessions, run %s: %.2f s = %.0f rows/s\n' "$run" "$seconds" \
-            "$(echo "$ROWS / $seconds" | bc -l)"
+        cpu=$(echo "($(postgres_cpu_ticks) - $cpu_before) / $(getconf CLK_TCK)" | bc -l)
+        written=$(psql -tA "$DB" -c "SELECT (SELECT count(*) FROM invitations) + (SELECT count(*) FROM jobs)")
+        if [ "$written" -ne $((2 * ROWS)) ]; then
+            echo "run $run wrote $written invitations and jobs, not $((2 * ROWS))" >&2
+            exit 1
+        fi
+        printf 'PostgreSQL alone, two sessions, run %s: %.2f s = %.0f rows/s; %.2f s of PostgreSQL CPU = %.1f µs per row\n' \
+            "$run" "$seconds" "$(echo "$ROWS / $seconds" | bc -l)" "$cpu" "$(echo "$cpu * 1000000 / $ROWS" | bc -l)"
     done
     ;;
 inbound)
@@ -114,6 +136,7 @@ COMMIT;
 VACUUM messages, answers, outbox, jobs, conversations;
 CHECKPOINT;
 SQL
+        cpu_before=$(postgres_cpu_ticks)
         ms=$(
             {
                 echo '\timing on'
@@ -136,8 +159,9 @@ SQL
                 echo 'COMMIT;'
             } | timed_sql "$DB"
         )
-        printf 'PostgreSQL alone, one session, run %s: %s ms for %s replies = %.0f µs per reply\n' \
-            "$run" "$ms" "$replies" "$(echo "$ms * 1000 / $replies" | bc -l)"
+        cpu=$(echo "($(postgres_cpu_ticks) - $cpu_before) / $(getconf CLK_TCK)" | bc -l)
+        printf 'PostgreSQL alone, one session, run %s: %s ms for %s replies = %.0f µs per reply; %.0f µs of PostgreSQL CPU per reply\n' \
+            "$run" "$ms" "$replies" "$(echo "$ms * 1000 / $replies" | bc -l)" "$(echo "$cpu * 1000000 / $replies" | bc -l)"
     done
     ;;
 *)
