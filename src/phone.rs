@@ -45,14 +45,14 @@ impl Phone {
         // The default region only reads national numbers: given with an international one, the
         // crate strips that region's trunk prefix from the other country's digits (with FR,
         // `+39 06…` lost its 0 and became another number).
-        let (text, region) = if let Some(rest) = trimmed.strip_prefix("00") {
+        let (text, read_in) = if let Some(rest) = trimmed.strip_prefix("00") {
             (format!("+{rest}"), None)
         } else if trimmed.starts_with('+') || default_region.is_none() {
             (format!("+{}", trimmed.trim_start_matches('+')), None)
         } else {
             (trimmed.to_string(), default_region)
         };
-        let number = phonenumber::parse(region, &text).map_err(|_| InvalidPhone::Unreadable)?;
+        let number = phonenumber::parse(read_in, &text).map_err(|_| InvalidPhone::Unreadable)?;
         // Valid means what `phonenumber::is_valid` means: a type its region's patterns know. It
         // is that same reading, done once for both (each runs the region's patterns).
         let (kind, region) = classify(&number);
@@ -86,8 +86,7 @@ impl Phone {
 
     /// The ISO 3166 code of the number's country (`"FR"`), when its metadata names one.
     pub fn country(&self) -> Option<String> {
-        let number = phonenumber::parse(None, &self.0).ok()?;
-        classify(&number).1
+        country_of(&self.0)
     }
 
     /// The full number, for the database and the provider; never for logs.
@@ -101,6 +100,13 @@ impl Phone {
         let head: String = digits.iter().take(3).collect();
         format!("{head}…{tail}")
     }
+}
+
+/// The ISO 3166 code of the country of an international number stored as [`Phone::as_e164`]
+/// gave it, without checking it again as [`Phone::parse`] would.
+pub fn country_of(e164: &str) -> Option<String> {
+    let number = phonenumber::parse(None, e164).ok()?;
+    classify(&number).1
 }
 
 /// The number's type and the ISO code of its region, read from its national number as it is

@@ -719,9 +719,8 @@ impl Inner {
             .as_ref()
             .and_then(|id| self.flows.get(id))
             .and_then(|flow| flow.dispatch.window.as_ref());
-        let country = crate::phone::Phone::parse(&message.phone, None)
-            .ok()
-            .and_then(|phone| phone.country());
+        // The number was checked when it was taken in; only its country is read here.
+        let country = crate::phone::country_of(&message.phone);
         let opens = scheduling.hold_until(now.as_datetime(), country.as_deref(), narrowing)?;
         (opens - now.as_datetime()).to_std().ok()
     }
