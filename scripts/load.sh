@@ -10,7 +10,8 @@
 #                                        # naive-sqlite-full naive-postgres hearback-sqlite hearback-postgres
 #
 # PostgreSQL: HEARBACK_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); a
-# database `hearback_load` is dropped and created on that server for each run.
+# database `hearback_load` is dropped and created on that server for each run, with
+# LOAD_DATABASE_OPTIONS if set (e.g. "TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ stop() {
 }
 
 fresh_pg() {
-    psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_load" -c "CREATE DATABASE hearback_load" >&2
+    psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_load" -c "CREATE DATABASE hearback_load ${LOAD_DATABASE_OPTIONS:-}" >&2
 }
 
 taskset -c 1 "$DRIVER" stand-in --listen "$STAND_IN" &
