@@ -9,6 +9,12 @@
 #   RUNS="hearback-sqlite hearback-postgres" scripts/load.sh   # a subset of: bare naive-sqlite-normal
 #                                        # naive-sqlite-full naive-postgres hearback-sqlite hearback-postgres
 #
+# PostgreSQL runs on core 0 with the server it serves (issue 4's protocol: the server and its
+# database on one core, the driver on the other): every PostgreSQL process on this machine is
+# pinned there for the script's run (taskset; it takes root or the postgres user) and given back
+# every core when the script exits. DATABASE_CORES=all leaves it unpinned, as runs A–M of
+# docs/PERFORMANCE.md were made.
+#
 # PostgreSQL: HEARBACK_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # database `hearback_load` is dropped and created on that server for each run, with
 # LOAD_DATABASE_OPTIONS if set (e.g. "TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").
@@ -35,6 +41,16 @@ stop() {
 fresh_pg() {
     psql -q "$PG" -c "DROP DATABASE IF EXISTS hearback_load" -c "CREATE DATABASE hearback_load ${LOAD_DATABASE_OPTIONS:-}" >&2
 }
+
+# Sets the cores of every PostgreSQL process (new sessions inherit the postmaster's).
+pin_postgres() {
+    local pid
+    for pid in $(pgrep -u postgres); do taskset -a -p -c "$1" "$pid" >/dev/null; done
+}
+if [ "${DATABASE_CORES:-0}" != all ] && [[ " $RUNS " == *postgres* ]]; then
+    pin_postgres "${DATABASE_CORES:-0}"
+    trap 'pin_postgres "0-$(($(nproc) - 1))"; cleanup' EXIT
+fi
 
 taskset -c 1 "$DRIVER" stand-in --listen "$STAND_IN" &
 pids+=($!)
