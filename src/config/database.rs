@@ -11,6 +11,12 @@ pub struct DatabaseConfig {
     pub url: DatabaseUrl,
     /// PostgreSQL: largest number of open connections in the pool.
     pub max_connections: u32,
+    /// PostgreSQL: tasks of this instance that commit customers' messages in batches, each on a
+    /// connection of its own; one number's messages always go to the same one. One by default:
+    /// on the 2-core machine of docs/PERFORMANCE.md, more sessions writing at once cost
+    /// PostgreSQL more CPU per message than they gained by overlapping ("Inbound writers on
+    /// PostgreSQL"). A database server with more cores may take more. SQLite always has one.
+    pub inbound_writers: u32,
     /// SQLite: connections in the pool. One by default: SQLite writes one transaction at a time,
     /// and on a busy instance a single connection does more work per CPU second than several
     /// (each connection has its own thread); see docs/PERFORMANCE.md.
@@ -42,6 +48,7 @@ impl Default for DatabaseConfig {
         Self {
             url: DatabaseUrl::parse("sqlite://hearback.db").expect("the default URL is valid"),
             max_connections: 10,
+            inbound_writers: 1,
             sqlite_max_connections: 1,
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 5_000,

@@ -229,6 +229,15 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if self.database.inbound_writers == 0 {
+            return invalid("database.inbound_writers", "must be at least 1");
+        }
+        if self.database.inbound_writers > self.database.max_connections {
+            return invalid(
+                "database.inbound_writers",
+                "must be at most database.max_connections: each writer holds a connection",
+            );
+        }
         if self.database.sqlite_max_connections == 0 {
             return invalid("database.sqlite_max_connections", "must be at least 1");
         }

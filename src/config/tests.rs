@@ -114,6 +114,14 @@ fn bad_values_are_refused_with_the_key_and_the_reason() {
         ),
         ("[jobs]\nconcurrency = -1\n", "jobs.concurrency"),
         ("[jobs]\nconcurrency = 0\n", "jobs.concurrency"),
+        (
+            "[database]\ninbound_writers = 0\n",
+            "database.inbound_writers",
+        ),
+        (
+            "[database]\nmax_connections = 2\ninbound_writers = 3\n",
+            "database.inbound_writers",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         (
             "[channels.main]\nprovider = \"carrier-pigeon\"\n",

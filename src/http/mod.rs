@@ -119,7 +119,10 @@ impl AppState {
         flows: Arc<Flows>,
     ) -> Result<AppState, (String, crate::providers::BuildError)> {
         Ok(AppState {
-            inbound: crate::storage::InboundWriter::start(storage.clone()),
+            inbound: crate::storage::InboundWriter::start(
+                storage.clone(),
+                config.database.inbound_writers,
+            ),
             storage,
             metrics: metrics::recorder(),
             channels: Arc::new(build_channels(config)?),

@@ -7,8 +7,9 @@
 //! sync to disk) and a handful of statements serve many webhooks; when idle a message is its own
 //! batch and waits for nobody.
 //!
-//! PostgreSQL runs several writers: each batch still waits for its round trips and its commit,
-//! and other writers' batches overlap that wait. A number always goes to the same writer (they
+//! PostgreSQL can run several writers (`database.inbound_writers`, one by default): each batch
+//! waits for its round trips and its commit, and other writers' batches overlap that wait, at
+//! the price of smaller batches and more sessions at once (docs/PERFORMANCE.md). A number always goes to the same writer (they
 //! are chosen by a hash of the number), so one number's messages stay in arrival order. SQLite
 //! writes one transaction at a time and has one writer.
 //!
@@ -28,9 +29,6 @@ use tracing::warn;
 
 /// The most messages committed together.
 const MAX_BATCH: usize = 128;
-/// Writers on PostgreSQL. Two made larger batches than four and cost PostgreSQL a third less CPU
-/// per reply; one overlapped less (docs/PERFORMANCE.md, "Two inbound writers on PostgreSQL").
-const POSTGRES_WRITERS: usize = 2;
 
 type Reply = oneshot::Sender<Result<InboundOutcome, StorageError>>;
 
@@ -43,11 +41,12 @@ pub struct InboundWriter {
 }
 
 impl InboundWriter {
-    /// Starts the writer tasks (on the current Tokio runtime).
-    pub fn start(storage: Storage) -> InboundWriter {
+    /// Starts the writer tasks (on the current Tokio runtime): `postgres_writers` of them on
+    /// PostgreSQL (`database.inbound_writers`), one on SQLite.
+    pub fn start(storage: Storage, postgres_writers: u32) -> InboundWriter {
         let writers = match storage.kind() {
             DatabaseKind::Sqlite => 1,
-            DatabaseKind::Postgres => POSTGRES_WRITERS,
+            DatabaseKind::Postgres => usize::try_from(postgres_writers).unwrap_or(1).max(1),
         };
         let queues = (0..writers)
             .map(|_| {
