@@ -519,7 +519,7 @@ pub fn variable_text(value: &Value) -> Option<String> {
 /// SHA-256 of the request as received: the same event id with another payload is a conflict.
 pub fn payload_hash(request: &CreateInvitationRequest) -> [u8; 32] {
     // Streamed into the hash: the same bytes as `to_vec`, without growing a buffer for them
-    // (the buffer's reallocations were a twentieth of an import's reading).
+    // (serialising into the buffer was about 6 % of an import's CPU in a profile).
     let mut hash = Sha256::new();
     serde_json::to_writer(&mut hash, request).expect("a request serialises");
     hash.finalize().into()

@@ -9,9 +9,9 @@
 //!
 //! PostgreSQL can run several writers (`database.inbound_writers`, one by default): each batch
 //! waits for its round trips and its commit, and other writers' batches overlap that wait, at
-//! the price of smaller batches and more sessions at once (docs/PERFORMANCE.md). A number always goes to the same writer (they
-//! are chosen by a hash of the number), so one number's messages stay in arrival order. SQLite
-//! writes one transaction at a time and has one writer.
+//! the price of smaller batches and more sessions at once (docs/PERFORMANCE.md). A number
+//! always goes to the same writer (they are chosen by a hash of the number), so one number's
+//! messages stay in arrival order. SQLite writes one transaction at a time and has one writer.
 //!
 //! Order: a batch is applied in arrival order, so one number's messages apply one after the
 //! other; across instances (PostgreSQL) the contact rows the batch locks keep them in turn. If a
