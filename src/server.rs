@@ -266,6 +266,21 @@ async fn run_with_flows(
         });
     // Texts have a lane of their own, whose workers take send jobs in batches; surveys planned
     // for later open there too, a batch at a time, just before their first question is sent.
+    let send_sms = SendSms::new(
+        storage.clone(),
+        send_channels,
+        (
+            state.intake.scheduling.clone(),
+            Arc::clone(&state.flows),
+            crate::jobs::send_sms::SendGuards::new(config, state.intake.quota_zone),
+        ),
+        (
+            crate::providers::http_client(),
+            config.server.public_url.clone(),
+        ),
+        clock.clone(),
+    );
+    let held_elsewhere = send_sms.channels_held_elsewhere();
     let texts = JobRunner::new(
         storage.clone(),
         JobRegistry::default()
@@ -275,26 +290,16 @@ async fn run_with_flows(
                 send_max_attempts: config.jobs.max_attempts,
                 clock: clock.clone(),
             })
-            .with(SendSms::new(
-                storage.clone(),
-                send_channels,
-                (
-                    state.intake.scheduling.clone(),
-                    Arc::clone(&state.flows),
-                    crate::jobs::send_sms::SendGuards::new(config, state.intake.quota_zone),
-                ),
-                (
-                    crate::providers::http_client(),
-                    config.server.public_url.clone(),
-                ),
-                clock.clone(),
-            )),
+            .with(send_sms),
         RunnerSettings {
             clock: clock.clone(),
             batch: SEND_BATCH,
             ..RunnerSettings::from(&config.jobs)
         },
     );
+    // An answer to a customer goes to the texts lane as its message commits, not at its next
+    // claim; but for a channel another instance sends through, whose holder claims it.
+    let state = state.with_text_handover(config, texts.handover().except_channels(held_elsewhere));
     // Case notices have a lane of their own: a backlog of texts (a busy hour, an import) never
     // delays telling a person about an unhappy customer (measured in docs/PERFORMANCE.md).
     let notices = mailer.map(|mailer| {

@@ -122,6 +122,7 @@ impl AppState {
             inbound: crate::storage::InboundWriter::start(
                 storage.clone(),
                 config.database.inbound_writers,
+                None,
             ),
             storage,
             metrics: metrics::recorder(),
@@ -140,6 +141,21 @@ impl AppState {
 
     pub fn with_alert_rules(mut self, rules: crate::alerts::AlertRules) -> AppState {
         self.alert_rules = Arc::new(rules);
+        self
+    }
+
+    /// Customer messages written by writers that hand their answers' send jobs to the texts
+    /// lane ([`crate::jobs::JobHandover`]) instead of leaving them to its next claim.
+    pub fn with_text_handover(
+        mut self,
+        config: &crate::config::Config,
+        handover: crate::jobs::JobHandover,
+    ) -> AppState {
+        self.inbound = crate::storage::InboundWriter::start(
+            self.storage.clone(),
+            config.database.inbound_writers,
+            Some(handover),
+        );
         self
     }
 }

@@ -17,13 +17,13 @@ pub mod send_sms;
 pub mod webhooks;
 
 use crate::config::JobsConfig;
-use crate::storage::{ClaimedJob, Storage};
+use crate::storage::{ClaimedJob, JobLease, Storage};
 use crate::time::Timestamp;
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -122,6 +122,113 @@ struct Shared {
     registry: JobRegistry,
     settings: RunnerSettings,
     worker_id: String,
+    /// Jobs handed over ([`JobHandover`]): the sending side, for more handles.
+    handover: mpsc::UnboundedSender<HandedJob>,
+    /// The receiving side, taken by [`JobRunner::run`].
+    handed: Mutex<Option<mpsc::UnboundedReceiver<HandedJob>>>,
+    /// How many more jobs may be handed over now.
+    room: Arc<HandoverRoom>,
+}
+
+/// What bounds the handover: the jobs handed over and not started yet stay under a cap, and
+/// once a writer had to leave a job due now to the claims (no room), nothing more is handed over
+/// until a claim finds no more due jobs than it can take. So a backlog (a channel's rate limit,
+/// a burst of replies) waits in the database, where any instance may claim it, in order, rather
+/// than in one instance's memory; and a job left to the claims is not overtaken by later ones.
+#[derive(Debug)]
+struct HandoverRoom {
+    cap: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+    caught_up: std::sync::atomic::AtomicBool,
+}
+
+impl HandoverRoom {
+    fn now(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.caught_up.load(Relaxed) {
+            self.cap.saturating_sub(self.waiting.load(Relaxed))
+        } else {
+            0
+        }
+    }
+
+    fn started(&self, jobs: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self.waiting.fetch_update(Relaxed, Relaxed, |waiting| {
+            Some(waiting.saturating_sub(jobs))
+        });
+    }
+}
+
+/// A job written already claimed by this runner's worker, until its lease expires.
+struct HandedJob {
+    job: ClaimedJob,
+    lease_expires_at: Timestamp,
+}
+
+/// Hands a runner jobs that a transaction wrote already claimed in its worker's name (an answer
+/// to a customer, committed with the customer's message): the runner starts them as soon as it
+/// has a free slot, with no claim statement and no wait for its next poll. A job the runner
+/// does not start before its lease expires (the instance stopped, the lane was busy that long)
+/// is left to the claims, like the job of a worker that died. Cloning is cheap.
+#[derive(Clone)]
+pub struct JobHandover {
+    queue: mpsc::UnboundedSender<HandedJob>,
+    owner: String,
+    lease: Duration,
+    clock: crate::time::Clock,
+    room: Arc<HandoverRoom>,
+    /// The channels whose texts are left to the claims, as of a moment.
+    held_elsewhere: Option<Arc<dyn Fn(Timestamp) -> Vec<String> + Send + Sync>>,
+}
+
+impl JobHandover {
+    /// The lease to write jobs under, starting now, for as many jobs as the runner has room for
+    /// (none while a backlog waits for the claims: see [`HandoverRoom`]).
+    pub fn lease(&self) -> JobLease {
+        let now = self.clock.now();
+        JobLease {
+            owner: self.owner.clone(),
+            expires_at: now + self.lease,
+            most: self.room.now(),
+            not_through: self
+                .held_elsewhere
+                .as_ref()
+                .map_or_else(Vec::new, |held_elsewhere| held_elsewhere(now)),
+        }
+    }
+
+    /// Leaves to the claims the texts through the channels `held_elsewhere` names at the time
+    /// (another instance sends through them: `SendSms::channels_held_elsewhere`).
+    pub fn except_channels(
+        mut self,
+        held_elsewhere: impl Fn(Timestamp) -> Vec<String> + Send + Sync + 'static,
+    ) -> JobHandover {
+        self.held_elsewhere = Some(Arc::new(held_elsewhere));
+        self
+    }
+
+    /// Hands over `jobs`, written under `lease`, once their transaction has committed;
+    /// `left_pending`: how many jobs due now it left to the claims for lack of room.
+    pub fn hand_over(&self, lease: &JobLease, jobs: Vec<ClaimedJob>, left_pending: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if left_pending > 0 {
+            self.room.caught_up.store(false, Relaxed);
+        }
+        self.room.waiting.fetch_add(jobs.len(), Relaxed);
+        for job in jobs {
+            let handed = HandedJob {
+                job,
+                lease_expires_at: lease.expires_at,
+            };
+            if self.queue.send(handed).is_err() {
+                warn!(
+                    "the job runner has stopped; the jobs handed to it run again when their leases expire"
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// Claims and runs jobs until told to stop.
@@ -133,18 +240,40 @@ pub struct JobRunner {
 impl JobRunner {
     pub fn new(storage: Storage, registry: JobRegistry, settings: RunnerSettings) -> Self {
         let worker_id = format!("worker-{:016x}", rand::random::<u64>());
+        let (handover, handed) = mpsc::unbounded_channel();
+        // What the runner can start at once, twice over.
+        let room = Arc::new(HandoverRoom {
+            cap: settings.concurrency.max(1) * settings.batch.max(1) * 2,
+            waiting: Default::default(),
+            caught_up: std::sync::atomic::AtomicBool::new(true),
+        });
         Self {
             shared: Arc::new(Shared {
                 storage,
                 registry,
                 settings,
                 worker_id,
+                handover,
+                handed: Mutex::new(Some(handed)),
+                room,
             }),
         }
     }
 
     pub fn worker_id(&self) -> &str {
         &self.shared.worker_id
+    }
+
+    /// A handle that hands this runner jobs claimed in its name ([`JobHandover`]).
+    pub fn handover(&self) -> JobHandover {
+        JobHandover {
+            queue: self.shared.handover.clone(),
+            owner: self.shared.worker_id.clone(),
+            lease: self.shared.settings.lease,
+            clock: self.shared.settings.clock.clone(),
+            room: Arc::clone(&self.shared.room),
+            held_elsewhere: None,
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then waits for the jobs in progress to finish (the
@@ -155,11 +284,31 @@ impl JobRunner {
         info!(worker = %shared.worker_id, kinds = ?kinds, concurrency = shared.settings.concurrency, "job runner started");
         let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
         let mut running = JoinSet::new();
+        let batch = shared.settings.batch.max(1);
+        let mut handed = shared
+            .handed
+            .lock()
+            .expect("the handover's lock is never held across a panic")
+            .take();
+        // Handed jobs received while waiting, not started yet.
+        let mut waiting: VecDeque<HandedJob> = VecDeque::new();
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
             if free > 0 {
-                let batch = shared.settings.batch.max(1);
+                // Jobs handed over first: they are claimed already, and someone is waiting for
+                // them (a customer for the answer to their text).
+                let now = shared.settings.clock.now();
+                let jobs = take_handed(
+                    &mut waiting,
+                    handed.as_mut(),
+                    (free * batch, &shared.room),
+                    now,
+                );
+                if !jobs.is_empty() {
+                    self.start(jobs, &slots, &mut running);
+                    continue;
+                }
                 let limit = u32::try_from(free * batch).unwrap_or(u32::MAX);
                 match shared
                     .storage
@@ -172,42 +321,117 @@ impl JobRunner {
                     )
                     .await
                 {
-                    Ok(jobs) if !jobs.is_empty() && batch == 1 => {
-                        for job in jobs {
-                            let slot = Arc::clone(&slots)
-                                .try_acquire_owned()
-                                .expect("claimed no more jobs than free slots");
-                            running.spawn(execute(Arc::clone(&self.shared), job, slot));
+                    Ok(jobs) => {
+                        if jobs.len() < free * batch {
+                            // No more due jobs than it could take: no backlog waits for claims.
+                            shared
+                                .room
+                                .caught_up
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
                         }
-                        continue;
-                    }
-                    Ok(jobs) if !jobs.is_empty() => {
-                        let mut jobs = jobs.into_iter().peekable();
-                        while jobs.peek().is_some() {
-                            let slot = Arc::clone(&slots)
-                                .try_acquire_owned()
-                                .expect("claimed no more batches than free slots");
-                            let chunk: Vec<ClaimedJob> = jobs.by_ref().take(batch).collect();
-                            running.spawn(execute_batch(Arc::clone(&self.shared), chunk, slot));
+                        if !jobs.is_empty() {
+                            self.start(jobs, &slots, &mut running);
+                            continue;
                         }
-                        continue;
                     }
-                    Ok(_) => {}
                     Err(e) => warn!(error = %e, "cannot claim jobs; trying again shortly"),
                 }
             }
+            let can_take = free > 0 && handed.is_some();
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(shared.settings.poll_interval) => {}
                 _ = running.join_next(), if !running.is_empty() => {}
+                job = recv_handed(&mut handed), if can_take => waiting.extend(job),
             }
         }
         if !running.is_empty() {
             info!(jobs = running.len(), "waiting for the jobs in progress");
         }
+        // Handed jobs not started are given back to the claims now rather than when their
+        // leases expire; one handed over after this runs when its lease expires.
+        if let Some(handed) = handed.as_mut() {
+            while let Ok(job) = handed.try_recv() {
+                waiting.push_back(job);
+            }
+        }
+        shared.room.started(waiting.len());
+        for HandedJob { job, .. } in waiting {
+            let later =
+                JobFailure::Later(Duration::ZERO, "handed over as its runner stopped".into());
+            settle(shared, &job, Some(Err(later))).await;
+        }
         while running.join_next().await.is_some() {}
         info!(worker = %shared.worker_id, "job runner stopped");
     }
+
+    /// Starts claimed jobs in free slots: one per slot, or batches of `batch` when it is above
+    /// one. The caller took no more than the free slots can hold.
+    fn start(&self, jobs: Vec<ClaimedJob>, slots: &Arc<Semaphore>, running: &mut JoinSet<()>) {
+        let batch = self.shared.settings.batch.max(1);
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let slot = Arc::clone(slots)
+                .try_acquire_owned()
+                .expect("took no more jobs than free slots");
+            if batch == 1 {
+                let job = jobs.next().expect("peeked");
+                running.spawn(execute(Arc::clone(&self.shared), job, slot));
+            } else {
+                let chunk: Vec<ClaimedJob> = jobs.by_ref().take(batch).collect();
+                running.spawn(execute_batch(Arc::clone(&self.shared), chunk, slot));
+            }
+        }
+    }
+}
+
+/// The next handed job; never when this run has no queue (another run of the same runner took
+/// it) or the queue has closed (the claims go on).
+async fn recv_handed(handed: &mut Option<mpsc::UnboundedReceiver<HandedJob>>) -> Option<HandedJob> {
+    match handed {
+        Some(queue) => match queue.recv().await {
+            Some(job) => Some(job),
+            None => {
+                *handed = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Up to `limit` handed jobs whose lease still runs, oldest first. One whose lease has expired
+/// is dropped: the claims may have given it to another worker already, and take it otherwise.
+fn take_handed(
+    waiting: &mut VecDeque<HandedJob>,
+    mut handed: Option<&mut mpsc::UnboundedReceiver<HandedJob>>,
+    (limit, room): (usize, &HandoverRoom),
+    now: Timestamp,
+) -> Vec<ClaimedJob> {
+    let mut jobs = Vec::new();
+    let mut expired = 0;
+    while jobs.len() < limit {
+        let next = match waiting.pop_front() {
+            Some(job) => job,
+            None => match handed.as_deref_mut().map(mpsc::UnboundedReceiver::try_recv) {
+                Some(Ok(job)) => job,
+                _ => break,
+            },
+        };
+        room.started(1);
+        if next.lease_expires_at > now {
+            jobs.push(next.job);
+        } else {
+            expired += 1;
+        }
+    }
+    if expired > 0 {
+        warn!(
+            jobs = expired,
+            "handed jobs waited past their lease before a slot was free; the claims take them"
+        );
+    }
+    jobs
 }
 
 async fn execute(shared: Arc<Shared>, job: ClaimedJob, _slot: OwnedSemaphorePermit) {

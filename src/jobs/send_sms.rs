@@ -136,6 +136,8 @@ struct Inner {
     /// Until when this instance holds each channel's lease, as last recorded; the lease is
     /// renewed in the database only once half of it has passed.
     held: std::sync::Mutex<BTreeMap<String, Timestamp>>,
+    /// Channels another instance was found holding, until when its lease may run at most.
+    elsewhere: Arc<std::sync::Mutex<BTreeMap<String, Timestamp>>>,
 }
 
 impl SendSms {
@@ -158,7 +160,26 @@ impl SendSms {
                 clock,
                 owner: format!("instance-{:016x}", rand::random::<u64>()),
                 held: std::sync::Mutex::default(),
+                elsewhere: Arc::default(),
             }),
+        }
+    }
+
+    /// The channels another instance sends through, as this one last found (a function of
+    /// "now"): the texts lane's handover leaves their texts to the claims, where their holder
+    /// takes them, rather than take them here only to put them back for a second.
+    pub fn channels_held_elsewhere(
+        &self,
+    ) -> impl Fn(Timestamp) -> Vec<String> + Send + Sync + use<> {
+        let elsewhere = Arc::clone(&self.inner.elsewhere);
+        move |now| {
+            elsewhere
+                .lock()
+                .expect("the lease table is never poisoned")
+                .iter()
+                .filter(|(_, until)| now < **until)
+                .map(|(channel, _)| channel.clone())
+                .collect()
         }
     }
 }
@@ -858,10 +879,17 @@ impl Inner {
             .await
             .map_err(storage_failure)?;
         let mut table = self.held.lock().expect("the lease table is never poisoned");
+        let mut elsewhere = self
+            .elsewhere
+            .lock()
+            .expect("the lease table is never poisoned");
         if held {
             table.insert(channel.to_string(), until);
+            elsewhere.remove(channel);
         } else {
             table.remove(channel);
+            // The other instance's lease runs at most this long before it must renew it.
+            elsewhere.insert(channel.to_string(), until);
         }
         if held {
             Ok(())

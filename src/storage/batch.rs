@@ -20,6 +20,7 @@
 
 use super::{InboundOutcome, QueuedInbound, Storage, StorageError};
 use crate::config::DatabaseKind;
+use crate::jobs::JobHandover;
 use futures::FutureExt;
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
@@ -43,7 +44,15 @@ pub struct InboundWriter {
 impl InboundWriter {
     /// Starts the writer tasks (on the current Tokio runtime): `postgres_writers` of them on
     /// PostgreSQL (`database.inbound_writers`), one on SQLite.
-    pub fn start(storage: Storage, postgres_writers: u32) -> InboundWriter {
+    ///
+    /// With a `handover` (the texts lane's), the answers' send jobs are written claimed in that
+    /// lane's name and handed to it once their batch commits: they go out without waiting for
+    /// the lane's next claim.
+    pub fn start(
+        storage: Storage,
+        postgres_writers: u32,
+        handover: Option<JobHandover>,
+    ) -> InboundWriter {
         let writers = match storage.kind() {
             DatabaseKind::Sqlite => 1,
             DatabaseKind::Postgres => usize::try_from(postgres_writers).unwrap_or(1).max(1),
@@ -51,7 +60,7 @@ impl InboundWriter {
         let queues = (0..writers)
             .map(|_| {
                 let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
-                tokio::spawn(write_batches(storage.clone(), waiting));
+                tokio::spawn(write_batches(storage.clone(), waiting, handover.clone()));
                 queue
             })
             .collect();
@@ -85,20 +94,28 @@ fn panicked() -> StorageError {
     StorageError::Corrupt("applying this message panicked; see the logs".into())
 }
 
-async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbound, Reply)>) {
+async fn write_batches(
+    storage: Storage,
+    mut waiting: mpsc::Receiver<(QueuedInbound, Reply)>,
+    handover: Option<JobHandover>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("hearback_inbound_batch_size").record(batch.len() as f64);
         let items: Vec<&QueuedInbound> = batch.iter().map(|(queued, _)| queued).collect();
+        let lease = handover.as_ref().map(JobHandover::lease);
         // A panic (a bug in the engine on one input) must not stop the writer: it fails that
         // batch, and then only the message that causes it.
-        let attempt = AssertUnwindSafe(storage.receive_batch(&items))
+        let attempt = AssertUnwindSafe(storage.receive_batch(&items, lease.as_ref()))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(panicked()));
         match attempt {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+            Ok(applied) => {
+                if let (Some(handover), Some(lease)) = (&handover, &lease) {
+                    handover.hand_over(lease, applied.claimed, applied.left_pending);
+                }
+                for ((_, reply), outcome) in batch.drain(..).zip(applied.outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -116,6 +133,11 @@ async fn write_batches(storage: Storage, mut waiting: mpsc::Receiver<(QueuedInbo
                     .await
                     .unwrap_or_else(|_| Err(panicked()));
                     let _ = reply.send(outcome);
+                }
+                // Applied one by one, the answers were written pending: later ones wait for the
+                // claims to take them rather than overtake them.
+                if let (Some(handover), Some(lease)) = (&handover, &lease) {
+                    handover.hand_over(lease, Vec::new(), 1);
                 }
             }
         }

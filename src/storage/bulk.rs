@@ -16,7 +16,7 @@ use super::inbound::ReceivedRow;
 use super::write_set::{
     AnswerRow, ConversationUpdate, EventRow, JobRow, NewConversationRow, OutgoingRow,
 };
-use super::{NewInvitation, SentMessage};
+use super::{ClaimedJob, JobLease, NewInvitation, SentMessage};
 use crate::time::Timestamp;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -95,11 +95,13 @@ pub(crate) trait BulkWrite {
         rows: &[InvitationRow<'_>],
     ) -> impl std::future::Future<Output = Result<u64, sqlx::Error>> + Send;
 
-    /// Jobs, pending.
+    /// Jobs: pending, but for those due now when there is a `lease`, which are written claimed
+    /// under it (running, attempt 1) and returned.
     fn insert_jobs(
         &mut self,
         rows: &[JobRow],
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+        lease: Option<&JobLease>,
+    ) -> impl std::future::Future<Output = Result<Vec<ClaimedJob>, sqlx::Error>> + Send;
 
     /// Conversations opened: open, at version 1 (the opening is their first step).
     fn insert_new_conversations(
@@ -219,24 +221,25 @@ impl BulkWrite for sqlx::SqliteConnection {
         Ok(insert.build().execute(&mut *self).await?.rows_affected())
     }
 
-    async fn insert_jobs(&mut self, rows: &[JobRow]) -> Result<(), sqlx::Error> {
-        if rows.is_empty() {
-            return Ok(());
+    async fn insert_jobs(
+        &mut self,
+        rows: &[JobRow],
+        lease: Option<&JobLease>,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let (claimed, pending) = split_claimed(rows, lease);
+        if !pending.is_empty() {
+            sqlite_job_insert(&pending, None)
+                .build()
+                .execute(&mut *self)
+                .await?;
         }
-        let mut insert = sqlx::QueryBuilder::new(format!("INSERT INTO jobs ({JOB_COLUMNS}) "));
-        insert.push_values(rows, |mut row, j| {
-            row.push_bind(j.kind)
-                .push_bind(Json(&j.payload))
-                .push_bind(&j.unique_key)
-                .push_bind("pending")
-                .push_bind(j.run_at)
-                .push_bind(0_i32)
-                .push_bind(j.max_attempts)
-                .push_bind(j.created_at)
-                .push_bind(j.created_at);
-        });
-        insert.build().execute(&mut *self).await?;
-        Ok(())
+        if claimed.is_empty() || lease.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut insert = sqlite_job_insert(&claimed, lease);
+        insert.push(" RETURNING id, unique_key");
+        let ids: Vec<(i64, String)> = insert.build_query_as().fetch_all(&mut *self).await?;
+        claimed_jobs(&claimed, ids)
     }
 
     async fn insert_new_conversations(
@@ -441,6 +444,76 @@ impl BulkWrite for sqlx::SqliteConnection {
 }
 
 /// One column of `rows` as an array parameter.
+/// SQLite's `INSERT INTO jobs` of `rows`: pending, or claimed under `lease` (running, attempt 1).
+fn sqlite_job_insert<'a>(
+    rows: &'a [&'a JobRow],
+    lease: Option<&'a JobLease>,
+) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
+    let lease_columns = if lease.is_some() {
+        ", lease_owner, lease_expires_at"
+    } else {
+        ""
+    };
+    let mut insert =
+        sqlx::QueryBuilder::new(format!("INSERT INTO jobs ({JOB_COLUMNS}{lease_columns}) "));
+    insert.push_values(rows, |mut row, j| {
+        row.push_bind(j.kind)
+            .push_bind(Json(&j.payload))
+            .push_bind(&j.unique_key)
+            .push_bind(if lease.is_some() {
+                "running"
+            } else {
+                "pending"
+            })
+            .push_bind(j.run_at)
+            .push_bind(i32::from(lease.is_some()))
+            .push_bind(j.max_attempts)
+            .push_bind(j.created_at)
+            .push_bind(j.created_at);
+        if let Some(lease) = lease {
+            row.push_bind(&lease.owner).push_bind(lease.expires_at);
+        }
+    });
+    insert
+}
+
+/// The jobs to write claimed (due now, with a lease to write them under, as many as it allows,
+/// not through a channel it leaves to the claims) and the others.
+fn split_claimed<'r>(
+    rows: &'r [JobRow],
+    lease: Option<&JobLease>,
+) -> (Vec<&'r JobRow>, Vec<&'r JobRow>) {
+    let mut room = lease.map_or(0, |lease| lease.most);
+    let left_to_claims =
+        |job: &JobRow| lease.is_some_and(|lease| lease.leaves_to_claims(job.channel.as_deref()));
+    rows.iter().partition(|job| {
+        let claimed = job.due_now && room > 0 && !left_to_claims(job);
+        room -= usize::from(claimed);
+        claimed
+    })
+}
+
+/// The claimed jobs as their runner takes them, from the ids the insert gave their unique keys.
+fn claimed_jobs(rows: &[&JobRow], ids: Vec<(i64, String)>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let by_key: HashMap<&str, &JobRow> = rows.iter().map(|j| (j.unique_key.as_str(), *j)).collect();
+    ids.into_iter()
+        .map(|(id, key)| {
+            let job = by_key.get(key.as_str()).ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "the insert of claimed jobs returned an unknown key '{key}'"
+                ))
+            })?;
+            Ok(ClaimedJob {
+                id,
+                kind: job.kind.to_string(),
+                payload: job.payload.clone(),
+                attempt: 1,
+                max_attempts: u32::try_from(job.max_attempts).unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
 fn column<'r, R, T>(rows: &'r [R], value: impl Fn(&'r R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
 }
@@ -498,25 +571,47 @@ impl BulkWrite for sqlx::PgConnection {
         Ok(written.rows_affected())
     }
 
-    async fn insert_jobs(&mut self, rows: &[JobRow]) -> Result<(), sqlx::Error> {
-        if rows.is_empty() {
-            return Ok(());
+    async fn insert_jobs(
+        &mut self,
+        rows: &[JobRow],
+        lease: Option<&JobLease>,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        const ROWS: &str = "FROM UNNEST($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[], \
+             $5::int4[], $6::timestamptz[]) AS r (kind, payload, unique_key, run_at, max_attempts, at)";
+        let (claimed, pending) = split_claimed(rows, lease);
+        if !pending.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO jobs ({JOB_COLUMNS}) \
+                 SELECT kind, payload, unique_key, 'pending', run_at, 0, max_attempts, at, at {ROWS}"
+            ))
+            .bind(column(&pending, |j| j.kind))
+            .bind(column(&pending, |j| Json::<&Value>(&j.payload)))
+            .bind(column(&pending, |j| j.unique_key.as_str()))
+            .bind(column(&pending, |j| j.run_at))
+            .bind(column(&pending, |j| j.max_attempts))
+            .bind(column(&pending, |j| j.created_at))
+            .execute(&mut *self)
+            .await?;
         }
-        sqlx::query(&format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) \
-             SELECT kind, payload, unique_key, 'pending', run_at, 0, max_attempts, at, at \
-             FROM UNNEST($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::int4[], \
-             $6::timestamptz[]) AS r (kind, payload, unique_key, run_at, max_attempts, at)"
+        let Some(lease) = lease.filter(|_| !claimed.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}, lease_owner, lease_expires_at) \
+             SELECT kind, payload, unique_key, 'running', run_at, 1, max_attempts, at, at, $7, $8 \
+             {ROWS} RETURNING id, unique_key"
         ))
-        .bind(column(rows, |j| j.kind))
-        .bind(column(rows, |j| Json::<&Value>(&j.payload)))
-        .bind(column(rows, |j| j.unique_key.as_str()))
-        .bind(column(rows, |j| j.run_at))
-        .bind(column(rows, |j| j.max_attempts))
-        .bind(column(rows, |j| j.created_at))
-        .execute(&mut *self)
+        .bind(column(&claimed, |j| j.kind))
+        .bind(column(&claimed, |j| Json::<&Value>(&j.payload)))
+        .bind(column(&claimed, |j| j.unique_key.as_str()))
+        .bind(column(&claimed, |j| j.run_at))
+        .bind(column(&claimed, |j| j.max_attempts))
+        .bind(column(&claimed, |j| j.created_at))
+        .bind(&lease.owner)
+        .bind(lease.expires_at)
+        .fetch_all(&mut *self)
         .await?;
-        Ok(())
+        claimed_jobs(&claimed, ids)
     }
 
     async fn insert_new_conversations(
@@ -742,5 +837,70 @@ impl BulkWrite for sqlx::PgConnection {
         .persistent(false)
         .fetch_all(&mut *self)
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch() -> Timestamp {
+        Timestamp::from_millis(0).unwrap()
+    }
+
+    fn job(key: &str, due_now: bool) -> JobRow {
+        JobRow {
+            kind: "sms.send",
+            payload: Value::Null,
+            unique_key: key.to_string(),
+            run_at: epoch(),
+            max_attempts: 3,
+            created_at: epoch(),
+            due_now,
+            channel: Some(if key == "c" { "vonage" } else { "twilio" }.to_string()),
+        }
+    }
+
+    fn keys(rows: &[&JobRow]) -> Vec<String> {
+        rows.iter().map(|j| j.unique_key.clone()).collect()
+    }
+
+    #[test]
+    fn a_lease_claims_the_first_jobs_due_now_it_has_room_for_but_none_through_a_channel_held_elsewhere()
+     {
+        let rows = [
+            job("a", true),
+            job("remind", false),
+            job("b", true),
+            job("c", true),
+        ];
+        let lease = |most, not_through: &[&str]| JobLease {
+            owner: "lane".into(),
+            expires_at: epoch(),
+            most,
+            not_through: not_through.iter().map(|c| c.to_string()).collect(),
+        };
+        // "c" goes through vonage, the others through twilio.
+        let table: [(Option<JobLease>, &[&str], &[&str]); 6] = [
+            (None, &[], &["a", "remind", "b", "c"]),
+            (Some(lease(0, &[])), &[], &["a", "remind", "b", "c"]),
+            (Some(lease(2, &[])), &["a", "b"], &["remind", "c"]),
+            (Some(lease(usize::MAX, &[])), &["a", "b", "c"], &["remind"]),
+            (
+                Some(lease(usize::MAX, &["vonage"])),
+                &["a", "b"],
+                &["remind", "c"],
+            ),
+            (
+                Some(lease(usize::MAX, &["twilio"])),
+                &["c"],
+                &["a", "remind", "b"],
+            ),
+        ];
+        for (lease, claimed, pending) in table {
+            let (got_claimed, got_pending) = split_claimed(&rows, lease.as_ref());
+            assert_eq!(keys(&got_claimed), claimed, "{lease:?}");
+            assert_eq!(keys(&got_pending), pending, "{lease:?}");
+        }
     }
 }

@@ -114,6 +114,17 @@ pub struct InboundPlan {
     pub case: Option<CaseInput>,
 }
 
+/// What [`Storage::receive_batch`] did: an outcome per message, in order, and the send jobs it
+/// wrote claimed under its lease.
+#[derive(Debug)]
+pub struct InboundBatch {
+    pub outcomes: Vec<InboundOutcome>,
+    pub claimed: Vec<super::ClaimedJob>,
+    /// Send jobs due now that the lease had no room for: written pending, for the claims (those
+    /// through a channel it leaves to the claims are not counted).
+    pub left_pending: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundOutcome {
     /// A provider retry: nothing changed.
@@ -244,8 +255,9 @@ impl Storage {
             send_max_attempts,
             plan: &plan,
         }];
-        let mut outcomes = self.apply_inbound(&applying).await?;
-        outcomes
+        let mut applied = self.apply_inbound(&applying, None).await?;
+        applied
+            .outcomes
             .pop()
             .ok_or_else(|| StorageError::Corrupt("a message had no outcome".into()))
     }
@@ -254,10 +266,14 @@ impl Storage {
     /// transaction: one commit (one sync to disk) for the batch. In the order given, so one
     /// number's messages apply one after the other. All or nothing: on an error nothing is kept,
     /// and the caller may apply the messages one by one.
+    ///
+    /// With a `lease`, the answers' send jobs are written claimed under it and returned, for the
+    /// caller to run at once (`jobs::JobHandover`); without one they are pending, for a claim.
     pub async fn receive_batch(
         &self,
         batch: &[&QueuedInbound],
-    ) -> Result<Vec<InboundOutcome>, StorageError> {
+        lease: Option<&super::JobLease>,
+    ) -> Result<InboundBatch, StorageError> {
         let applying: Vec<Applying<'_>> = batch
             .iter()
             .map(|queued| Applying {
@@ -266,7 +282,7 @@ impl Storage {
                 plan: &*queued.plan,
             })
             .collect();
-        self.apply_inbound(&applying).await
+        self.apply_inbound(&applying, lease).await
     }
 
     /// Applies customer messages in one transaction with a fixed number of statements, however
@@ -278,7 +294,8 @@ impl Storage {
     async fn apply_inbound(
         &self,
         applying: &[Applying<'_>],
-    ) -> Result<Vec<InboundOutcome>, StorageError> {
+        lease: Option<&super::JobLease>,
+    ) -> Result<InboundBatch, StorageError> {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -533,7 +550,11 @@ impl Storage {
             if received.is_empty() {
                 // Only provider retries: nothing to keep.
                 tx.rollback().await?;
-                return Ok(outcomes);
+                return Ok(InboundBatch {
+                    outcomes,
+                    claimed: Vec::new(),
+                    left_pending: 0,
+                });
             }
 
             // Consent changes are rare (STOP, START): a statement each, in order.
@@ -572,9 +593,22 @@ impl Storage {
                     outcomes[row.outcome] = InboundOutcome::Duplicate;
                 }
             }
-            flush_writes!(tx, &writes);
+            writes.lease = lease.cloned();
+            let claimed = flush_writes!(tx, &writes);
             tx.commit().await?;
-            Ok(outcomes)
+            // Jobs due now that the lease could have taken had it had the room.
+            let could_claim = lease.map_or(0, |lease| {
+                writes
+                    .jobs
+                    .iter()
+                    .filter(|job| job.due_now && !lease.leaves_to_claims(job.channel.as_deref()))
+                    .count()
+            });
+            Ok(InboundBatch {
+                outcomes,
+                left_pending: could_claim.saturating_sub(claimed.len()),
+                claimed,
+            })
         })
     }
 

@@ -55,6 +55,27 @@ impl JobState {
     }
 }
 
+/// A lease under which a transaction writes jobs already claimed, for a runner of this instance
+/// to start as soon as the transaction commits, without claiming them (`jobs::JobHandover`). If
+/// nothing runs them, they are claimed again when the lease expires, like any job whose worker
+/// died.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    pub owner: String,
+    pub expires_at: Timestamp,
+    /// The most jobs to write claimed; the others due now are written pending, for the claims.
+    pub most: usize,
+    /// Texts through these channels are written pending: another instance sends through them.
+    pub not_through: Vec<String>,
+}
+
+impl JobLease {
+    /// Whether a job sending through `channel` is left to the claims whatever the room.
+    pub(crate) fn leaves_to_claims(&self, channel: Option<&str>) -> bool {
+        channel.is_some_and(|channel| self.not_through.iter().any(|c| c == channel))
+    }
+}
+
 /// A job handed to a worker. `attempt` counts this run (the first run is attempt 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
@@ -114,6 +135,10 @@ struct JobRow {
     created_at: Timestamp,
     finished_at: Option<Timestamp>,
 }
+
+/// A job's columns as [`JobRow`] reads them.
+const JOB_RECORD: &str = "SELECT id, kind, payload, unique_key, state, run_at, attempts, max_attempts, \
+     lease_owner, lease_expires_at, last_error, created_at, finished_at FROM jobs";
 
 /// Jobs that are due, or running on a lease that expired.
 /// The due jobs a claim takes, as two CTEs (`pending`, `expired`) over `$3` (now), `$5` (how
@@ -400,32 +425,23 @@ impl Storage {
 
     pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, StorageError> {
         let row: Option<JobRow> = on_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT id, kind, payload, unique_key, state, run_at, attempts, max_attempts, lease_owner, \
-                 lease_expires_at, last_error, created_at, finished_at FROM jobs WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await
+            sqlx::query_as(&format!("{JOB_RECORD} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
         })?;
-        row.map(|r| {
-            Ok(JobRecord {
-                id: r.id,
-                kind: r.kind,
-                payload: r.payload.0,
-                unique_key: r.unique_key,
-                state: JobState::parse(&r.state)?,
-                run_at: r.run_at,
-                attempts: counted(r.attempts),
-                max_attempts: counted(r.max_attempts),
-                lease_owner: r.lease_owner,
-                lease_expires_at: r.lease_expires_at,
-                last_error: r.last_error,
-                created_at: r.created_at,
-                finished_at: r.finished_at,
-            })
-        })
-        .transpose()
+        record(row)
+    }
+
+    /// The job queued under `unique_key` (`<kind>:<subject>`, e.g. `sms.send:<message id>`).
+    pub async fn job_by_key(&self, unique_key: &str) -> Result<Option<JobRecord>, StorageError> {
+        let row: Option<JobRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!("{JOB_RECORD} WHERE unique_key = $1"))
+                .bind(unique_key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        record(row)
     }
 
     /// How many jobs are in each state (every state listed, zero included).
@@ -462,4 +478,26 @@ impl Storage {
         })?;
         Ok(done)
     }
+}
+
+/// A job's row as [`JobRecord`].
+fn record(row: Option<JobRow>) -> Result<Option<JobRecord>, StorageError> {
+    row.map(|r| {
+        Ok(JobRecord {
+            id: r.id,
+            kind: r.kind,
+            payload: r.payload.0,
+            unique_key: r.unique_key,
+            state: JobState::parse(&r.state)?,
+            run_at: r.run_at,
+            attempts: counted(r.attempts),
+            max_attempts: counted(r.max_attempts),
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            last_error: r.last_error,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        })
+    })
+    .transpose()
 }

@@ -45,12 +45,12 @@ pub use conversations::{
 };
 pub use imports::{ImportChunk, ImportRecord, ImportRejection};
 pub use inbound::{
-    ConsentChange, ConsentRecord, ContactRecord, InboundContext, InboundOutcome, InboundPlan,
-    MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound, Planner,
-    QueuedInbound,
+    ConsentChange, ConsentRecord, ContactRecord, InboundBatch, InboundContext, InboundOutcome,
+    InboundPlan, MessagePart, MessageRecord, NewInbound, NewStatus, OutboxRecord, OwnedInbound,
+    Planner, QueuedInbound,
 };
 pub use intake::{MAX_INVITATIONS_PER_BATCH, NewInvitation, QuotaCheck};
-pub use jobs::{ClaimedJob, JobCount, JobRecord, JobState, NewJob};
+pub use jobs::{ClaimedJob, JobCount, JobLease, JobRecord, JobState, NewJob};
 pub use listing::{InvitationFilter, InvitationListRow};
 pub use opening::{OPEN_JOB, OpenPlan, Opening, ScheduledInvitation};
 pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};

@@ -55,6 +55,9 @@ pub(crate) struct WriteSet {
     pub(crate) new_cases: Vec<NewCaseRow>,
     pub(crate) case_events: Vec<CaseEventRow>,
     pub(crate) case_changes: Vec<CaseChange>,
+    /// When set, the send jobs due now are written claimed under this lease, and
+    /// [`flush_writes!`] returns them for this instance to run at once (see [`JobRow::due_now`]).
+    pub(crate) lease: Option<super::JobLease>,
 }
 
 /// A case opened by an alert; the customer wrote when it opened (their text raised it).
@@ -196,6 +199,11 @@ pub(crate) struct JobRow {
     pub(crate) run_at: Timestamp,
     pub(crate) max_attempts: i32,
     pub(crate) created_at: Timestamp,
+    /// A text to send now, whatever the hour (an answer to a customer who just wrote): the kind
+    /// of job a transaction with a [`WriteSet::lease`] hands straight to its instance's texts lane.
+    pub(crate) due_now: bool,
+    /// The channel of the text a send job sends.
+    pub(crate) channel: Option<String>,
 }
 
 impl WriteSet {
@@ -375,6 +383,9 @@ impl WriteSet {
             json!({ "message_id": id })
         };
         self.job(SEND_JOB, &id, payload, send_at, send_max_attempts, now);
+        let job = self.jobs.last_mut().expect("pushed above");
+        job.due_now = !waits_for_window && send_at <= now;
+        job.channel = Some(channel.to_string());
         self.outgoing.push(OutgoingRow {
             id: id.clone(),
             conversation_id: conversation_id.map(str::to_string),
@@ -429,6 +440,8 @@ impl WriteSet {
             run_at,
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX).max(1),
             created_at: now,
+            due_now: false,
+            channel: None,
         });
     }
 }
@@ -437,6 +450,7 @@ impl WriteSet {
 /// per table that has rows. Conversations first (a conversation changed by someone else since it
 /// was read fails the whole transaction with a conflict), then answers, events, outgoing
 /// messages and their jobs. Inbound messages that answers refer to must be written before.
+/// Evaluates to the jobs written claimed under the write set's lease (none without one).
 macro_rules! flush_writes {
     ($tx:expr, $writes:expr) => {{
         let writes: &$crate::storage::WriteSet = $writes;
@@ -460,7 +474,7 @@ macro_rules! flush_writes {
         BulkWrite::insert_answers(&mut *$tx, &writes.answers).await?;
         BulkWrite::insert_events(&mut *$tx, &writes.events).await?;
         BulkWrite::insert_outgoing(&mut *$tx, &writes.outgoing).await?;
-        BulkWrite::insert_jobs(&mut *$tx, &writes.jobs).await?;
+        let claimed = BulkWrite::insert_jobs(&mut *$tx, &writes.jobs, writes.lease.as_ref()).await?;
         if !writes.case_events.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO case_events (case_id, at, actor, kind, message_id, details) ",
@@ -516,6 +530,7 @@ macro_rules! flush_writes {
                 ));
             }
         }
+        claimed
     }};
 }
 pub(crate) use flush_writes;

@@ -381,6 +381,68 @@ async fn stop_ends_the_survey_and_nothing_is_sent_to_the_number_again(db: &TestD
     server.stop().await;
 }
 
+/// An answer to a customer is handed to the texts lane as the customer's text commits: it does
+/// not wait for the lane's next look for due jobs, an hour away here.
+async fn an_answer_goes_out_without_waiting_for_the_texts_lanes_next_look(db: &TestDb) {
+    let mut config = config(db, "[channels.console]\nprovider = \"console\"\n");
+    config.jobs.poll_interval_ms = 3_600_000;
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let key = api_key(&db.storage, "crm").await;
+    let client = Client::new();
+    // The lane has looked once, at start, and found nothing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    reply(&client, &server, "in-1", "AIDE").await;
+    let messages = sent_to_customer(&client, &server, &key, 1).await;
+    assert_eq!(messages[0]["purpose"], "help");
+    server.stop().await;
+}
+
+/// PostgreSQL (several instances run on it only): two instances, and the one the customer writes
+/// to does not hold the channel. Once it has found that out, it leaves its answers to the claims,
+/// where the holder takes them, instead of taking them only to put them back for a second. Its
+/// own texts lane looks for due jobs once an hour, so only the holder can have sent the second
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_through_a_channel_another_instance_holds_is_left_to_that_instance() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    answers_through_a_channel_held_elsewhere(&db).await;
+    db.cleanup().await;
+}
+
+async fn answers_through_a_channel_held_elsewhere(db: &TestDb) {
+    let (holder, client, key) = console_server(db).await;
+    // The holder sends the first question, and so takes the channel's lease, before the other
+    // instance starts: otherwise the other's first look for due jobs could take that question
+    // and the channel with it.
+    invite(&client, &holder, &key, &delivery_invitation("order-h")).await;
+    sent_to_customer(&client, &holder, &key, 1).await;
+    let mut config = config(db, "[channels.console]\nprovider = \"console\"\n");
+    config.jobs.poll_interval_ms = 3_600_000;
+    let other = TestServer::start(config, db.second_pool().await).await;
+
+    // The first answer is handed to the other instance's lane, which finds the channel held and
+    // puts it back; the holder sends it.
+    reply(&client, &other, "in-1", "9").await;
+    let messages = sent_to_customer(&client, &holder, &key, 2).await;
+    let job = |message: &Value| {
+        let key = format!("sms.send:{}", message["id"].as_str().unwrap());
+        async move { db.storage.job_by_key(&key).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        job(&messages[1]).await.last_error.as_deref(),
+        Some("another instance is sending through this channel")
+    );
+    // The next one is not handed over at all.
+    reply(&client, &other, "in-2", "Livreur tres aimable").await;
+    let messages = sent_to_customer(&client, &holder, &key, 3).await;
+    assert_eq!(job(&messages[2]).await.last_error, None);
+    other.stop().await;
+    holder.stop().await;
+}
+
 async fn help_is_answered_and_the_survey_waits(db: &TestDb) {
     let (server, client, key) = console_server(db).await;
     let (_, invitation) = invite(&client, &server, &key, &delivery_invitation("order-4")).await;
@@ -405,6 +467,7 @@ crate::both_backends!(
     an_invalid_invitation_gets_a_reason_per_field_and_stores_nothing,
     stop_ends_the_survey_and_nothing_is_sent_to_the_number_again,
     help_is_answered_and_the_survey_waits,
+    an_answer_goes_out_without_waiting_for_the_texts_lanes_next_look,
     a_conversation_runs_through_twilio,
     an_invalid_number_is_flagged_and_its_invitation_fails,
     a_number_opted_out_at_the_carrier_is_opted_out_here_too,
@@ -1630,7 +1693,7 @@ async fn a_message_that_fails_does_not_fail_the_others_committed_with_it(db: &Te
     sent_invitation_for(db, CUSTOMER, "order-17", "console", "console").await;
     // Several writers on PostgreSQL: a failure stays within its own batch whichever writer
     // takes it.
-    let writer = hearback::storage::InboundWriter::start(db.storage.clone(), 3);
+    let writer = hearback::storage::InboundWriter::start(db.storage.clone(), 3, None);
     let queued = |id: &str, from: &str, broken: bool| QueuedInbound {
         new: OwnedInbound {
             channel: "console".into(),
@@ -1943,7 +2006,15 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
 
     let batch = messages(batched, "b");
     let refs: Vec<&QueuedInbound> = batch.iter().collect();
-    let batch_outcomes = db.storage.receive_batch(&refs).await.unwrap();
+    // Written as a server's writer does: the answers' send jobs claimed in its texts lane's name.
+    let lease = hearback::storage::JobLease {
+        owner: "texts-lane-under-test".into(),
+        expires_at: hearback::time::Timestamp::now() + std::time::Duration::from_secs(60),
+        most: usize::MAX,
+        not_through: Vec::new(),
+    };
+    let applied = db.storage.receive_batch(&refs, Some(&lease)).await.unwrap();
+    let batch_outcomes = applied.outcomes;
     let mut single_outcomes = Vec::new();
     for queued in messages(one_by_one, "s") {
         single_outcomes.push(
@@ -1952,6 +2023,34 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
                 .await
                 .unwrap(),
         );
+    }
+
+    // Every text the batch queued has its send job, claimed under the lease and handed back;
+    // nothing else was claimed.
+    let contact = contact_of(db, batched).await;
+    let queued_texts: std::collections::BTreeSet<String> = db
+        .storage
+        .contact_messages(&contact.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "outbound" && m.status == "queued")
+        .map(|m| m.id)
+        .collect();
+    let handed: std::collections::BTreeSet<String> = applied
+        .claimed
+        .iter()
+        .map(|job| job.payload["message_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(handed, queued_texts);
+    assert_eq!(applied.claimed.len(), queued_texts.len());
+    assert_eq!(applied.left_pending, 0);
+    for job in &applied.claimed {
+        assert_eq!((job.kind.as_str(), job.attempt), ("sms.send", 1));
+        let record = db.storage.job(job.id).await.unwrap().unwrap();
+        assert_eq!(record.state, hearback::storage::JobState::Running);
+        assert_eq!(record.lease_owner.as_deref(), Some("texts-lane-under-test"));
+        assert_eq!(record.attempts, 1);
     }
 
     let from_batch = footprint(db, batched, &batched_invitation, &batch_outcomes).await;

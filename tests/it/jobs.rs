@@ -21,6 +21,10 @@ crate::both_backends!(
     a_long_job_keeps_its_lease_while_it_runs,
     stopping_the_runner_lets_the_job_in_progress_finish,
     a_batch_settles_each_job_by_its_own_outcome,
+    a_job_handed_over_runs_at_once_without_a_claim,
+    a_handed_job_whose_lease_expired_is_left_to_the_claims,
+    a_handed_job_not_started_when_the_runner_stops_is_given_back,
+    the_handover_stops_at_its_cap_and_after_a_job_left_to_the_claims,
 );
 
 const KIND: &str = "test.record";
@@ -51,6 +55,11 @@ impl Recorder {
 
     fn runs(&self) -> Vec<(i64, u32, Instant)> {
         self.runs.lock().unwrap().clone()
+    }
+
+    /// Each run's job and attempt, in order.
+    fn attempts(&self) -> Vec<(i64, u32)> {
+        self.runs().iter().map(|r| (r.0, r.1)).collect()
     }
 }
 
@@ -378,4 +387,169 @@ async fn a_batch_settles_each_job_by_its_own_outcome(db: &TestDb) {
     token.cancel();
     task.await.unwrap();
     assert_eq!(*handler.batches.lock().unwrap(), [6], "one batch of six");
+}
+
+/// A runner, its handover and its worker's name; not started yet.
+fn with_handover(
+    storage: Storage,
+    recorder: &Recorder,
+    settings: RunnerSettings,
+) -> (JobRunner, hearback::jobs::JobHandover, String) {
+    let runner = JobRunner::new(
+        storage,
+        JobRegistry::default().with(recorder.clone()),
+        settings,
+    );
+    let handover = runner.handover();
+    let worker = runner.worker_id().to_string();
+    (runner, handover, worker)
+}
+
+fn spawn(runner: JobRunner) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runner.run(token.clone()));
+    (token, task)
+}
+
+/// A job queued and claimed in `worker`'s name at `now`, as a transaction under a
+/// [`hearback::storage::JobLease`] writes it.
+async fn claimed_for(
+    storage: &Storage,
+    worker: &str,
+    now: Timestamp,
+) -> (ClaimedJob, hearback::storage::JobLease) {
+    let job = NewJob {
+        kind: KIND.into(),
+        payload: json!({}),
+        run_at: now,
+        max_attempts: 3,
+        unique_key: None,
+    };
+    storage.enqueue_job(&job, now).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let mut claimed = storage
+        .claim_jobs(worker, &[KIND], 1, lease, now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let lease = hearback::storage::JobLease {
+        owner: worker.to_string(),
+        expires_at: now + lease,
+        most: 1,
+        not_through: Vec::new(),
+    };
+    (claimed.pop().unwrap(), lease)
+}
+
+async fn a_job_handed_over_runs_at_once_without_a_claim(db: &TestDb) {
+    let recorder = Recorder::new(|_| Behaviour::Succeed);
+    let hourly = RunnerSettings {
+        poll_interval: Duration::from_secs(3600),
+        ..settings()
+    };
+    let (runner, handover, worker) = with_handover(db.storage.clone(), &recorder, hourly);
+    let runner = spawn(runner);
+    // Let the runner make its first claim (there is nothing yet) and go to sleep for the hour.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (job, lease) = claimed_for(&db.storage, &worker, Timestamp::now()).await;
+    handover.hand_over(&lease, vec![job.clone()], 0);
+    let record = wait_for(&db.storage, job.id, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(record.attempts, 1);
+    assert_eq!(recorder.attempts(), [(job.id, 1)]);
+}
+
+async fn a_handed_job_whose_lease_expired_is_left_to_the_claims(db: &TestDb) {
+    let recorder = Recorder::new(|_| Behaviour::Succeed);
+    let (runner, handover, worker) = with_handover(db.storage.clone(), &recorder, settings());
+    // Handed over too late: its lease ran out before the runner could start it.
+    let long_ago = Timestamp::now() - Duration::from_secs(120);
+    let (job, lease) = claimed_for(&db.storage, &worker, long_ago).await;
+    handover.hand_over(&lease, vec![job.clone()], 0);
+    let runner = spawn(runner);
+
+    // The claims take it again, as any job whose lease expired: one run, its second attempt.
+    let record = wait_for(&db.storage, job.id, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(record.attempts, 2);
+    assert_eq!(recorder.attempts(), [(job.id, 2)]);
+}
+
+async fn a_handed_job_not_started_when_the_runner_stops_is_given_back(db: &TestDb) {
+    // One slot, taken by a long job: the handed job waits for it.
+    let recorder = Recorder::new(|_| Behaviour::SucceedAfter(Duration::from_millis(500)));
+    let one_slot = RunnerSettings {
+        concurrency: 1,
+        ..settings()
+    };
+    let busy = enqueue(&db.storage, 3).await;
+    let (runner, handover, worker) = with_handover(db.storage.clone(), &recorder, one_slot);
+    let runner = spawn(runner);
+    wait_for(&db.storage, busy, JobState::Running).await;
+    let (job, lease) = claimed_for(&db.storage, &worker, Timestamp::now()).await;
+    handover.hand_over(&lease, vec![job.clone()], 0);
+    stop(runner).await;
+
+    // Pending again at once, its attempt not counted: the next claim takes it, not the lease's end.
+    let record = db.storage.job(job.id).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Pending);
+    assert_eq!(record.attempts, 0);
+    assert_eq!(record.lease_owner, None);
+    assert!(
+        recorder.runs().iter().all(|r| r.0 != job.id),
+        "{:?}",
+        recorder.runs()
+    );
+    wait_for(&db.storage, busy, JobState::Succeeded).await;
+}
+
+async fn the_handover_stops_at_its_cap_and_after_a_job_left_to_the_claims(db: &TestDb) {
+    // One slot, one job at a time: room for two handed jobs.
+    let recorder = Recorder::new(|_| Behaviour::Succeed);
+    let small = RunnerSettings {
+        concurrency: 1,
+        ..settings()
+    };
+    let (runner, handover, worker) = with_handover(db.storage.clone(), &recorder, small);
+    assert_eq!(handover.lease().most, 2);
+    let now = Timestamp::now();
+    let (first, lease) = claimed_for(&db.storage, &worker, now).await;
+    let (second, _) = claimed_for(&db.storage, &worker, now).await;
+    handover.hand_over(&lease, vec![first.clone(), second.clone()], 0);
+    assert_eq!(
+        handover.lease().most,
+        0,
+        "two handed jobs wait: no more room"
+    );
+    let running = spawn(runner.clone());
+    for id in [first.id, second.id] {
+        wait_for(&db.storage, id, JobState::Succeeded).await;
+    }
+    wait_until_room(&handover, 2).await;
+    stop(running).await;
+
+    // A writer had no room for a job due now and left it pending: nothing more is handed over
+    // until the claims have taken it, so that later jobs do not overtake it.
+    let left = enqueue(&db.storage, 3).await;
+    handover.hand_over(&lease, Vec::new(), 1);
+    assert_eq!(handover.lease().most, 0, "a job waits for the claims");
+    let running = spawn(runner);
+    wait_for(&db.storage, left, JobState::Succeeded).await;
+    wait_until_room(&handover, 2).await;
+    stop(running).await;
+    let runs: Vec<i64> = recorder.attempts().iter().map(|r| r.0).collect();
+    assert_eq!(runs, [first.id, second.id, left]);
+}
+
+/// Waits (up to a generous bound) until the handover has room for `most` jobs.
+async fn wait_until_room(handover: &hearback::jobs::JobHandover, most: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handover.lease().most != most {
+        assert!(
+            Instant::now() < deadline,
+            "the handover never had room for {most} again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

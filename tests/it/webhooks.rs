@@ -539,7 +539,10 @@ async fn a_batch_with_a_new_number_locks_its_contacts_in_phone_order() {
             queued("new-1", &phone("+33611111111")),
             queued("known-1", &phone("+33622222222")),
         );
-        storage.receive_batch(&[&first, &second]).await
+        storage
+            .receive_batch(&[&first, &second], None)
+            .await
+            .map(|applied| applied.outcomes)
     });
     other
         .wait_until_blocking("the batch waits for the other request")

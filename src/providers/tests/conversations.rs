@@ -311,7 +311,9 @@ async fn api_stand_in(accepted: fn(&str) -> (u16, Value)) -> (String, Arc<Mutex<
 }
 
 async fn wait_for(what: &str, received: &Mutex<Vec<Vec<u8>>>, count: usize) {
-    for _ in 0..300 {
+    // Up to 30 s: a bound for a stuck send, not a speed check. A first run after a fresh build,
+    // with every test starting at once on two cores, once took more than 6 s.
+    for _ in 0..1_500 {
         if received.lock().unwrap().len() >= count {
             return;
         }
