@@ -8,8 +8,11 @@
 
 -- A text's `sending` mark sets `sent_at`, which this index held, so no mark was HOT. The daily
 -- cap reads a number's unprompted texts, a handful, and checks `sent_at` on each row instead.
+-- Building the index blocks writes to `messages` while it reads the table: on a large table, an
+-- operator may build it first with `CREATE INDEX CONCURRENTLY` (README, "Upgrading"), and this
+-- migration keeps it.
+CREATE INDEX IF NOT EXISTS messages_contact_unprompted ON messages (contact_id) WHERE unprompted;
 DROP INDEX messages_contact_sent;
-CREATE INDEX messages_contact_unprompted ON messages (contact_id) WHERE unprompted;
 
 -- Pages left part empty when rows are inserted, for the versions their updates write soon after.
 ALTER TABLE messages SET (fillfactor = 80);

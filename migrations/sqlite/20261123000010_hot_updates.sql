@@ -3,5 +3,5 @@
 
 -- A text's `sending` mark sets `sent_at`: out of the index, the mark no longer rewrites an index
 -- entry. The daily cap reads a number's unprompted texts, a handful, and checks `sent_at` on each.
+CREATE INDEX IF NOT EXISTS messages_contact_unprompted ON messages (contact_id) WHERE unprompted;
 DROP INDEX messages_contact_sent;
-CREATE INDEX messages_contact_unprompted ON messages (contact_id) WHERE unprompted;

@@ -140,15 +140,33 @@ struct HandoverRoom {
     cap: usize,
     waiting: std::sync::atomic::AtomicUsize,
     caught_up: std::sync::atomic::AtomicBool,
+    /// How many times a writer left jobs due now to the claims: a claim proves the lane caught
+    /// up only if none did while it ran (its snapshot may have missed those jobs).
+    left_to_claims: std::sync::atomic::AtomicU64,
+    /// The runner has stopped taking handed jobs: writers leave every job to the claims.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl HandoverRoom {
     fn now(&self) -> usize {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.caught_up.load(Relaxed) {
+        if self.caught_up.load(Relaxed) && !self.stopped.load(Relaxed) {
             self.cap.saturating_sub(self.waiting.load(Relaxed))
         } else {
             0
+        }
+    }
+
+    /// Marks the lane caught up after a claim that found no more due jobs than it could take,
+    /// unless a writer left jobs to the claims since `before` (read before the claim began).
+    fn caught_up_since(&self, before: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.left_to_claims.load(SeqCst) == before {
+            self.caught_up.store(true, SeqCst);
+            // A writer that left jobs meanwhile, after the check, clears the flag again.
+            if self.left_to_claims.load(SeqCst) != before {
+                self.caught_up.store(false, SeqCst);
+            }
         }
     }
 
@@ -195,6 +213,7 @@ impl JobHandover {
                 .held_elsewhere
                 .as_ref()
                 .map_or_else(Vec::new, |held_elsewhere| held_elsewhere(now)),
+            not_to: Vec::new(),
         }
     }
 
@@ -211,9 +230,10 @@ impl JobHandover {
     /// Hands over `jobs`, written under `lease`, once their transaction has committed;
     /// `left_pending`: how many jobs due now it left to the claims for lack of room.
     pub fn hand_over(&self, lease: &JobLease, jobs: Vec<ClaimedJob>, left_pending: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::atomic::Ordering::{Relaxed, SeqCst};
         if left_pending > 0 {
-            self.room.caught_up.store(false, Relaxed);
+            self.room.left_to_claims.fetch_add(1, SeqCst);
+            self.room.caught_up.store(false, SeqCst);
         }
         self.room.waiting.fetch_add(jobs.len(), Relaxed);
         for job in jobs {
@@ -246,6 +266,8 @@ impl JobRunner {
             cap: settings.concurrency.max(1) * settings.batch.max(1) * 2,
             waiting: Default::default(),
             caught_up: std::sync::atomic::AtomicBool::new(true),
+            left_to_claims: Default::default(),
+            stopped: Default::default(),
         });
         Self {
             shared: Arc::new(Shared {
@@ -290,6 +312,12 @@ impl JobRunner {
             .lock()
             .expect("the handover's lock is never held across a panic")
             .take();
+        if handed.is_some() {
+            shared
+                .room
+                .stopped
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         // Handed jobs received while waiting, not started yet.
         let mut waiting: VecDeque<HandedJob> = VecDeque::new();
         while !shutdown.is_cancelled() {
@@ -299,17 +327,33 @@ impl JobRunner {
                 // Jobs handed over first: they are claimed already, and someone is waiting for
                 // them (a customer for the answer to their text).
                 let now = shared.settings.clock.now();
-                let jobs = take_handed(
+                let Handed { start, give_back } = take_handed(
                     &mut waiting,
                     handed.as_mut(),
                     (free * batch, &shared.room),
-                    now,
+                    (now, shared.settings.lease),
                 );
-                if !jobs.is_empty() {
-                    self.start(jobs, &slots, &mut running);
+                if !give_back.is_empty() {
+                    let shared = Arc::clone(&self.shared);
+                    running.spawn(async move {
+                        for job in give_back {
+                            let later = JobFailure::Later(
+                                Duration::ZERO,
+                                "handed over with too little of its lease left".into(),
+                            );
+                            settle(&shared, &job, Some(Err(later))).await;
+                        }
+                    });
+                }
+                if !start.is_empty() {
+                    self.start(start, &slots, &mut running);
                     continue;
                 }
                 let limit = u32::try_from(free * batch).unwrap_or(u32::MAX);
+                let left_before = shared
+                    .room
+                    .left_to_claims
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 match shared
                     .storage
                     .claim_jobs(
@@ -324,10 +368,7 @@ impl JobRunner {
                     Ok(jobs) => {
                         if jobs.len() < free * batch {
                             // No more due jobs than it could take: no backlog waits for claims.
-                            shared
-                                .room
-                                .caught_up
-                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            shared.room.caught_up_since(left_before);
                         }
                         if !jobs.is_empty() {
                             self.start(jobs, &slots, &mut running);
@@ -345,23 +386,29 @@ impl JobRunner {
                 job = recv_handed(&mut handed), if can_take => waiting.extend(job),
             }
         }
+        // From now on writers leave every job to the claims (of this instance's next start, or of
+        // another instance's runner).
+        shared
+            .room
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if !running.is_empty() {
             info!(jobs = running.len(), "waiting for the jobs in progress");
         }
         // Handed jobs not started are given back to the claims now rather than when their
-        // leases expire; one handed over after this runs when its lease expires.
-        if let Some(handed) = handed.as_mut() {
-            while let Ok(job) = handed.try_recv() {
-                waiting.push_back(job);
-            }
-        }
-        shared.room.started(waiting.len());
-        for HandedJob { job, .. } in waiting {
-            let later =
-                JobFailure::Later(Duration::ZERO, "handed over as its runner stopped".into());
-            settle(shared, &job, Some(Err(later))).await;
-        }
+        // leases expire: those waiting, then, once the jobs in progress are done, those a
+        // writer that had asked for its lease before the stop handed over meanwhile. One handed
+        // over later still runs when its lease expires.
+        give_back_handed(shared, &mut waiting, handed.as_mut()).await;
         while running.join_next().await.is_some() {}
+        give_back_handed(shared, &mut waiting, handed.as_mut()).await;
+        // For the runner's next run, if any.
+        if let Some(queue) = handed {
+            *shared
+                .handed
+                .lock()
+                .expect("the handover's lock is never held across a panic") = Some(queue);
+        }
         info!(worker = %shared.worker_id, "job runner stopped");
     }
 
@@ -400,17 +447,50 @@ async fn recv_handed(handed: &mut Option<mpsc::UnboundedReceiver<HandedJob>>) ->
     }
 }
 
-/// Up to `limit` handed jobs whose lease still runs, oldest first. One whose lease has expired
-/// is dropped: the claims may have given it to another worker already, and take it otherwise.
+/// Gives back to the claims, as pending and without counting an attempt, the handed jobs not
+/// started: those waiting and those still in the queue.
+async fn give_back_handed(
+    shared: &Shared,
+    waiting: &mut VecDeque<HandedJob>,
+    handed: Option<&mut mpsc::UnboundedReceiver<HandedJob>>,
+) {
+    if let Some(handed) = handed {
+        while let Ok(job) = handed.try_recv() {
+            waiting.push_back(job);
+        }
+    }
+    shared.room.started(waiting.len());
+    for HandedJob { job, .. } in waiting.drain(..) {
+        let later = JobFailure::Later(Duration::ZERO, "handed over as its runner stopped".into());
+        settle(shared, &job, Some(Err(later))).await;
+    }
+}
+
+/// What [`take_handed`] took: jobs to start, and jobs to give back to the claims.
+struct Handed {
+    start: Vec<ClaimedJob>,
+    give_back: Vec<ClaimedJob>,
+}
+
+/// Up to `limit` handed jobs, oldest first, each with more than half of its `lease` left: a job
+/// started with less could outlive its lease before its first renewal (a third of the lease
+/// in) and be claimed and run a second time meanwhile. One with less but more than a quarter
+/// left is given back to the claims at once (the give-back, fenced by the lease's owner, runs
+/// long before the lease ends). One with a quarter or less is dropped: its lease may end before
+/// a give-back lands, and the claims may then have given it to a worker already; they take it
+/// when it ends otherwise.
 fn take_handed(
     waiting: &mut VecDeque<HandedJob>,
     mut handed: Option<&mut mpsc::UnboundedReceiver<HandedJob>>,
     (limit, room): (usize, &HandoverRoom),
-    now: Timestamp,
-) -> Vec<ClaimedJob> {
-    let mut jobs = Vec::new();
-    let mut expired = 0;
-    while jobs.len() < limit {
+    (now, lease): (Timestamp, Duration),
+) -> Handed {
+    let mut taken = Handed {
+        start: Vec::new(),
+        give_back: Vec::new(),
+    };
+    let mut dropped = 0;
+    while taken.start.len() < limit {
         let next = match waiting.pop_front() {
             Some(job) => job,
             None => match handed.as_deref_mut().map(mpsc::UnboundedReceiver::try_recv) {
@@ -419,19 +499,22 @@ fn take_handed(
             },
         };
         room.started(1);
-        if next.lease_expires_at > now {
-            jobs.push(next.job);
+        if next.lease_expires_at > now + lease / 2 {
+            taken.start.push(next.job);
+        } else if next.lease_expires_at > now + lease / 4 {
+            taken.give_back.push(next.job);
         } else {
-            expired += 1;
+            dropped += 1;
         }
     }
-    if expired > 0 {
+    if dropped + taken.give_back.len() > 0 {
         warn!(
-            jobs = expired,
-            "handed jobs waited past their lease before a slot was free; the claims take them"
+            dropped,
+            given_back = taken.give_back.len(),
+            "handed jobs waited for a free slot until too little of their lease was left; the claims take them"
         );
     }
-    jobs
+    taken
 }
 
 async fn execute(shared: Arc<Shared>, job: ClaimedJob, _slot: OwnedSemaphorePermit) {
@@ -697,5 +780,49 @@ async fn settle(
             error!(error = %e, "cannot record the job's outcome; it will run again when its lease expires");
             "unrecorded"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    fn room() -> HandoverRoom {
+        HandoverRoom {
+            cap: 4,
+            waiting: Default::default(),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+            left_to_claims: Default::default(),
+            stopped: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_claim_proves_the_lane_caught_up_only_if_no_writer_left_jobs_to_the_claims_meanwhile() {
+        let room = room();
+        let before = room.left_to_claims.load(SeqCst);
+        room.caught_up_since(before);
+        assert_eq!(
+            room.now(),
+            4,
+            "nothing left to the claims while the claim ran"
+        );
+
+        // A claim begins; a writer leaves a job to the claims, committed after the claim's
+        // snapshot; the claim comes back short.
+        room.caught_up.store(false, SeqCst);
+        let before = room.left_to_claims.load(SeqCst);
+        room.left_to_claims.fetch_add(1, SeqCst);
+        room.caught_up_since(before);
+        assert_eq!(room.now(), 0, "the claim may have missed that job");
+    }
+
+    #[test]
+    fn a_stopped_lane_has_no_room() {
+        let room = room();
+        room.caught_up.store(true, SeqCst);
+        room.stopped.store(true, SeqCst);
+        assert_eq!(room.now(), 0);
     }
 }

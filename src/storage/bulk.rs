@@ -484,8 +484,11 @@ fn split_claimed<'r>(
     lease: Option<&JobLease>,
 ) -> (Vec<&'r JobRow>, Vec<&'r JobRow>) {
     let mut room = lease.map_or(0, |lease| lease.most);
-    let left_to_claims =
-        |job: &JobRow| lease.is_some_and(|lease| lease.leaves_to_claims(job.channel.as_deref()));
+    let left_to_claims = |job: &JobRow| {
+        lease.is_some_and(|lease| {
+            lease.leaves_to_claims(job.channel.as_deref(), job.contact_id.as_deref())
+        })
+    };
     rows.iter().partition(|job| {
         let claimed = job.due_now && room > 0 && !left_to_claims(job);
         room -= usize::from(claimed);
@@ -493,14 +496,16 @@ fn split_claimed<'r>(
     })
 }
 
-/// The claimed jobs as their runner takes them, from the ids the insert gave their unique keys.
+/// The claimed jobs as their runner takes them, in the order of `rows` (one customer's texts go
+/// out in that order; `RETURNING` promises none), from the ids the insert gave their unique keys.
 fn claimed_jobs(rows: &[&JobRow], ids: Vec<(i64, String)>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    let by_key: HashMap<&str, &JobRow> = rows.iter().map(|j| (j.unique_key.as_str(), *j)).collect();
-    ids.into_iter()
-        .map(|(id, key)| {
-            let job = by_key.get(key.as_str()).ok_or_else(|| {
+    let by_key: HashMap<String, i64> = ids.into_iter().map(|(id, key)| (key, id)).collect();
+    rows.iter()
+        .map(|job| {
+            let id = *by_key.get(job.unique_key.as_str()).ok_or_else(|| {
                 sqlx::Error::Protocol(format!(
-                    "the insert of claimed jobs returned an unknown key '{key}'"
+                    "the insert of claimed jobs returned no id for '{}'",
+                    job.unique_key
                 ))
             })?;
             Ok(ClaimedJob {
@@ -858,6 +863,7 @@ mod tests {
             created_at: epoch(),
             due_now,
             channel: Some(if key == "c" { "vonage" } else { "twilio" }.to_string()),
+            contact_id: Some(if key == "b" { "bea" } else { "ana" }.to_string()),
         }
     }
 
@@ -866,7 +872,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_claims_the_first_jobs_due_now_it_has_room_for_but_none_through_a_channel_held_elsewhere()
+    fn a_lease_claims_the_first_jobs_due_now_it_has_room_for_but_none_through_a_channel_held_elsewhere_or_behind_a_waiting_text()
      {
         let rows = [
             job("a", true),
@@ -874,28 +880,39 @@ mod tests {
             job("b", true),
             job("c", true),
         ];
-        let lease = |most, not_through: &[&str]| JobLease {
+        let lease = |most, not_through: &[&str], not_to: &[&str]| JobLease {
             owner: "lane".into(),
             expires_at: epoch(),
             most,
             not_through: not_through.iter().map(|c| c.to_string()).collect(),
+            not_to: not_to.iter().map(|c| c.to_string()).collect(),
         };
-        // "c" goes through vonage, the others through twilio.
-        let table: [(Option<JobLease>, &[&str], &[&str]); 6] = [
+        // "c" goes through vonage, the others through twilio; "b" goes to Bea, the others to Ana.
+        let table: [(Option<JobLease>, &[&str], &[&str]); 8] = [
             (None, &[], &["a", "remind", "b", "c"]),
-            (Some(lease(0, &[])), &[], &["a", "remind", "b", "c"]),
-            (Some(lease(2, &[])), &["a", "b"], &["remind", "c"]),
-            (Some(lease(usize::MAX, &[])), &["a", "b", "c"], &["remind"]),
+            (Some(lease(0, &[], &[])), &[], &["a", "remind", "b", "c"]),
+            (Some(lease(2, &[], &[])), &["a", "b"], &["remind", "c"]),
             (
-                Some(lease(usize::MAX, &["vonage"])),
+                Some(lease(usize::MAX, &[], &[])),
+                &["a", "b", "c"],
+                &["remind"],
+            ),
+            (
+                Some(lease(usize::MAX, &["vonage"], &[])),
                 &["a", "b"],
                 &["remind", "c"],
             ),
             (
-                Some(lease(usize::MAX, &["twilio"])),
+                Some(lease(usize::MAX, &["twilio"], &[])),
                 &["c"],
                 &["a", "remind", "b"],
             ),
+            (
+                Some(lease(usize::MAX, &[], &["ana"])),
+                &["b"],
+                &["a", "remind", "c"],
+            ),
+            (Some(lease(1, &[], &["ana"])), &["b"], &["a", "remind", "c"]),
         ];
         for (lease, claimed, pending) in table {
             let (got_claimed, got_pending) = split_claimed(&rows, lease.as_ref());

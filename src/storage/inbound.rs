@@ -594,14 +594,41 @@ impl Storage {
                 }
             }
             writes.lease = lease.cloned();
+            if let Some(lease) = writes.lease.as_mut() {
+                // Contacts with an earlier text that waits for the claims (left there by another
+                // instance, or by this one for lack of room): their new texts wait behind it
+                // rather than overtake it. Read under the contacts' locks, so every such text
+                // committed before this batch is seen.
+                let mut contacts: Vec<&str> = writes
+                    .jobs
+                    .iter()
+                    .filter(|job| job.due_now)
+                    .filter_map(|job| job.contact_id.as_deref())
+                    .collect();
+                contacts.sort_unstable();
+                contacts.dedup();
+                let behind: Vec<(String,)> = fetch_by_ids!(
+                    tx,
+                    "SELECT DISTINCT m.contact_id FROM messages m \
+                     JOIN jobs j ON j.unique_key = 'sms.send:' || m.id \
+                     WHERE m.status = 'queued' AND j.state = 'pending' AND m.contact_id",
+                    &contacts,
+                    ""
+                );
+                lease.not_to = behind.into_iter().map(|(contact,)| contact).collect();
+            }
             let claimed = flush_writes!(tx, &writes);
             tx.commit().await?;
             // Jobs due now that the lease could have taken had it had the room.
-            let could_claim = lease.map_or(0, |lease| {
+            let could_claim = writes.lease.as_ref().map_or(0, |lease| {
                 writes
                     .jobs
                     .iter()
-                    .filter(|job| job.due_now && !lease.leaves_to_claims(job.channel.as_deref()))
+                    .filter(|job| {
+                        job.due_now
+                            && !lease
+                                .leaves_to_claims(job.channel.as_deref(), job.contact_id.as_deref())
+                    })
                     .count()
             });
             Ok(InboundBatch {

@@ -67,12 +67,18 @@ pub struct JobLease {
     pub most: usize,
     /// Texts through these channels are written pending: another instance sends through them.
     pub not_through: Vec<String>,
+    /// Texts to these contacts are written pending: an earlier text to each waits for the
+    /// claims, and a later one handed over would overtake it. Filled in by the transaction
+    /// that writes the jobs, once it holds the contacts' locks.
+    pub not_to: Vec<String>,
 }
 
 impl JobLease {
-    /// Whether a job sending through `channel` is left to the claims whatever the room.
-    pub(crate) fn leaves_to_claims(&self, channel: Option<&str>) -> bool {
+    /// Whether a job sending through `channel` to `contact` is left to the claims whatever the
+    /// room.
+    pub(crate) fn leaves_to_claims(&self, channel: Option<&str>, contact: Option<&str>) -> bool {
         channel.is_some_and(|channel| self.not_through.iter().any(|c| c == channel))
+            || contact.is_some_and(|contact| self.not_to.iter().any(|c| c == contact))
     }
 }
 

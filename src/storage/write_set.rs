@@ -204,6 +204,8 @@ pub(crate) struct JobRow {
     pub(crate) due_now: bool,
     /// The channel of the text a send job sends.
     pub(crate) channel: Option<String>,
+    /// The contact a send job's text goes to.
+    pub(crate) contact_id: Option<String>,
 }
 
 impl WriteSet {
@@ -386,6 +388,7 @@ impl WriteSet {
         let job = self.jobs.last_mut().expect("pushed above");
         job.due_now = !waits_for_window && send_at <= now;
         job.channel = Some(channel.to_string());
+        job.contact_id = Some(contact_id.to_string());
         self.outgoing.push(OutgoingRow {
             id: id.clone(),
             conversation_id: conversation_id.map(str::to_string),
@@ -442,6 +445,7 @@ impl WriteSet {
             created_at: now,
             due_now: false,
             channel: None,
+            contact_id: None,
         });
     }
 }

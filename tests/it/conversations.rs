@@ -486,6 +486,7 @@ crate::both_backends!(
     a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
     an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
     a_batch_applies_its_messages_exactly_as_one_by_one,
+    an_answer_behind_one_left_to_the_claims_is_not_handed_over,
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
     a_survey_planned_for_later_holds_its_channel_but_no_conversation,
     an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_flow,
@@ -1935,8 +1936,127 @@ async fn footprint(
 /// it stores must be exactly what the messages stored one by one would: a provider retry inside
 /// the batch, a conversation advanced several times, a STOP that ends it, a reply after the STOP,
 /// a START, and a message from no valid number.
-async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
+/// A text from `phone` to the console channel, queued for an inbound writer as the webhook
+/// handler queues it, planned against `flows`.
+fn queued_inbound(
+    flows: &Arc<std::collections::BTreeMap<String, hearback::flow::Flow>>,
+    phone: &str,
+    provider_message_id: &str,
+    text: &str,
+    now: hearback::time::Timestamp,
+) -> hearback::storage::QueuedInbound {
     use hearback::storage::{InboundContext, OwnedInbound, QueuedInbound};
+    let keyword = hearback::understand::keyword(text);
+    let consent = match keyword {
+        Some(hearback::understand::Keyword::OptOut) => {
+            Some(hearback::storage::ConsentChange::OptedOut)
+        }
+        Some(hearback::understand::Keyword::OptIn) => {
+            Some(hearback::storage::ConsentChange::OptedIn)
+        }
+        _ => None,
+    };
+    let flows = Arc::clone(flows);
+    let text = text.to_string();
+    QueuedInbound {
+        new: OwnedInbound {
+            channel: "console".into(),
+            provider_message_id: provider_message_id.into(),
+            to: "console".into(),
+            from: Some(Phone::parse(phone, None).unwrap()),
+            body: text.clone(),
+            consent,
+            received_at: now,
+        },
+        send_max_attempts: 3,
+        plan: Arc::new(move |context: &InboundContext| {
+            let planning = hearback::conversation::Planning {
+                flows: &flows,
+                rules: &hearback::alerts::AlertRules::empty(),
+                email: false,
+            };
+            hearback::conversation::plan_inbound(planning, context, keyword, &text, now)
+        }),
+    }
+}
+
+/// The ids of the texts to `phone` still queued, oldest first.
+async fn queued_texts_to(db: &TestDb, phone: &str) -> impl Iterator<Item = String> {
+    let contact = contact_of(db, phone).await;
+    db.storage
+        .contact_messages(&contact.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "outbound" && m.status == "queued")
+        .map(|m| m.id)
+}
+
+/// The ids of the texts that handed send jobs send.
+fn handed_texts(jobs: &[hearback::storage::ClaimedJob]) -> impl Iterator<Item = String> + '_ {
+    jobs.iter()
+        .map(|job| job.payload["message_id"].as_str().unwrap().to_string())
+}
+
+/// An answer to a customer whose earlier answer waits for the claims (another instance wrote it
+/// through a channel it does not hold, or a writer had no room to hand it over) is written for
+/// the claims too: handed over, it would overtake the earlier one. Another customer's answer in
+/// the same batch is handed over.
+async fn an_answer_behind_one_left_to_the_claims_is_not_handed_over(db: &TestDb) {
+    let flows = Arc::new(
+        hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]).flows,
+    );
+    let (waiting, free) = ("+33612345633", "+33612345644");
+    sent_invitation_for(db, waiting, "order-w", "console", "console").await;
+    sent_invitation_for(db, free, "order-f", "console", "console").await;
+    let now = hearback::time::Timestamp::now();
+    let lease = |most| hearback::storage::JobLease {
+        owner: "texts-lane-under-test".into(),
+        expires_at: now + std::time::Duration::from_secs(60),
+        most,
+        not_through: Vec::new(),
+        not_to: Vec::new(),
+    };
+
+    // No room: the first answer is left to the claims.
+    let first = queued_inbound(&flows, waiting, "w-1", "9", now);
+    let applied = db
+        .storage
+        .receive_batch(&[&first], Some(&lease(0)))
+        .await
+        .unwrap();
+    assert_eq!((applied.claimed.len(), applied.left_pending), (0, 1));
+
+    let second = queued_inbound(&flows, waiting, "w-2", "Livreur tres aimable", now);
+    let other = queued_inbound(&flows, free, "f-1", "8", now);
+    let applied = db
+        .storage
+        .receive_batch(&[&second, &other], Some(&lease(usize::MAX)))
+        .await
+        .unwrap();
+    let handed: Vec<String> = handed_texts(&applied.claimed).collect();
+    let waiting_texts: Vec<String> = queued_texts_to(db, waiting).await.collect();
+    assert_eq!(
+        waiting_texts.len(),
+        2,
+        "both answers queued: {waiting_texts:?}"
+    );
+    assert_eq!(handed, queued_texts_to(db, free).await.collect::<Vec<_>>());
+    // Left behind on purpose, not for lack of room: the handover goes on.
+    assert_eq!(applied.left_pending, 0);
+    for text in waiting_texts {
+        let job = db
+            .storage
+            .job_by_key(&format!("sms.send:{text}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.state, hearback::storage::JobState::Pending);
+    }
+}
+
+async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
+    use hearback::storage::{InboundContext, QueuedInbound};
     let flows = Arc::new(
         hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]).flows,
     );
@@ -1953,40 +2073,7 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
         let now = hearback::time::Timestamp::now();
         let mut queued: Vec<QueuedInbound> = script
             .iter()
-            .map(|(id, text)| {
-                let keyword = hearback::understand::keyword(text);
-                let consent = match keyword {
-                    Some(hearback::understand::Keyword::OptOut) => {
-                        Some(hearback::storage::ConsentChange::OptedOut)
-                    }
-                    Some(hearback::understand::Keyword::OptIn) => {
-                        Some(hearback::storage::ConsentChange::OptedIn)
-                    }
-                    _ => None,
-                };
-                let flows = Arc::clone(&flows);
-                let text = text.to_string();
-                QueuedInbound {
-                    new: OwnedInbound {
-                        channel: "console".into(),
-                        provider_message_id: format!("{prefix}-{id}"),
-                        to: "console".into(),
-                        from: Some(Phone::parse(phone, None).unwrap()),
-                        body: text.clone(),
-                        consent,
-                        received_at: now,
-                    },
-                    send_max_attempts: 3,
-                    plan: Arc::new(move |context: &InboundContext| {
-                        let planning = hearback::conversation::Planning {
-                            flows: &flows,
-                            rules: &hearback::alerts::AlertRules::empty(),
-                            email: false,
-                        };
-                        hearback::conversation::plan_inbound(planning, context, keyword, &text, now)
-                    }),
-                }
-            })
+            .map(|(id, text)| queued_inbound(&flows, phone, &format!("{prefix}-{id}"), text, now))
             .collect();
         let mut anonymous = queued[0].new.clone();
         anonymous.provider_message_id = format!("{prefix}-anonymous");
@@ -2012,6 +2099,7 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
         expires_at: hearback::time::Timestamp::now() + std::time::Duration::from_secs(60),
         most: usize::MAX,
         not_through: Vec::new(),
+        not_to: Vec::new(),
     };
     let applied = db.storage.receive_batch(&refs, Some(&lease)).await.unwrap();
     let batch_outcomes = applied.outcomes;
@@ -2027,21 +2115,9 @@ async fn a_batch_applies_its_messages_exactly_as_one_by_one(db: &TestDb) {
 
     // Every text the batch queued has its send job, claimed under the lease and handed back;
     // nothing else was claimed.
-    let contact = contact_of(db, batched).await;
-    let queued_texts: std::collections::BTreeSet<String> = db
-        .storage
-        .contact_messages(&contact.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.direction == "outbound" && m.status == "queued")
-        .map(|m| m.id)
-        .collect();
-    let handed: std::collections::BTreeSet<String> = applied
-        .claimed
-        .iter()
-        .map(|job| job.payload["message_id"].as_str().unwrap().to_string())
-        .collect();
+    let queued_texts: std::collections::BTreeSet<String> =
+        queued_texts_to(db, batched).await.collect();
+    let handed: std::collections::BTreeSet<String> = handed_texts(&applied.claimed).collect();
     assert_eq!(handed, queued_texts);
     assert_eq!(applied.claimed.len(), queued_texts.len());
     assert_eq!(applied.left_pending, 0);

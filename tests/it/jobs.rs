@@ -24,6 +24,7 @@ crate::both_backends!(
     a_job_handed_over_runs_at_once_without_a_claim,
     a_handed_job_whose_lease_expired_is_left_to_the_claims,
     a_handed_job_not_started_when_the_runner_stops_is_given_back,
+    a_handed_job_with_too_little_of_its_lease_left_is_given_back,
     the_handover_stops_at_its_cap_and_after_a_job_left_to_the_claims,
 );
 
@@ -437,6 +438,7 @@ async fn claimed_for(
         expires_at: now + lease,
         most: 1,
         not_through: Vec::new(),
+        not_to: Vec::new(),
     };
     (claimed.pop().unwrap(), lease)
 }
@@ -476,6 +478,32 @@ async fn a_handed_job_whose_lease_expired_is_left_to_the_claims(db: &TestDb) {
     assert_eq!(recorder.attempts(), [(job.id, 2)]);
 }
 
+/// Started with less than half of its lease left, a job could outlive the lease before its
+/// first renewal and be claimed a second time meanwhile: it is given back to the claims instead,
+/// its attempt not counted, and runs once.
+async fn a_handed_job_with_too_little_of_its_lease_left_is_given_back(db: &TestDb) {
+    let recorder = Recorder::new(|_| Behaviour::Succeed);
+    let (runner, handover, worker) = with_handover(db.storage.clone(), &recorder, settings());
+    // A 30 s lease with 12 s left: less than half, more than a quarter.
+    let (job, lease) = claimed_for(
+        &db.storage,
+        &worker,
+        Timestamp::now() - Duration::from_secs(18),
+    )
+    .await;
+    handover.hand_over(&lease, vec![job.clone()], 0);
+    let runner = spawn(runner);
+
+    let record = wait_for(&db.storage, job.id, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("handed over with too little of its lease left")
+    );
+    assert_eq!(record.attempts, 1);
+    assert_eq!(recorder.attempts(), [(job.id, 1)]);
+}
+
 async fn a_handed_job_not_started_when_the_runner_stops_is_given_back(db: &TestDb) {
     // One slot, taken by a long job: the handed job waits for it.
     let recorder = Recorder::new(|_| Behaviour::SucceedAfter(Duration::from_millis(500)));
@@ -490,6 +518,11 @@ async fn a_handed_job_not_started_when_the_runner_stops_is_given_back(db: &TestD
     let (job, lease) = claimed_for(&db.storage, &worker, Timestamp::now()).await;
     handover.hand_over(&lease, vec![job.clone()], 0);
     stop(runner).await;
+    assert_eq!(
+        handover.lease().most,
+        0,
+        "a stopped runner takes nothing more"
+    );
 
     // Pending again at once, its attempt not counted: the next claim takes it, not the lease's end.
     let record = db.storage.job(job.id).await.unwrap().unwrap();
