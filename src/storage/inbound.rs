@@ -594,11 +594,18 @@ impl Storage {
                 }
             }
             writes.lease = lease.cloned();
-            if let Some(lease) = writes.lease.as_mut() {
-                // Contacts with an earlier text that waits for the claims (left there by another
-                // instance, or by this one for lack of room): their new texts wait behind it
-                // rather than overtake it. Read under the contacts' locks, so every such text
-                // committed before this batch is seen.
+            let several_instances = super::several_instances(&tx);
+            if let Some(lease) = writes
+                .lease
+                .as_mut()
+                .filter(|lease| lease.most > 0 && several_instances)
+            {
+                // Contacts with an earlier text that another instance left to the claims
+                // (through a channel it does not hold, or for lack of room): their new texts wait
+                // behind it rather than overtake it. Read under the contacts' locks, so every
+                // such text committed before this batch is seen. One instance alone needs no
+                // such read: its handover room hands nothing over while a text it left to the
+                // claims waits (`jobs::JobHandover`).
                 let mut contacts: Vec<&str> = writes
                     .jobs
                     .iter()

@@ -161,12 +161,16 @@ pub(crate) use on_pool;
 pub(crate) trait BatchPlans: sqlx::Database {
     const KEPT: bool;
 
+    /// Whether several instances may write the database at once (PostgreSQL; SQLite serves one).
+    const SEVERAL_INSTANCES: bool;
+
     /// Appends ` IN (…)` or ` = ANY(…)` of `values` to `query`.
     fn push_list<'a>(query: &mut sqlx::QueryBuilder<'a, Self>, values: &[&'a str]);
 }
 
 impl BatchPlans for sqlx::Sqlite {
     const KEPT: bool = true;
+    const SEVERAL_INSTANCES: bool = false;
 
     fn push_list<'a>(query: &mut sqlx::QueryBuilder<'a, Self>, values: &[&'a str]) {
         query.push(" IN (");
@@ -180,6 +184,7 @@ impl BatchPlans for sqlx::Sqlite {
 
 impl BatchPlans for sqlx::Postgres {
     const KEPT: bool = false;
+    const SEVERAL_INSTANCES: bool = true;
 
     fn push_list<'a>(query: &mut sqlx::QueryBuilder<'a, Self>, values: &[&'a str]) {
         query.push(" = ANY(").push_bind(values.to_vec()).push(")");
@@ -190,6 +195,11 @@ impl BatchPlans for sqlx::Postgres {
 /// `persistent`.
 pub(crate) fn kept<DB: BatchPlans>(_tx: &sqlx::Transaction<'_, DB>) -> bool {
     DB::KEPT
+}
+
+/// [`BatchPlans::SEVERAL_INSTANCES`] for the backend of `tx`.
+pub(crate) fn several_instances<DB: BatchPlans>(_tx: &sqlx::Transaction<'_, DB>) -> bool {
+    DB::SEVERAL_INSTANCES
 }
 
 /// [`BatchPlans::push_list`] for the backend of `tx`.

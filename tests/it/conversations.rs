@@ -486,7 +486,6 @@ crate::both_backends!(
     a_long_sms_whose_parts_stop_coming_is_kept_as_it_is,
     an_unanswered_conversation_expires_and_the_number_can_be_surveyed_again,
     a_batch_applies_its_messages_exactly_as_one_by_one,
-    an_answer_behind_one_left_to_the_claims_is_not_handed_over,
     an_event_on_saturday_night_in_paris_is_texted_on_monday_morning,
     a_survey_planned_for_later_holds_its_channel_but_no_conversation,
     an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_flow,
@@ -1998,11 +1997,20 @@ fn handed_texts(jobs: &[hearback::storage::ClaimedJob]) -> impl Iterator<Item = 
         .map(|job| job.payload["message_id"].as_str().unwrap().to_string())
 }
 
-/// An answer to a customer whose earlier answer waits for the claims (another instance wrote it
-/// through a channel it does not hold, or a writer had no room to hand it over) is written for
-/// the claims too: handed over, it would overtake the earlier one. Another customer's answer in
-/// the same batch is handed over.
-async fn an_answer_behind_one_left_to_the_claims_is_not_handed_over(db: &TestDb) {
+/// PostgreSQL (several instances run on it only): an answer to a customer whose earlier answer
+/// waits for the claims (another instance wrote it through a channel it does not hold, or had no
+/// room to hand it over) is written for the claims too: handed over, it would overtake the
+/// earlier one. Another customer's answer in the same batch is handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_behind_one_left_to_the_claims_is_not_handed_over() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    answer_behind_one_left_to_the_claims(&db).await;
+    db.cleanup().await;
+}
+
+async fn answer_behind_one_left_to_the_claims(db: &TestDb) {
     let flows = Arc::new(
         hearback::flow::load_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/flows").into()]).flows,
     );
