@@ -1,18 +1,22 @@
 //! Imports: a CSV or JSON-lines file of customer events, streamed through intake and storage in
 //! batches, with a report per row.
 //!
-//! - **Streamed.** One thread reads and checks rows ([`rows`], [`Intake::prepare`]) while the
-//!   previous round is written: at most three rounds of [`MAX_INVITATIONS_PER_BATCH`] rows per
-//!   lane are in memory (one being written, one waiting, one being read), whatever the size of
-//!   the file.
+//! - **Streamed.** One thread reads and checks rows ([`rows`], [`Intake::prepare`]) while
+//!   earlier rounds are written: at most four rounds of [`MAX_INVITATIONS_PER_BATCH`] rows per
+//!   lane are in memory (two being written, one waiting, one being read; with one lane, three),
+//!   whatever the size of the file.
 //! - **Lanes.** On PostgreSQL a round is [`POSTGRES_LANES`] batches written at once, each in its
 //!   own transaction; SQLite has one writer, so one lane. A number's new events always go to the
 //!   same lane, so a customer's rows apply in file order. A row whose event id an earlier row of
 //!   the round took goes to that row's lane, after it: the first row of an event wins, as it does
 //!   when rows are written one after the other (the later row can only be a duplicate; its
 //!   number's contact is upserted in that lane, in phone order as every batch locks contacts, so
-//!   the lanes may wait on each other there but not deadlock). Rounds are written one after the
-//!   other, so an event of an earlier round is already stored when a later round looks for it.
+//!   the lanes may wait on each other there but not deadlock). A lane writes its batches one after
+//!   the other, and starts a round's batch as soon as its own batch of the round before is
+//!   written, without waiting for the other lanes: so no lane idles at the end of a round. But
+//!   no lane starts a round before every lane has written the round two before it: an event of
+//!   that round is then stored when the later one looks for it, and the dealer keeps an event id
+//!   on its lane for two rounds, which covers the round the other lanes may still be writing.
 //! - **Every row reported.** A row becomes a new invitation (accepted) or is rejected with the
 //!   reason: one of intake's ([`crate::intake::Reason`]), a declined invitation's (`opted_out`,
 //!   `frequency_cap`, `quota_reached`, `open_conversation`, `open_case`), or `duplicate_event`. Rejections
@@ -105,18 +109,22 @@ pub async fn run(
 
 /// Batches written at once on PostgreSQL, one transaction (and connection) each, at most as
 /// many as the pool has connections. Two took a million rows from 48.7 to 41.0 s; three and
-/// four were within the noise of two, with more memory (docs/PERFORMANCE.md).
+/// four were within the noise of two, with more memory; three again on 2026-11-24
+/// (docs/PERFORMANCE.md).
 pub const POSTGRES_LANES: usize = 2;
 
 /// A round: one batch per lane, each at most [`MAX_INVITATIONS_PER_BATCH`] rows.
 type Round = Vec<Vec<Prepared>>;
 
 /// Deals rows into the lanes of a round: a number's rows to one lane, a row whose event id an
-/// earlier row of the round took to that row's lane.
+/// earlier row of this round or of the round before took to that row's lane (the other lanes
+/// may still be writing the round before when a lane starts this one).
 struct Dealer {
     lanes: usize,
     /// The lane of each event id of the round, given to the row that took it first.
     events: std::collections::HashMap<String, usize>,
+    /// The same for the round before.
+    before: std::collections::HashMap<String, usize>,
 }
 
 impl Dealer {
@@ -124,28 +132,39 @@ impl Dealer {
         Dealer {
             lanes,
             events: std::collections::HashMap::new(),
+            before: std::collections::HashMap::new(),
         }
     }
 
     fn lane(&mut self, prepared: &Prepared) -> usize {
+        let stored = prepared
+            .invitation
+            .as_ref()
+            .ok()
+            .map(|invitation| (invitation.event_id.as_str(), invitation.phone.as_e164()));
+        self.lane_of_row(stored, prepared.line)
+    }
+
+    /// The lane of the row at `line`: `stored`, its event id and number when it goes to storage.
+    fn lane_of_row(&mut self, stored: Option<(&str, &str)>, line: u64) -> usize {
         if self.lanes == 1 {
             return 0;
         }
-        match &prepared.invitation {
-            Ok(invitation) => {
-                let by_number = lane_of(invitation.phone.as_e164(), self.lanes);
+        match stored {
+            Some((event_id, phone)) => {
+                let earlier = self.before.get(event_id).copied();
                 *self
                     .events
-                    .entry(invitation.event_id.clone())
-                    .or_insert(by_number)
+                    .entry(event_id.to_string())
+                    .or_insert_with(|| earlier.unwrap_or_else(|| lane_of(phone, self.lanes)))
             }
             // A row refused before storage writes nothing but its rejection: any lane.
-            Err(_) => (prepared.line % self.lanes as u64) as usize,
+            None => (line % self.lanes as u64) as usize,
         }
     }
 
     fn next_round(&mut self) {
-        self.events.clear();
+        self.before = std::mem::take(&mut self.events);
     }
 }
 
@@ -248,8 +267,28 @@ async fn run_batches(
     // A refresh that fails costs speed, not rows: it is logged, and the import goes on.
     let mut refresh_at = MAX_INVITATIONS_PER_BATCH as u64;
     let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
-    while let Some(round) = received.recv().await {
-        write_round(storage, id, round?, progress, on_row).await?;
+    let mut writing = Writing::new(lanes);
+    loop {
+        let round = match received.recv().await {
+            Some(Ok(round)) => round,
+            // The rows read before the file's error, and those being written, are reported first.
+            Some(Err(e)) => {
+                writing.finish(progress, on_row).await?;
+                return Err(e.into());
+            }
+            None => break,
+        };
+        // No lane starts this round before every lane has written the round two before it (with
+        // one lane, the round before: it gains nothing from a round waiting in memory).
+        if writing.rounds.len() == lanes.min(2) {
+            if let Err(e) = writing.report_oldest(progress, on_row).await {
+                // What the lanes are writing still commits: it is reported before the error
+                // (and a batch's panic is raised again there).
+                let _ = writing.finish(progress, on_row).await;
+                return Err(e);
+            }
+        }
+        writing.start(storage, id, round);
         let due = progress.rows.load(Ordering::Relaxed) >= refresh_at;
         if due
             && refreshing
@@ -265,6 +304,7 @@ async fn run_batches(
             refresh_at *= 2;
         }
     }
+    writing.finish(progress, on_row).await?;
     if let Some(refresh) = refreshing {
         // The task logs its own failure.
         let _ = refresh.await;
@@ -275,69 +315,131 @@ async fn run_batches(
     Ok(())
 }
 
-/// Writes a round's batches at once, each with its report in one transaction, then reports
-/// their rows in file order. When a batch fails, the rows of the others, which are written,
-/// are reported before the error.
-async fn write_round(
-    storage: &Storage,
-    id: &str,
-    round: Round,
-    progress: &Progress,
-    on_row: &mut impl FnMut(&RowReport),
-) -> Result<(), ImportError> {
-    // A task each, so that one lane's own work (rows, payloads, outcomes) runs beside the
-    // other's on another thread, not only their waits for the database.
-    let lanes: Vec<_> = round
-        .into_iter()
-        .filter(|batch| !batch.is_empty())
-        .map(|batch| {
-            let (storage, id) = (storage.clone(), id.to_string());
-            tokio::spawn(async move { write_batch(&storage, &id, batch).await })
-        })
-        .collect();
-    // Every lane is awaited before anything is reported or raised: a lane that failed does not
-    // hide the rows another one wrote.
-    let mut finished = Vec::with_capacity(lanes.len());
-    for lane in lanes {
-        finished.push(lane.await);
-    }
-    let mut reports = Vec::new();
-    let mut failure = None;
-    let mut panicked = None;
-    for lane in finished {
-        match lane {
-            Ok(Ok(batch)) => reports.extend(batch),
-            Ok(Err(e)) => failure = failure.or(Some(e)),
-            Err(stopped) if stopped.is_panic() => {
-                panicked = panicked.or(Some(stopped.into_panic()));
-            }
-            Err(stopped) => {
-                failure = failure.or(Some(ImportError::File(FileError::Io(format!(
-                    "a batch was stopped: {stopped}"
-                )))));
-            }
+/// A lane's batch of one round, being written: its rows' reports, or why it failed. `None`: not
+/// written, because the lane's batch of the round before failed.
+type LaneWrite = tokio::task::JoinHandle<Option<Result<Vec<RowReport>, ImportError>>>;
+
+/// The rounds being written, oldest first, and what each lane's next batch waits for.
+struct Writing {
+    rounds: std::collections::VecDeque<Vec<LaneWrite>>,
+    /// For each lane, whether its last batch started was written (`true`) or not, once known.
+    last: Vec<Option<tokio::sync::oneshot::Receiver<bool>>>,
+    /// A batch's panic, raised again once every round being written is reported.
+    panicked: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Writing {
+    fn new(lanes: usize) -> Writing {
+        Writing {
+            rounds: std::collections::VecDeque::new(),
+            last: (0..lanes).map(|_| None).collect(),
+            panicked: None,
         }
     }
-    reports.sort_by_key(|report| report.line);
-    let rejected = reports
-        .iter()
-        .filter(|report| matches!(report.outcome, RowOutcome::Rejected(_)))
-        .count() as u64;
-    let rows = reports.len() as u64;
-    progress.rows.fetch_add(rows, Ordering::Relaxed);
-    progress
-        .accepted
-        .fetch_add(rows - rejected, Ordering::Relaxed);
-    progress.rejected.fetch_add(rejected, Ordering::Relaxed);
-    for report in &reports {
-        on_row(report);
+
+    /// Starts a round's batches, each as soon as its lane's batch of the round before is written
+    /// (a task each, so that one lane's own work runs beside the other's on another thread).
+    fn start(&mut self, storage: &Storage, id: &str, round: Round) {
+        let mut writes = Vec::with_capacity(round.len());
+        for (lane, batch) in round.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let before = self.last[lane].take();
+            let (written, next) = tokio::sync::oneshot::channel();
+            self.last[lane] = Some(next);
+            let (storage, id) = (storage.clone(), id.to_string());
+            writes.push(tokio::spawn(async move {
+                if let Some(before) = before {
+                    // A lane stops at its first failure: its numbers' later rows are not written
+                    // before its earlier ones. (A panic drops the sender: not written either.)
+                    if before.await != Ok(true) {
+                        let _ = written.send(false);
+                        return None;
+                    }
+                }
+                let result = write_batch(&storage, &id, batch).await;
+                let _ = written.send(result.is_ok());
+                Some(result)
+            }));
+        }
+        self.rounds.push_back(writes);
     }
-    if let Some(panic) = panicked {
-        std::panic::resume_unwind(panic);
+
+    /// Waits for the oldest round's batches, then reports their rows in file order. When a batch
+    /// failed, the rows of the others, which are written, are reported before the error.
+    async fn report_oldest(
+        &mut self,
+        progress: &Progress,
+        on_row: &mut impl FnMut(&RowReport),
+    ) -> Result<(), ImportError> {
+        let Some(writes) = self.rounds.pop_front() else {
+            return Ok(());
+        };
+        // Every lane is awaited before anything is reported or raised: a lane that failed does
+        // not hide the rows another one wrote.
+        let mut finished = Vec::with_capacity(writes.len());
+        for write in writes {
+            finished.push(write.await);
+        }
+        let mut reports = Vec::new();
+        let mut failure = None;
+        for lane in finished {
+            match lane {
+                Ok(Some(Ok(batch))) => reports.extend(batch),
+                Ok(Some(Err(e))) => failure = failure.or(Some(e)),
+                // Not written: the error of the batch before it is raised with its round.
+                Ok(None) => {}
+                Err(stopped) if stopped.is_panic() => {
+                    self.panicked = self.panicked.take().or(Some(stopped.into_panic()));
+                    failure = failure.or(Some(ImportError::File(FileError::Io(
+                        "a batch panicked".into(),
+                    ))));
+                }
+                Err(stopped) => {
+                    failure = failure.or(Some(ImportError::File(FileError::Io(format!(
+                        "a batch was stopped: {stopped}"
+                    )))));
+                }
+            }
+        }
+        reports.sort_by_key(|report| report.line);
+        let rejected = reports
+            .iter()
+            .filter(|report| matches!(report.outcome, RowOutcome::Rejected(_)))
+            .count() as u64;
+        let rows = reports.len() as u64;
+        progress.rows.fetch_add(rows, Ordering::Relaxed);
+        progress
+            .accepted
+            .fetch_add(rows - rejected, Ordering::Relaxed);
+        progress.rejected.fetch_add(rejected, Ordering::Relaxed);
+        for report in &reports {
+            on_row(report);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+
+    /// Waits for every round being written and reports them, oldest first; the first failure
+    /// (or a batch's panic, again) is raised once all are reported.
+    async fn finish(
+        &mut self,
+        progress: &Progress,
+        on_row: &mut impl FnMut(&RowReport),
+    ) -> Result<(), ImportError> {
+        let mut failure = None;
+        while !self.rounds.is_empty() {
+            if let Err(e) = self.report_oldest(progress, on_row).await {
+                failure = failure.or(Some(e));
+            }
+        }
+        if let Some(panic) = self.panicked.take() {
+            std::panic::resume_unwind(panic);
+        }
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -480,5 +582,56 @@ impl Read for Counted {
         let n = self.inner.read(buf)?;
         self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two numbers on different lanes.
+    fn numbers() -> (&'static str, &'static str) {
+        let (a, b) = ("+33612345601", "+33612345602");
+        assert_ne!(lane_of(a, 2), lane_of(b, 2), "the table needs two lanes");
+        (a, b)
+    }
+
+    #[test]
+    fn a_number_keeps_its_lane_and_an_event_its_first_rows_lane_for_two_rounds() {
+        let (a, b) = numbers();
+        let mut dealer = Dealer::new(2);
+        // (round, event, number, the lane expected: that of the number named)
+        let table = [
+            (1, "e1", a, a),
+            (1, "e2", b, b),
+            (1, "e1", b, a), // the same event from another number: after its first row
+            (2, "e1", b, a), // the round after: still there, the lane may be a round behind
+            (2, "e3", a, a),
+            (3, "e3", b, a), // its first row was the round before
+            (4, "e1", b, b), // last seen two rounds ago: written by then, any lane
+            (4, "e2", a, a),
+        ];
+        let mut round = 1;
+        for (line, (in_round, event, number, expected)) in table.into_iter().enumerate() {
+            while round < in_round {
+                dealer.next_round();
+                round += 1;
+            }
+            assert_eq!(
+                dealer.lane_of_row(Some((event, number)), line as u64),
+                lane_of(expected, 2),
+                "line {line}: {event} from {number} in round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_lane_takes_every_row_and_a_refused_row_goes_to_any_lane() {
+        let (a, _) = numbers();
+        let mut one = Dealer::new(1);
+        assert_eq!(one.lane_of_row(Some(("e1", a)), 7), 0);
+        let mut two = Dealer::new(2);
+        assert_eq!(two.lane_of_row(None, 7), 1);
+        assert_eq!(two.lane_of_row(None, 8), 0);
     }
 }

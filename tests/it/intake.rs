@@ -744,7 +744,9 @@ async fn an_import_that_fails_reports_exactly_the_rows_it_wrote(db: &TestDb) {
     let (config, flows) = scheduled_config(db, "", &quick_flow(""));
     let flows = hearback::flow::load_paths(&[flows.path().to_path_buf()]);
     let intake = hearback::intake::Intake::new(&config, std::sync::Arc::new(flows.flows));
-    const ROWS: usize = 1_500;
+    // Several rounds (a lane's batch fills at 1 000 rows): when the poisoned batch fails, the
+    // other lane may have written a later round already, and those rows are reported too.
+    const ROWS: usize = 6_000;
     const POISON: usize = 1_200;
     let mut file = String::from("event_id,flow,phone,locale,first_name,store,order_date\n");
     for row in 0..ROWS {
@@ -798,11 +800,13 @@ async fn the_first_row_of_an_event_wins_even_when_its_numbers_are_written_at_onc
     let (config, flows) = scheduled_config(db, "", &quick_flow(""));
     let flows = hearback::flow::load_paths(&[flows.path().to_path_buf()]);
     let intake = hearback::intake::Intake::new(&config, std::sync::Arc::new(flows.flows));
-    const EVENTS: usize = 300;
+    // More than a round (a lane's batch fills at 1 000 rows): most second rows are dealt a round
+    // after their first, which another lane may still be writing.
+    const EVENTS: usize = 1_500;
     let mut file = String::from("event_id,flow,phone,locale,first_name,store,order_date\n");
     for again in [false, true] {
         for event in 0..EVENTS {
-            let number = if again { 5_000 + event } else { event };
+            let number = if again { 50_000 + event } else { event };
             file.push_str(&format!(
                 "e-{event},quick,+3361{number:07},fr-FR,Ana,Lyon 2,12/11\n"
             ));
