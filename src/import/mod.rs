@@ -168,8 +168,8 @@ impl Dealer {
     }
 }
 
-/// The lane of a number: the same in every round and every run.
-fn lane_of(phone: &str, lanes: usize) -> usize {
+/// The lane of a number (E.164) among `lanes`: the same in every round and every run.
+pub fn lane_of(phone: &str, lanes: usize) -> usize {
     // FNV-1a: stable across runs and builds, unlike the standard library's hasher.
     let hash = phone.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)

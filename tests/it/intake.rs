@@ -791,6 +791,22 @@ async fn an_import_that_fails_reports_exactly_the_rows_it_wrote(db: &TestDb) {
         "the report names exactly the invitations written"
     );
     assert_eq!(record.accepted, reported.len() as i64);
+    if db.url.starts_with("postgres") {
+        // The poisoned batch was its lane's first: that lane stopped there and wrote none of
+        // its later batches (its numbers' later rows never go before their earlier ones).
+        let lanes = hearback::import::POSTGRES_LANES;
+        let number = |event: &str| -> String {
+            let row: usize = event.trim_start_matches("e-").parse().unwrap();
+            format!("+3361{row:07}")
+        };
+        let poisoned = hearback::import::lane_of(&number(&format!("e-{POISON}")), lanes);
+        let from_that_lane: Vec<&String> = stored
+            .iter()
+            .filter(|event| hearback::import::lane_of(&number(event), lanes) == poisoned)
+            .collect();
+        assert!(from_that_lane.is_empty(), "{from_that_lane:?}");
+        assert!(!stored.is_empty(), "the other lane wrote its batches");
+    }
 }
 
 /// Rows of one event for two numbers, close enough to be written together (PostgreSQL writes
