@@ -65,6 +65,15 @@ pub trait JobHandler: Send + Sync + 'static {
             outcomes
         })
     }
+
+    /// Called, instead of running it, for a job whose worker stopped without reporting on its
+    /// last attempt, before the job is buried: the handler records the final state of its
+    /// work (a text never sent is reported as failed), without doing the work. An error leaves
+    /// the job to be claimed, and abandoned, again once its lease expires. By default, nothing.
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        let _ = job;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The handlers an instance has. An instance only claims the kinds it can run, so a release that
@@ -591,22 +600,27 @@ async fn run_batch_with_lease(
         let failure = JobFailure::Retry(format!("no handler for job kind '{kind}'"));
         return jobs.iter().map(|_| Some(Err(failure.clone()))).collect();
     };
-    // A job whose earlier worker died on its last attempt is not run again.
-    let mut outcomes: Vec<Option<Result<(), JobFailure>>> = jobs
+    // A job whose earlier worker died on its last attempt is not run again: it is abandoned.
+    // `None`: to run, or, abandoned, left as it is (its handler could not record it).
+    let to_run: Vec<bool> = jobs
         .iter()
-        .map(|job| {
-            (job.attempt > job.max_attempts).then(|| {
-                Err(JobFailure::Permanent(format!(
-                    "the worker running attempt {} stopped without reporting and the lease expired",
-                    job.max_attempts
-                )))
-            })
-        })
+        .map(|job| job.attempt <= job.max_attempts)
         .collect();
+    let mut outcomes: Vec<Option<Result<(), JobFailure>>> = Vec::with_capacity(jobs.len());
+    for (job, &runs) in jobs.iter().zip(&to_run) {
+        outcomes.push(if runs {
+            None
+        } else {
+            match abandon(&*handler, job).await {
+                Err(JobFailure::Later(..)) => None,
+                outcome => Some(outcome),
+            }
+        });
+    }
     let (runnable, positions): (Vec<ClaimedJob>, Vec<usize>) = jobs
         .iter()
         .enumerate()
-        .filter(|(i, _)| outcomes[*i].is_none())
+        .filter(|(i, _)| to_run[*i])
         .map(|(i, job)| (job.clone(), i))
         .unzip();
     if runnable.is_empty() {
@@ -651,21 +665,39 @@ async fn run_batch_with_lease(
     outcomes
 }
 
+/// A job whose worker stopped on its last attempt: the handler records its work's final state,
+/// then the job is buried (`Permanent`); `Later` when the handler could not, so that the job is
+/// left as it is (claimed and abandoned again once its lease expires).
+async fn abandon(handler: &dyn JobHandler, job: &ClaimedJob) -> Result<(), JobFailure> {
+    let reason = format!(
+        "the worker running attempt {} stopped without reporting and the lease expired",
+        job.max_attempts
+    );
+    match handler.abandon(job.clone()).await {
+        Ok(()) => Err(JobFailure::Permanent(reason)),
+        Err(e) => {
+            warn!(job = job.id, error = ?e, "cannot record the final state of an abandoned job; it is tried again when its lease expires");
+            Err(JobFailure::Later(Duration::ZERO, reason))
+        }
+    }
+}
+
 /// Runs the handler in its own task (a panic becomes a failure), renewing the lease meanwhile.
 /// Returns `None` when the lease was lost: another worker owns the job now.
 async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), JobFailure>> {
-    if job.attempt > job.max_attempts {
-        return Some(Err(JobFailure::Permanent(format!(
-            "the worker running attempt {} stopped without reporting and the lease expired",
-            job.max_attempts
-        ))));
-    }
     let Some(handler) = shared.registry.handler(&job.kind) else {
         return Some(Err(JobFailure::Retry(format!(
             "no handler for job kind '{}'",
             job.kind
         ))));
     };
+    if job.attempt > job.max_attempts {
+        return match abandon(&*handler, &job).await {
+            // Left as it is: claimed and abandoned again once its lease expires.
+            Err(JobFailure::Later(..)) => None,
+            outcome => Some(outcome),
+        };
+    }
     let (id, lease) = (job.id, shared.settings.lease);
     let mut work = tokio::spawn(handler.run(job));
     let mut renewal = tokio::time::interval(lease / 3);

@@ -198,6 +198,11 @@ impl JobHandler for SendSms {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.send_batch(&jobs).await })
     }
+
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.abandon(&job).await })
+    }
 }
 
 /// A message of a batch on its way to the provider: its job's place in the batch.
@@ -249,6 +254,60 @@ fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
 }
 
 impl Inner {
+    /// The text of a job out of attempts whose worker stopped without reporting: never sent
+    /// again, but given a final state, so that its failure is reported (`invitation.failed`)
+    /// rather than left queued. One left `sending` is reconciled first: the provider may have
+    /// it.
+    async fn abandon(&self, job: &ClaimedJob) -> Result<(), JobFailure> {
+        let Some(message_id) = job.payload.get("message_id").and_then(|v| v.as_str()) else {
+            return Ok(());
+        };
+        let Some(message) = self
+            .storage
+            .outgoing_message(message_id)
+            .await
+            .map_err(storage_failure)?
+        else {
+            return Ok(());
+        };
+        let never_sent = match (message.status.as_str(), self.channels.get(&message.channel)) {
+            ("queued", _) => true,
+            // `true`: the provider never got it (now `queued` again).
+            ("sending", Some(channel)) => self.reconcile(&message, channel).await?,
+            ("sending", None) => {
+                warn!(message = %message.id, channel = %message.channel, "a send stopped during the provider call on its last attempt, through a channel this instance does not have; outcome unknown");
+                self.record_failure(
+                    &message,
+                    "unknown",
+                    Some("outcome_unknown"),
+                    None,
+                    self.clock.now(),
+                )
+                .await?;
+                false
+            }
+            _ => false,
+        };
+        if never_sent {
+            warn!(message = %message.id, "the worker sending this text stopped on its last attempt; reported as failed, not sent");
+            let message = self
+                .storage
+                .outgoing_message(message_id)
+                .await
+                .map_err(storage_failure)?
+                .unwrap_or(message);
+            self.record_failure(
+                &message,
+                "failed_permanent",
+                Some("retries_exhausted"),
+                None,
+                self.clock.now(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn send(&self, job: &ClaimedJob) -> Result<(), JobFailure> {
         let message_id = job
             .payload

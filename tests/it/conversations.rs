@@ -475,6 +475,8 @@ crate::both_backends!(
     an_unknown_send_that_the_provider_has_is_recorded_not_sent_again,
     an_unknown_send_that_the_provider_never_got_is_sent_once,
     an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent,
+    a_text_whose_worker_died_on_its_last_attempt_fails_and_is_reported,
+    a_text_left_sending_on_its_last_attempt_is_reconciled_then_fails,
     a_message_queued_before_an_opt_out_is_never_sent,
     sixty_queued_surveys_go_out_in_batches_each_once_but_to_an_opted_out_number,
     a_status_that_arrives_before_the_send_is_applied_with_it,
@@ -1200,6 +1202,82 @@ async fn an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent(d
     let messages = customer_messages(db).await;
     assert_eq!(messages[0].status, "unknown");
     assert_eq!(messages[0].provider_message_id, None, "never sent again");
+    server.stop().await;
+}
+
+/// The first question's send job claimed, as many times as it may be, by a worker that died
+/// each time (its leases expired long ago): the next claim finds it out of attempts.
+async fn out_of_attempts(db: &TestDb) -> i64 {
+    let message = &customer_messages(db).await[0];
+    let job = db
+        .storage
+        .job_by_key(&format!("sms.send:{}", message.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let start = hearback::time::Timestamp::now();
+    for attempt in 0..job.max_attempts {
+        let at = start + Duration::from_millis(10 * u64::from(attempt));
+        let lease = Duration::from_millis(1);
+        let claimed = db
+            .storage
+            .claim_jobs("dead-worker", &["sms.send"], 1, lease, at)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {}", attempt + 1);
+    }
+    job.id
+}
+
+/// The first question's worker died on its last attempt, after marking the text `sending` when
+/// `begun`; a server then takes the job up. Returns once the invitation has failed, with the
+/// stand-in, the job's id and the server (stopping it closes the database).
+async fn text_abandoned(db: &TestDb, event_id: &str, begun: bool) -> (TwilioApi, i64, TestServer) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    let invitation = stored_invitation(db, event_id, "twilio", TWILIO_NUMBER).await;
+    if begun {
+        left_sending(db).await;
+    }
+    let job = out_of_attempts(db).await;
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the invitation fails", || async {
+        db.storage
+            .invitation(&invitation)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            == "failed"
+    })
+    .await;
+    assert_eq!(customer_messages(db).await[0].status, "failed_permanent");
+    assert_eq!(api.calls(), 0, "never sent");
+    (api, job, server)
+}
+
+/// A text whose worker died on its last attempt is not sent again, but it is not left queued
+/// either: it fails, and its invitation with it, so that the company hears of it.
+async fn a_text_whose_worker_died_on_its_last_attempt_fails_and_is_reported(db: &TestDb) {
+    let (_, job, server) = text_abandoned(db, "order-17", false).await;
+    let job = db.storage.job(job).await.unwrap().unwrap();
+    assert_eq!(job.state, hearback::storage::JobState::Dead);
+    assert!(
+        event_types(db)
+            .await
+            .contains(&"invitation.failed".to_string())
+    );
+    server.stop().await;
+}
+
+/// The same, for a text its worker had begun to send: the provider is asked first, and one
+/// it never got fails, without being sent.
+async fn a_text_left_sending_on_its_last_attempt_is_reconciled_then_fails(db: &TestDb) {
+    let (api, _, server) = text_abandoned(db, "order-18", true).await;
+    assert_eq!(*api.lookups.lock().unwrap(), 1, "the provider was asked");
     server.stop().await;
 }
 

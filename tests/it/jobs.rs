@@ -26,6 +26,7 @@ crate::both_backends!(
     a_handed_job_not_started_when_the_runner_stops_is_given_back,
     a_handed_job_with_too_little_of_its_lease_left_is_given_back,
     the_handover_stops_at_its_cap_and_after_a_job_left_to_the_claims,
+    a_job_out_of_attempts_is_abandoned_once_its_handler_has_recorded_it,
 );
 
 const KIND: &str = "test.record";
@@ -585,4 +586,69 @@ async fn wait_until_room(handover: &hearback::jobs::JobHandover, most: usize) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A handler that records the jobs it abandons, and fails to the first time.
+#[derive(Clone, Default)]
+struct Abandoning {
+    abandoned: Arc<Mutex<Vec<i64>>>,
+    runs: Arc<Mutex<usize>>,
+}
+
+impl JobHandler for Abandoning {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run(&self, _job: ClaimedJob) -> JobFuture {
+        *self.runs.lock().unwrap() += 1;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        let mut abandoned = self.abandoned.lock().unwrap();
+        abandoned.push(job.id);
+        let first = abandoned.len() == 1;
+        Box::pin(async move {
+            if first {
+                Err(JobFailure::Retry("the database is away".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// A job whose worker died on its last attempt is not run: its handler records the final state
+/// of its work, then it is buried. When the handler cannot, the job is left as it is and
+/// abandoned again once its lease expires.
+async fn a_job_out_of_attempts_is_abandoned_once_its_handler_has_recorded_it(db: &TestDb) {
+    let id = enqueue(&db.storage, 1).await;
+    let now = Timestamp::now();
+    let claimed = db
+        .storage
+        .claim_jobs("crashed", &[KIND], 1, Duration::from_millis(1), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    let handler = Abandoning::default();
+    let runner = JobRunner::new(
+        db.storage.clone(),
+        JobRegistry::default().with(handler.clone()),
+        RunnerSettings {
+            lease: Duration::from_millis(300),
+            ..settings()
+        },
+    );
+    let runner = spawn(runner);
+    let record = wait_for(&db.storage, id, JobState::Dead).await;
+    stop(runner).await;
+    assert_eq!(
+        *handler.abandoned.lock().unwrap(),
+        [id, id],
+        "abandoned again"
+    );
+    assert_eq!(*handler.runs.lock().unwrap(), 0, "never run");
+    assert_eq!(record.attempts, 3, "claimed by the dead worker, then twice");
 }
