@@ -345,13 +345,8 @@ impl JobRunner {
                 if !give_back.is_empty() {
                     let shared = Arc::clone(&self.shared);
                     running.spawn(async move {
-                        for job in give_back {
-                            let later = JobFailure::Later(
-                                Duration::ZERO,
-                                "handed over with too little of its lease left".into(),
-                            );
-                            settle(&shared, &job, Some(Err(later))).await;
-                        }
+                        let reason = "handed over with too little of its lease left";
+                        give_back_to_claims(&shared, give_back, reason).await;
                     });
                 }
                 if !start.is_empty() {
@@ -469,8 +464,15 @@ async fn give_back_handed(
         }
     }
     shared.room.started(waiting.len());
-    for HandedJob { job, .. } in waiting.drain(..) {
-        let later = JobFailure::Later(Duration::ZERO, "handed over as its runner stopped".into());
+    let jobs = waiting.drain(..).map(|handed| handed.job).collect();
+    give_back_to_claims(shared, jobs, "handed over as its runner stopped").await;
+}
+
+/// Puts handed jobs back as pending, their attempt not counted, for the next claim; fenced by
+/// the lease's owner, like any outcome.
+async fn give_back_to_claims(shared: &Shared, jobs: Vec<ClaimedJob>, reason: &str) {
+    for job in jobs {
+        let later = JobFailure::Later(Duration::ZERO, reason.into());
         settle(shared, &job, Some(Err(later))).await;
     }
 }

@@ -616,9 +616,12 @@ impl Storage {
                 contacts.dedup();
                 let behind: Vec<(String,)> = fetch_by_ids!(
                     tx,
-                    "SELECT DISTINCT m.contact_id FROM messages m \
-                     JOIN jobs j ON j.unique_key = 'sms.send:' || m.id \
-                     WHERE m.status = 'queued' AND j.state = 'pending' AND m.contact_id",
+                    format!(
+                        "SELECT DISTINCT m.contact_id FROM messages m \
+                         JOIN jobs j ON j.unique_key = '{}:' || m.id \
+                         WHERE m.status = 'queued' AND j.state = 'pending' AND m.contact_id",
+                        super::SEND_JOB
+                    ),
                     &contacts,
                     ""
                 );
