@@ -602,35 +602,11 @@ async fn run_batch_with_lease(
         let failure = JobFailure::Retry(format!("no handler for job kind '{kind}'"));
         return jobs.iter().map(|_| Some(Err(failure.clone()))).collect();
     };
-    // A job whose earlier worker died on its last attempt is not run again: it is abandoned.
-    // `None`: to run, or, abandoned, left as it is (its handler could not record it).
-    let to_run: Vec<bool> = jobs
-        .iter()
-        .map(|job| job.attempt <= job.max_attempts)
-        .collect();
-    let mut outcomes: Vec<Option<Result<(), JobFailure>>> = Vec::with_capacity(jobs.len());
-    for (job, &runs) in jobs.iter().zip(&to_run) {
-        outcomes.push(if runs {
-            None
-        } else {
-            match abandon(&*handler, job).await {
-                Err(JobFailure::Later(..)) => None,
-                outcome => Some(outcome),
-            }
-        });
-    }
-    let (runnable, positions): (Vec<ClaimedJob>, Vec<usize>) = jobs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| to_run[*i])
-        .map(|(i, job)| (job.clone(), i))
-        .unzip();
-    if runnable.is_empty() {
-        return outcomes;
-    }
+    // Every job of the batch keeps its lease while any of them is at work: a job abandoned
+    // first (a provider lookup may take seconds) must not let the others' leases lapse.
     let lease = shared.settings.lease;
     let mut lost = std::collections::BTreeSet::new();
-    let mut work = tokio::spawn(handler.run_batch(runnable));
+    let mut work = tokio::spawn(abandon_then_run_batch(handler, jobs.to_vec()));
     let mut renewal = tokio::time::interval(lease / 3);
     renewal.tick().await;
     let finished = loop {
@@ -638,16 +614,15 @@ async fn run_batch_with_lease(
             joined = &mut work => break joined,
             _ = renewal.tick() => {
                 let now = shared.settings.clock.now();
-                for &i in &positions {
-                    let id = jobs[i].id;
-                    if lost.contains(&id) {
+                for job in jobs {
+                    if lost.contains(&job.id) {
                         continue;
                     }
-                    match shared.storage.renew_job_lease(id, &shared.worker_id, now + lease, now).await {
+                    match shared.storage.renew_job_lease(job.id, &shared.worker_id, now + lease, now).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            warn!(job = id, "lease lost to another worker; its outcome is left to it");
-                            lost.insert(id);
+                            warn!(job = job.id, "lease lost to another worker; its outcome is left to it");
+                            lost.insert(job.id);
                         }
                         Err(e) => warn!(error = %e, "cannot renew the lease; the job keeps running"),
                     }
@@ -655,31 +630,65 @@ async fn run_batch_with_lease(
             }
         }
     };
-    let results = finished.unwrap_or_else(|e| {
+    let outcomes = finished.unwrap_or_else(|e| {
         let failure = JobFailure::Retry(format!("the batch panicked: {e}"));
-        positions.iter().map(|_| Err(failure.clone())).collect()
+        jobs.iter().map(|_| Some(Err(failure.clone()))).collect()
     });
-    for (i, result) in positions.into_iter().zip(results) {
-        if !lost.contains(&jobs[i].id) {
-            outcomes[i] = Some(result);
+    jobs.iter()
+        .zip(outcomes)
+        .map(|(job, outcome)| outcome.filter(|_| !lost.contains(&job.id)))
+        .collect()
+}
+
+/// The work of a batch: each job whose earlier worker died on its last attempt is abandoned, not
+/// run again, then the others run together. `None` for an abandoned job left as it is (its
+/// handler could not record it).
+async fn abandon_then_run_batch(
+    handler: Arc<dyn JobHandler>,
+    jobs: Vec<ClaimedJob>,
+) -> Vec<Option<Result<(), JobFailure>>> {
+    let mut outcomes: Vec<Option<Result<(), JobFailure>>> = Vec::with_capacity(jobs.len());
+    let mut runnable = Vec::new();
+    let mut positions = Vec::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        if job.attempt <= job.max_attempts {
+            outcomes.push(None);
+            positions.push(i);
+            runnable.push(job);
+        } else {
+            outcomes.push(abandon(&*handler, &job).await);
         }
+    }
+    if runnable.is_empty() {
+        return outcomes;
+    }
+    // In a task of its own, so that a panic fails the batch's jobs and not the abandons'
+    // outcomes.
+    let results = tokio::spawn(handler.run_batch(runnable))
+        .await
+        .unwrap_or_else(|e| {
+            let failure = JobFailure::Retry(format!("the batch panicked: {e}"));
+            positions.iter().map(|_| Err(failure.clone())).collect()
+        });
+    for (i, result) in positions.into_iter().zip(results) {
+        outcomes[i] = Some(result);
     }
     outcomes
 }
 
 /// A job whose worker stopped on its last attempt: the handler records its work's final state,
-/// then the job is buried (`Permanent`); `Later` when the handler could not, so that the job is
-/// left as it is (claimed and abandoned again once its lease expires).
-async fn abandon(handler: &dyn JobHandler, job: &ClaimedJob) -> Result<(), JobFailure> {
+/// then the job is buried (`Permanent`). `None` when the handler could not: the job is left as
+/// it is, claimed and abandoned again once its lease expires.
+async fn abandon(handler: &dyn JobHandler, job: &ClaimedJob) -> Option<Result<(), JobFailure>> {
     let reason = format!(
         "the worker running attempt {} stopped without reporting and the lease expired",
         job.max_attempts
     );
     match handler.abandon(job.clone()).await {
-        Ok(()) => Err(JobFailure::Permanent(reason)),
+        Ok(()) => Some(Err(JobFailure::Permanent(reason))),
         Err(e) => {
             warn!(job = job.id, error = ?e, "cannot record the final state of an abandoned job; it is tried again when its lease expires");
-            Err(JobFailure::Later(Duration::ZERO, reason))
+            None
         }
     }
 }
@@ -693,21 +702,21 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
             job.kind
         ))));
     };
-    if job.attempt > job.max_attempts {
-        return match abandon(&*handler, &job).await {
-            // Left as it is: claimed and abandoned again once its lease expires.
-            Err(JobFailure::Later(..)) => None,
-            outcome => Some(outcome),
-        };
-    }
     let (id, lease) = (job.id, shared.settings.lease);
-    let mut work = tokio::spawn(handler.run(job));
+    // A job whose earlier worker died on its last attempt is abandoned, not run again; under
+    // its lease too (a provider lookup may take seconds).
+    let mut work = if job.attempt > job.max_attempts {
+        tokio::spawn(async move { abandon(&*handler, &job).await })
+    } else {
+        let run = handler.run(job);
+        tokio::spawn(async move { Some(run.await) })
+    };
     let mut renewal = tokio::time::interval(lease / 3);
     renewal.tick().await;
     loop {
         tokio::select! {
             joined = &mut work => {
-                return Some(joined.unwrap_or_else(|e| Err(JobFailure::Retry(format!("the job panicked: {e}")))));
+                return joined.unwrap_or_else(|e| Some(Err(JobFailure::Retry(format!("the job panicked: {e}")))));
             }
             _ = renewal.tick() => {
                 let now = shared.settings.clock.now();
@@ -797,6 +806,14 @@ async fn settle(
             if job.attempt >= job.max_attempts =>
         {
             warn!(error = %reason, "job failed on its last attempt");
+            // Its handler records the final state of its work first, as for a job whose worker
+            // died (a text never sent is reported as failed, not left queued); if it cannot, the
+            // job is left as it is, and abandoned again once its lease expires.
+            if let Some(handler) = shared.registry.handler(&job.kind)
+                && abandon(&*handler, job).await.is_none()
+            {
+                return "unrecorded";
+            }
             ("dead", storage.bury_job(job.id, worker, &reason, now).await)
         }
         Some(Err(JobFailure::Retry(reason))) => retry(shared, job, reason, None, now).await,

@@ -249,6 +249,15 @@ fn outside_window(opens: Duration) -> JobFailure {
     )
 }
 
+/// What [`Inner::reconcile`] does when the provider cannot be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfUnanswered {
+    /// Fail the run, to ask again on a later attempt.
+    Retry,
+    /// There is no later attempt: record the outcome as `unknown`.
+    RecordUnknown,
+}
+
 fn storage_failure(e: crate::storage::StorageError) -> JobFailure {
     JobFailure::Retry(e.to_string())
 }
@@ -273,7 +282,10 @@ impl Inner {
         let never_sent = match (message.status.as_str(), self.channels.get(&message.channel)) {
             ("queued", _) => true,
             // `true`: the provider never got it (now `queued` again).
-            ("sending", Some(channel)) => self.reconcile(&message, channel).await?,
+            ("sending", Some(channel)) => {
+                self.reconcile(&message, channel, IfUnanswered::RecordUnknown)
+                    .await?
+            }
             ("sending", None) => {
                 warn!(message = %message.id, channel = %message.channel, "a send stopped during the provider call on its last attempt, through a channel this instance does not have; outcome unknown");
                 self.record_failure(
@@ -323,7 +335,10 @@ impl Inner {
         let channel = self.channels.get(&message.channel);
         let due = match (message.status.as_str(), channel) {
             ("queued", _) => true,
-            ("sending", Some(channel)) => self.reconcile(&message, channel).await?,
+            ("sending", Some(channel)) => {
+                self.reconcile(&message, channel, IfUnanswered::Retry)
+                    .await?
+            }
             ("sending", None) => {
                 return Err(JobFailure::Retry(format!(
                     "channel '{}' is not configured on this instance; it cannot reconcile",
@@ -395,7 +410,8 @@ impl Inner {
                         None,
                         self.clock.now(),
                     )
-                    .await;
+                    .await
+                    .map(|_| ());
             }
             return Ok(());
         }
@@ -508,7 +524,7 @@ impl Inner {
                     }
                     None => {
                         self.record_failure(message, "queued", None, None, now)
-                            .await?
+                            .await?;
                     }
                 }
                 Err(match retry_after {
@@ -526,6 +542,7 @@ impl Inner {
                 let code = code.unwrap_or_else(|| "refused".into());
                 self.record_failure(message, "failed_permanent", Some(&code), number_status, now)
                     .await
+                    .map(|_| ())
             }
         }
     }
@@ -865,13 +882,15 @@ impl Inner {
     }
 
     /// A message left `sending` by an earlier run: the provider may have it. Asks the provider;
-    /// returns true when it has no such message and sending it is safe. Otherwise the message
-    /// is recorded as sent (the provider had it) or `unknown` (the provider cannot tell), and
-    /// never sent again.
+    /// returns true when it has no such message and sending it is safe (the message is `queued`
+    /// again). Otherwise the message is recorded as sent (the provider had it) or `unknown` (the
+    /// provider cannot tell), and never sent again. When the provider cannot be asked now,
+    /// `if_unanswered` says whether to try again later or to record the outcome as `unknown`.
     async fn reconcile(
         &self,
         message: &OutgoingMessage,
         channel: &SendChannel,
+        if_unanswered: IfUnanswered,
     ) -> Result<bool, JobFailure> {
         let (sender, callback) = self.addressing(message, channel);
         let now = self.clock.now();
@@ -879,7 +898,7 @@ impl Inner {
         // little clock difference between the provider and us).
         let since = Timestamp::from_millis(message.created_at.as_millis() - CLOCK_SKEW_MS)
             .unwrap_or(message.created_at);
-        let lookup = channel
+        let lookup = match channel
             .provider
             .find_sent(
                 &self.client,
@@ -887,7 +906,20 @@ impl Inner {
                 since,
             )
             .await
-            .map_err(|e| JobFailure::Retry(format!("cannot reconcile an unknown send: {e}")))?;
+        {
+            Ok(lookup) => lookup,
+            Err(e) if if_unanswered == IfUnanswered::RecordUnknown => {
+                warn!(message = %message.id, channel = %message.channel, error = %e, "the provider cannot be asked whether it has a text stopped during its call on the last attempt; outcome unknown, not sent again");
+                self.record_failure(message, "unknown", Some("outcome_unknown"), None, now)
+                    .await?;
+                return Ok(false);
+            }
+            Err(e) => {
+                return Err(JobFailure::Retry(format!(
+                    "cannot reconcile an unknown send: {e}"
+                )));
+            }
+        };
         let outcome = match &lookup {
             Lookup::Found(_) => "reconciled_sent",
             Lookup::NotFound => "reconciled_missing",
@@ -905,9 +937,9 @@ impl Inner {
             }
             Lookup::NotFound => {
                 info!(message = %message.id, "unknown send reconciled: the provider never got the message; sending it");
+                // Not due if it was recorded otherwise meanwhile.
                 self.record_failure(message, "queued", None, None, now)
-                    .await?;
-                Ok(true)
+                    .await
             }
             Lookup::Unsupported => {
                 warn!(message = %message.id, channel = %message.channel, "an earlier send stopped during the provider call and the provider cannot be asked; outcome unknown, not sent again");
@@ -961,7 +993,8 @@ impl Inner {
     }
 
     /// Records what became of a send that did not succeed: `queued` again, `failed_permanent`
-    /// or `unknown` (see [`SendFailure`]).
+    /// or `unknown` (see [`SendFailure`]); `false` when the text was recorded sent, delivered or
+    /// failed meanwhile, and keeps that.
     async fn record_failure(
         &self,
         message: &OutgoingMessage,
@@ -969,7 +1002,7 @@ impl Inner {
         error_code: Option<&str>,
         number_status: Option<&'static str>,
         now: Timestamp,
-    ) -> Result<(), JobFailure> {
+    ) -> Result<bool, JobFailure> {
         self.storage
             .record_send_failure(
                 message,

@@ -551,27 +551,36 @@ impl Storage {
     }
 
     /// Records a send that did not succeed; a permanent failure flags the number when it says
-    /// something about it and fails the invitation (`invitation.failed`).
+    /// something about it and fails the invitation (`invitation.failed`). Only a text still
+    /// `queued` or `sending` takes it: one recorded sent, delivered or failed meanwhile (a status
+    /// callback, another worker after a lost lease) keeps its status, and then nothing is
+    /// recorded (`false`).
     pub async fn record_send_failure(
         &self,
         message: &OutgoingMessage,
         failure: &SendFailure<'_>,
         now: Timestamp,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
+            let updated = sqlx::query(
                 // Back in the queue, it has not gone out: the daily cap does not count it.
                 "UPDATE messages SET status = $1, error_code = $2, updated_at = $3, \
-                 sent_at = CASE WHEN $1 = 'queued' THEN NULL ELSE sent_at END WHERE id = $4",
+                 sent_at = CASE WHEN $1 = 'queued' THEN NULL ELSE sent_at END \
+                 WHERE id = $4 AND status IN ('queued', 'sending')",
             )
             .bind(failure.status)
             .bind(failure.error_code)
             .bind(now)
             .bind(&message.id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             flag_number!(
                 tx,
                 &message.contact_id,
@@ -595,7 +604,7 @@ impl Storage {
                 );
             }
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         })
     }
 

@@ -477,6 +477,8 @@ crate::both_backends!(
     an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent,
     a_text_whose_worker_died_on_its_last_attempt_fails_and_is_reported,
     a_text_left_sending_on_its_last_attempt_is_reconciled_then_fails,
+    a_text_left_sending_on_its_last_attempt_that_the_provider_cannot_be_asked_about_is_unknown,
+    a_failure_recorded_late_leaves_a_text_recorded_sent_as_it_is,
     a_message_queued_before_an_opt_out_is_never_sent,
     sixty_queued_surveys_go_out_in_batches_each_once_but_to_an_opted_out_number,
     a_status_that_arrives_before_the_send_is_applied_with_it,
@@ -507,6 +509,8 @@ struct TwilioApi {
     calls: Arc<Mutex<usize>>,
     lookups: Arc<Mutex<usize>>,
     error: Arc<Mutex<Option<(StatusCode, Value)>>>,
+    /// The status the message list answers with instead of the list.
+    list_error: Arc<Mutex<Option<StatusCode>>>,
 }
 
 impl TwilioApi {
@@ -570,8 +574,16 @@ async fn twilio_messages(
 async fn twilio_list(
     State(api): State<TwilioApi>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> axum::Json<Value> {
+) -> (StatusCode, axum::Json<Value>) {
     *api.lookups.lock().unwrap() += 1;
+    if let Some(status) = *api.list_error.lock().unwrap() {
+        return (
+            status,
+            axum::Json(
+                json!({ "code": 20500, "message": "Internal Server Error", "status": status.as_u16() }),
+            ),
+        );
+    }
     let sent = api.sent.lock().unwrap();
     let messages: Vec<Value> = sent
         .iter()
@@ -588,7 +600,10 @@ async fn twilio_list(
                     "date_created": chrono::Utc::now().to_rfc2822() })
         })
         .collect();
-    axum::Json(json!({ "messages": messages, "page": 0 }))
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "messages": messages, "page": 0 })),
+    )
 }
 
 /// A Twilio channel sending through the stand-in at `api_base`, with `extra` TOML lines.
@@ -1279,6 +1294,72 @@ async fn a_text_left_sending_on_its_last_attempt_is_reconciled_then_fails(db: &T
     let (api, _, server) = text_abandoned(db, "order-18", true).await;
     assert_eq!(*api.lookups.lock().unwrap(), 1, "the provider was asked");
     server.stop().await;
+}
+
+/// The same, when the provider cannot be asked (its message list answers 500): the text is
+/// recorded `unknown` and its job buried, instead of the lookup being tried again every lease.
+async fn a_text_left_sending_on_its_last_attempt_that_the_provider_cannot_be_asked_about_is_unknown(
+    db: &TestDb,
+) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    *api.list_error.lock().unwrap() = Some(StatusCode::INTERNAL_SERVER_ERROR);
+    stored_invitation(db, "order-19", "twilio", TWILIO_NUMBER).await;
+    left_sending(db).await;
+    let job = out_of_attempts(db).await;
+    let server = TestServer::start(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+    )
+    .await;
+    wait_until("the job is buried", || async {
+        db.storage.job(job).await.unwrap().unwrap().state == hearback::storage::JobState::Dead
+    })
+    .await;
+    let message = &customer_messages(db).await[0];
+    assert_eq!(message.status, "unknown");
+    assert_eq!(*api.lookups.lock().unwrap(), 1, "asked once");
+    assert_eq!(api.calls(), 0, "never sent");
+    server.stop().await;
+}
+
+/// A failure recorded after the text was recorded sent (a worker whose lease lapsed, a status
+/// callback first) changes nothing: the text stays sent, its invitation is not failed, and no
+/// `invitation.failed` goes out.
+async fn a_failure_recorded_late_leaves_a_text_recorded_sent_as_it_is(db: &TestDb) {
+    let invitation = stored_invitation(db, "order-20", "twilio", TWILIO_NUMBER).await;
+    let queued = customer_messages(db).await;
+    let message = db
+        .storage
+        .outgoing_message(&queued[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = hearback::time::Timestamp::now();
+    assert!(db.storage.mark_sending(&message.id, now).await.unwrap());
+    db.storage
+        .record_sent(&message, "SMsent", None, now)
+        .await
+        .unwrap();
+
+    let failure = hearback::storage::SendFailure {
+        status: "failed_permanent",
+        error_code: Some("retries_exhausted"),
+        number_status: None,
+    };
+    let recorded = db
+        .storage
+        .record_send_failure(&message, &failure, now)
+        .await
+        .unwrap();
+    assert!(!recorded);
+    assert_eq!(customer_messages(db).await[0].status, "sent");
+    let invitation = db.storage.invitation(&invitation).await.unwrap().unwrap();
+    assert_eq!(invitation.status, "sent");
+    assert!(
+        !event_types(db)
+            .await
+            .contains(&"invitation.failed".to_string())
+    );
 }
 
 /// A STOP from `phone` to the Twilio number, stored as the inbound path would store it (no

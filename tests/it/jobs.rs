@@ -27,6 +27,8 @@ crate::both_backends!(
     a_handed_job_with_too_little_of_its_lease_left_is_given_back,
     the_handover_stops_at_its_cap_and_after_a_job_left_to_the_claims,
     a_job_out_of_attempts_is_abandoned_once_its_handler_has_recorded_it,
+    a_batch_keeps_every_lease_while_a_job_of_it_is_abandoned,
+    a_job_that_fails_its_last_attempt_is_abandoned_before_it_is_buried,
 );
 
 const KIND: &str = "test.record";
@@ -651,4 +653,119 @@ async fn a_job_out_of_attempts_is_abandoned_once_its_handler_has_recorded_it(db:
     );
     assert_eq!(*handler.runs.lock().unwrap(), 0, "never run");
     assert_eq!(record.attempts, 3, "claimed by the dead worker, then twice");
+}
+
+/// Records each job abandoned, after `abandon_takes`; each run fails for another try when
+/// `runs_fail`, else succeeds.
+#[derive(Clone, Default)]
+struct SlowToAbandon {
+    abandon_takes: Duration,
+    runs_fail: bool,
+    abandoned: Arc<Mutex<Vec<i64>>>,
+    runs: Arc<Mutex<Vec<i64>>>,
+}
+
+impl JobHandler for SlowToAbandon {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        self.runs.lock().unwrap().push(job.id);
+        let fails = self.runs_fail;
+        Box::pin(async move {
+            if fails {
+                Err(JobFailure::Retry("the database is away".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        self.abandoned.lock().unwrap().push(job.id);
+        let pause = self.abandon_takes;
+        Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            Ok(())
+        })
+    }
+}
+
+/// A batch holds a job out of attempts, abandoned first and slowly (a provider asked whether it
+/// has a text), and a job to run. Neither lease lapses meanwhile: another worker claiming then
+/// finds neither, so neither is abandoned or run twice.
+async fn a_batch_keeps_every_lease_while_a_job_of_it_is_abandoned(db: &TestDb) {
+    let lease = Duration::from_millis(300);
+    let out_of_attempts = enqueue(&db.storage, 1).await;
+    let crashed = db
+        .storage
+        .claim_jobs(
+            "crashed",
+            &[KIND],
+            1,
+            Duration::from_millis(1),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed.len(), 1);
+    let to_run = enqueue(&db.storage, 3).await;
+
+    let handler = SlowToAbandon {
+        abandon_takes: lease * 4,
+        ..Default::default()
+    };
+    let runner = spawn(JobRunner::new(
+        db.storage.clone(),
+        JobRegistry::default().with(handler.clone()),
+        RunnerSettings {
+            batch: 8,
+            lease,
+            ..settings()
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handler.abandoned.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the runner never abandoned the job"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Two leases into the abandon: a lease not renewed would have lapsed by now.
+    tokio::time::sleep(lease * 2).await;
+    let stolen = db
+        .storage
+        .claim_jobs("another-worker", &[KIND], 8, lease, Timestamp::now())
+        .await
+        .unwrap();
+    let stolen: Vec<i64> = stolen.iter().map(|job| job.id).collect();
+    assert_eq!(stolen, Vec::<i64>::new(), "both leases renewed");
+
+    wait_for(&db.storage, out_of_attempts, JobState::Dead).await;
+    wait_for(&db.storage, to_run, JobState::Succeeded).await;
+    stop(runner).await;
+    assert_eq!(*handler.abandoned.lock().unwrap(), [out_of_attempts]);
+    assert_eq!(*handler.runs.lock().unwrap(), [to_run]);
+}
+
+/// A job that fails for another try on its last attempt has its handler record its work's
+/// final state (as for a job whose worker died) before it is buried.
+async fn a_job_that_fails_its_last_attempt_is_abandoned_before_it_is_buried(db: &TestDb) {
+    let id = enqueue(&db.storage, 1).await;
+    let handler = SlowToAbandon {
+        runs_fail: true,
+        ..Default::default()
+    };
+    let runner = spawn(JobRunner::new(
+        db.storage.clone(),
+        JobRegistry::default().with(handler.clone()),
+        settings(),
+    ));
+    let record = wait_for(&db.storage, id, JobState::Dead).await;
+    stop(runner).await;
+    assert_eq!(*handler.runs.lock().unwrap(), [id], "run once");
+    assert_eq!(*handler.abandoned.lock().unwrap(), [id], "then abandoned");
+    assert_eq!(record.last_error.as_deref(), Some("the database is away"));
 }
