@@ -1,10 +1,10 @@
 //! The reporting store's responses: each conversation (one per invitation) with its answers,
 //! filtered by period, unit (with its sub-units), flow and status, in id order, a page at a
-//! time. A page is one short query, so an export of any size never holds more than a page in
-//! memory nor keeps a transaction open (the tables are described in docs/reporting-store.md).
+//! time. A page is one short read (two statements), so an export of any size never holds more
+//! than a page in memory nor keeps a transaction open between pages (the tables are described in docs/reporting-store.md).
 
 use super::listing::push_subtree;
-use super::{Storage, StorageError, on_pool};
+use super::{Storage, StorageError, fetch_by_ids, on_pool};
 use crate::time::Timestamp;
 
 /// Which responses to list; every filter is optional.
@@ -53,9 +53,9 @@ pub struct ResponseAnswer {
     pub answered_at: Timestamp,
 }
 
-/// A response joined with one of its answers (none: the answer columns are NULL).
+/// A response as its page reads it, before its answers.
 #[derive(sqlx::FromRow)]
-struct Joined {
+struct PageRow {
     id: String,
     invitation_id: String,
     event_id: String,
@@ -66,32 +66,43 @@ struct Joined {
     status: String,
     started_at: Timestamp,
     closed_at: Option<Timestamp>,
-    question_id: Option<String>,
-    kind: Option<String>,
+}
+
+/// One answer of a page's responses, with the response it belongs to.
+#[derive(sqlx::FromRow)]
+struct AnswerRow {
+    conversation_id: String,
+    question_id: String,
+    kind: String,
     score: Option<i32>,
     choice: Option<String>,
     text: Option<String>,
-    answered_at: Option<Timestamp>,
+    answered_at: Timestamp,
 }
 
 impl Storage {
     /// Responses matching `filter` whose id comes after `after` (ids grow with creation time),
-    /// at most `limit`, in id order, each with its answers: one statement, the page's
-    /// conversations joined with their answers.
+    /// at most `limit`, in id order, each with its answers: two statements in one read
+    /// transaction, the page's conversations, then the answers of those conversations. One
+    /// statement joining the page with `answers` let PostgreSQL choose a hash join that read
+    /// the whole `answers` table for each page (an export of 100 000 responses read 300 000
+    /// answers a hundred times; docs/PERFORMANCE.md, "Exporting a million responses").
     pub async fn list_responses(
         &self,
         filter: &ResponseFilter,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ResponseRecord>, StorageError> {
-        let rows: Vec<Joined> = on_pool!(self, |pool| {
-            let mut query = sqlx::QueryBuilder::new("WITH RECURSIVE ");
+        let (page, answers): (Vec<PageRow>, Vec<AnswerRow>) = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::QueryBuilder::new("");
             if let Some(unit) = &filter.unit {
+                query.push("WITH RECURSIVE ");
                 push_subtree(&mut query, unit);
-                query.push(", ");
+                query.push(" ");
             }
             query.push(
-                "page AS (SELECT c.id, c.invitation_id, i.event_id, c.flow_id, u.code AS unit, \
+                "SELECT c.id, c.invitation_id, i.event_id, c.flow_id, u.code AS unit, \
                  c.contact_id, c.channel, c.status, c.started_at, c.closed_at \
                  FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
                  LEFT JOIN units u ON u.id = i.unit_id WHERE 1 = 1",
@@ -116,29 +127,25 @@ impl Storage {
             }
             query
                 .push(" ORDER BY c.id LIMIT ")
-                .push_bind(i64::from(limit))
-                .push(
-                    ") SELECT p.*, a.question_id, a.kind, a.score, a.choice, a.text, a.answered_at \
-                     FROM page p LEFT JOIN answers a ON a.conversation_id = p.id \
-                     ORDER BY p.id, a.answered_at, a.id",
-                );
-            query.build_query_as().fetch_all(pool).await
-        })?;
-        let mut responses: Vec<ResponseRecord> = Vec::new();
-        for row in rows {
-            let answer = match (row.question_id, row.kind, row.answered_at) {
-                (Some(question_id), Some(kind), Some(answered_at)) => Some(ResponseAnswer {
-                    question_id,
-                    kind,
-                    score: row.score,
-                    choice: row.choice,
-                    text: row.text,
-                    answered_at,
-                }),
-                _ => None,
-            };
-            if responses.last().is_none_or(|last| last.id != row.id) {
-                responses.push(ResponseRecord {
+                .push_bind(i64::from(limit));
+            let page: Vec<PageRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+            let ids: Vec<&str> = page.iter().map(|row| row.id.as_str()).collect();
+            let answers: Vec<AnswerRow> = fetch_by_ids!(
+                tx,
+                "SELECT conversation_id, question_id, kind, score, choice, text, answered_at \
+                 FROM answers WHERE conversation_id",
+                &ids,
+                " ORDER BY conversation_id, answered_at, id"
+            );
+            tx.commit().await?;
+            (page, answers)
+        });
+        // Both in conversation id order: each response takes the answers that lead the rest.
+        let mut answers = answers.into_iter().peekable();
+        let responses = page
+            .into_iter()
+            .map(|row| {
+                let mut record = ResponseRecord {
                     id: row.id,
                     invitation_id: row.invitation_id,
                     event_id: row.event_id,
@@ -150,12 +157,22 @@ impl Storage {
                     started_at: row.started_at,
                     closed_at: row.closed_at,
                     answers: Vec::new(),
-                });
-            }
-            if let (Some(answer), Some(response)) = (answer, responses.last_mut()) {
-                response.answers.push(answer);
-            }
-        }
+                };
+                while let Some(answer) =
+                    answers.next_if(|answer| answer.conversation_id == record.id)
+                {
+                    record.answers.push(ResponseAnswer {
+                        question_id: answer.question_id,
+                        kind: answer.kind,
+                        score: answer.score,
+                        choice: answer.choice,
+                        text: answer.text,
+                        answered_at: answer.answered_at,
+                    });
+                }
+                record
+            })
+            .collect();
         Ok(responses)
     }
 }
