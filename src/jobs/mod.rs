@@ -737,21 +737,44 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
 /// How often a reminder or an expiry looks again while its conversation's first question waits.
 const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(300);
 
-/// A reminder or an expiry never comes before the first question: while it waits (the window,
-/// an SMS-pumping guard holding it to the next day), the job is put back, five minutes at a
-/// time, without counting an attempt.
+/// A reminder or an expiry never comes before the first question, and comes its flow's delay
+/// (`after`, given the flow's id) after it, not after the opening: while the question waits (the
+/// window, an SMS-pumping guard holding it to the next day, a provider outage), the job is put
+/// back, five minutes at a time; once it has gone out late, the job is put back until its delay
+/// has passed since. Neither counts an attempt.
 pub(crate) async fn after_first_message(
     storage: &Storage,
     conversation_id: &str,
+    after: impl FnOnce(&str) -> Option<Duration>,
+    now: Timestamp,
 ) -> Result<(), JobFailure> {
-    match storage.first_message_pending(conversation_id).await {
-        Ok(false) => Ok(()),
-        Ok(true) => Err(JobFailure::Later(
+    use crate::storage::FirstMessage;
+    match storage.first_message(conversation_id).await {
+        Ok(FirstMessage::Waiting) => Err(JobFailure::Later(
             FIRST_MESSAGE_WAIT,
             "the first question has not gone out yet".into(),
         )),
+        Ok(FirstMessage::Out {
+            flow_id,
+            sent_at: Some(sent_at),
+        }) => match after(&flow_id).and_then(|after| still_to_wait(sent_at, after, now)) {
+            Some(wait) => Err(JobFailure::Later(
+                wait,
+                "the first question went out late; its flow's delay runs from then".into(),
+            )),
+            None => Ok(()),
+        },
+        Ok(FirstMessage::Out { sent_at: None, .. } | FirstMessage::Missing) => Ok(()),
         Err(e) => Err(JobFailure::Retry(e.to_string())),
     }
+}
+
+/// How long is left at `now` until `after` has passed since `since`; `None` once it has.
+fn still_to_wait(since: Timestamp, after: Duration, now: Timestamp) -> Option<Duration> {
+    let due = since + after;
+    (due > now).then(|| {
+        Duration::from_millis(u64::try_from(due.as_millis() - now.as_millis()).unwrap_or(0))
+    })
 }
 
 /// Puts a failed job back, to run after its backoff (or the delay asked for, when longer).
@@ -846,6 +869,36 @@ mod tests {
             caught_up: std::sync::atomic::AtomicBool::new(false),
             left_to_claims: Default::default(),
             stopped: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_delay_after_the_first_question_is_waited_for_only_until_it_has_passed() {
+        let sent = Timestamp::from_millis(1_000_000).unwrap();
+        let hour = Duration::from_secs(3_600);
+        let cases = [
+            // (now past the first question, delay, still to wait)
+            (Duration::ZERO, hour, Some(hour)),
+            (
+                Duration::from_secs(600),
+                hour,
+                Some(Duration::from_secs(3_000)),
+            ),
+            (
+                hour - Duration::from_millis(1),
+                hour,
+                Some(Duration::from_millis(1)),
+            ),
+            (hour, hour, None),
+            (hour * 2, hour, None),
+            (Duration::ZERO, Duration::ZERO, None),
+        ];
+        for (past, after, expected) in cases {
+            assert_eq!(
+                still_to_wait(sent, after, sent + past),
+                expected,
+                "{past:?} past, {after:?} to wait"
+            );
         }
     }
 

@@ -56,8 +56,8 @@ pub use opening::{OPEN_JOB, OpenPlan, Opening, ScheduledInvitation};
 pub use responses::{ResponseAnswer, ResponseFilter, ResponseRecord};
 pub use schema::SchemaStatus;
 pub use sending::{
-    ConsoleMessage, DailyUse, OPTED_OUT_AT_CARRIER, OutgoingMessage, SendFailure, SentMessage,
-    Spend, status_rank,
+    ConsoleMessage, DailyUse, FirstMessage, OPTED_OUT_AT_CARRIER, OutgoingMessage, SendFailure,
+    SentMessage, Spend, status_rank,
 };
 pub use units::{NewUnit, Unit};
 pub use webhooks::{

@@ -68,6 +68,21 @@ pub struct OutgoingMessage {
     pub created_at: Timestamp,
 }
 
+/// Where a conversation's first question is ([`Storage::first_message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstMessage {
+    /// Not gone out yet: its invitation is `scheduled` or `held` (the window, an SMS-pumping
+    /// guard, a provider outage).
+    Waiting,
+    /// Gone out, at `sent_at` (its `sending` mark) when that is known.
+    Out {
+        flow_id: String,
+        sent_at: Option<Timestamp>,
+    },
+    /// No such conversation.
+    Missing,
+}
+
 /// What became of a send that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendFailure<'a> {
@@ -284,19 +299,25 @@ impl Storage {
         })
     }
 
-    /// Whether a conversation's first question has yet to go out (its invitation is still
-    /// `scheduled`, or `held` by a guard).
-    pub async fn first_message_pending(&self, conversation_id: &str) -> Result<bool, StorageError> {
-        let status: Option<String> = on_pool!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT i.status FROM conversations c JOIN invitations i ON i.id = c.invitation_id \
-                 WHERE c.id = $1",
+    /// Whether the conversation's first question has gone out, and when.
+    pub async fn first_message(&self, conversation_id: &str) -> Result<FirstMessage, StorageError> {
+        let row: Option<(String, String, Option<Timestamp>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT i.status, c.flow_id, (SELECT MIN(m.sent_at) FROM messages m \
+                 WHERE m.conversation_id = c.id AND m.direction = 'outbound') \
+                 FROM conversations c JOIN invitations i ON i.id = c.invitation_id WHERE c.id = $1",
             )
             .bind(conversation_id)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(matches!(status.as_deref(), Some("scheduled" | "held")))
+        Ok(match row {
+            Some((status, ..)) if matches!(status.as_str(), "scheduled" | "held") => {
+                FirstMessage::Waiting
+            }
+            Some((_, flow_id, sent_at)) => FirstMessage::Out { flow_id, sent_at },
+            None => FirstMessage::Missing,
+        })
     }
 
     /// Marks an invitation held by a guard (`contact_daily_cap`, `unit_spend_cap`): reported,
@@ -551,7 +572,9 @@ impl Storage {
     }
 
     /// Records a send that did not succeed; a permanent failure flags the number when it says
-    /// something about it and fails the invitation (`invitation.failed`). Only a text still
+    /// something about it and fails the invitation (`invitation.failed`); an `unknown` outcome
+    /// of a survey's first text sends the invitation (`invitation.sent`, with `outcome`
+    /// `unknown`). Only a text still
     /// `queued` or `sending` takes it: one recorded sent, delivered or failed meanwhile (a status
     /// callback, another worker after a lost lease) keeps its status, and then nothing is
     /// recorded (`false`).
@@ -588,6 +611,30 @@ impl Storage {
                 now,
                 (&message.channel, &message.id)
             );
+            if let (Some(invitation), "unknown") = (&message.invitation_id, failure.status) {
+                // The survey's first text may well have gone out: it is taken as sent, so that
+                // the customer's reply finds the survey open and its reminder and expiry follow
+                // (a survey left `scheduled` waited for them forever).
+                let taken = sqlx::query(
+                    "UPDATE invitations SET status = 'sent', status_reason = 'outcome_unknown', \
+                     updated_at = $1 WHERE id = $2 AND status IN ('scheduled', 'held')",
+                )
+                .bind(now)
+                .bind(invitation)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    let data = json!({
+                        "invitation": { "id": invitation },
+                        "contact": { "id": message.contact_id },
+                        "channel": message.channel,
+                        "message_id": message.id,
+                        "outcome": "unknown",
+                    });
+                    insert_event!(tx, "invitation.sent", &message.contact_id, &data, now);
+                }
+            }
             if let (Some(invitation), "failed_permanent") = (&message.invitation_id, failure.status)
             {
                 let reason = failure

@@ -495,6 +495,7 @@ crate::both_backends!(
     an_invitation_opens_once_and_never_for_an_erased_opted_out_or_unknown_flow,
     a_first_message_due_outside_the_window_waits_for_it,
     a_silent_customer_is_reminded_once_then_the_conversation_expires,
+    a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_it,
     a_customer_surveyed_recently_is_not_surveyed_again,
 );
 
@@ -1201,8 +1202,11 @@ async fn an_unknown_send_that_the_provider_never_got_is_sent_once(db: &TestDb) {
     server.stop().await;
 }
 
+/// A text left `sending` on a provider that cannot be asked is recorded `unknown`, never sent
+/// again; the survey goes on as if it had gone out (its invitation sent, the outcome named), so
+/// that the customer's reply finds it open and its reminder and expiry follow.
 async fn an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent(db: &TestDb) {
-    stored_invitation(db, "order-16", "console", "console").await;
+    let invitation = stored_invitation(db, "order-16", "console", "console").await;
     left_sending(db).await;
     let server = TestServer::start(
         config(db, "[channels.console]\nprovider = \"console\"\n"),
@@ -1217,6 +1221,14 @@ async fn an_unknown_send_the_provider_cannot_tell_about_is_reported_not_resent(d
     let messages = customer_messages(db).await;
     assert_eq!(messages[0].status, "unknown");
     assert_eq!(messages[0].provider_message_id, None, "never sent again");
+    let invitation = db.storage.invitation(&invitation).await.unwrap().unwrap();
+    assert_eq!(invitation.status, "sent");
+    assert_eq!(invitation.status_reason.as_deref(), Some("outcome_unknown"));
+    assert!(
+        event_types(db)
+            .await
+            .contains(&"invitation.sent".to_string())
+    );
     server.stop().await;
 }
 
@@ -2969,4 +2981,64 @@ async fn an_opt_out_committed_while_a_survey_opens_declines_it() {
     assert!(customer_messages(&db).await.is_empty(), "nothing to send");
     opt_out.pool.close().await;
     db.cleanup().await;
+}
+
+/// A first question that goes out late (here after a provider outage of 19 hours) moves its
+/// reminder and its expiry with it: each comes its flow's delay after the question went out,
+/// not after the survey opened.
+async fn a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_it(db: &TestDb) {
+    let (api_base, api) = start_twilio_stand_in().await;
+    api.answer_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "code": 20503, "message": "Service Unavailable", "status": 503 }),
+    );
+    let clock = hearback::time::Clock::system();
+    let server = TestServer::start_with_clock(
+        config(db, &twilio_channel(&api_base, "")),
+        db.storage.clone(),
+        clock.clone(),
+    )
+    .await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let (status, invitation) =
+        invite(&client, &server, &key, &delivery_invitation("order-late")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    let conversation_status = || async {
+        let (status, _) = db
+            .storage
+            .conversation_status(&conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        status
+    };
+    let sent = || api.sent.lock().unwrap().len();
+    let hours = |n: u64| Duration::from_secs(n * 3_600);
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    wait_until("the provider is tried", || async { api.calls() >= 1 }).await;
+
+    // The outage ends 19 hours on: the question goes out then.
+    clock.advance(hours(19));
+    *api.error.lock().unwrap() = None;
+    wait_until("the first question goes out", || async { sent() == 1 }).await;
+    // The delivery flow reminds after 24 hours: 25 hours after the opening is too early.
+    clock.advance(hours(6));
+    settle().await;
+    assert_eq!(sent(), 1, "no reminder 6 hours after the question");
+    clock.advance(hours(19));
+    wait_until("the reminder, 25 hours after the question", || async {
+        sent() == 2
+    })
+    .await;
+    // It expires 72 hours after the question: 80 hours after the opening is too early.
+    clock.advance(hours(36));
+    settle().await;
+    assert_eq!(conversation_status().await, "open");
+    clock.advance(hours(12));
+    wait_until("the conversation expires", || async {
+        conversation_status().await == "expired"
+    })
+    .await;
+    server.stop().await;
 }
