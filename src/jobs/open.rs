@@ -29,6 +29,25 @@ impl JobHandler for OpenInvitation {
         Box::pin(async move { batch.await.pop().expect("one outcome per job") })
     }
 
+    /// An opening out of attempts fails its invitation, so that the company hears of it
+    /// (`invitation.failed`), rather than leaving it scheduled for ever.
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        let (storage, now) = (self.storage.clone(), self.clock.now());
+        Box::pin(async move {
+            let Ok(plan) = serde_json::from_value::<OpenPlan>(job.payload) else {
+                return Ok(());
+            };
+            if storage
+                .fail_unopened_invitation(&plan.invitation_id, now)
+                .await
+                .map_err(|e| JobFailure::Retry(e.to_string()))?
+            {
+                tracing::warn!(invitation = %plan.invitation_id, "the survey's opening ran out of attempts; the invitation failed");
+            }
+            Ok(())
+        })
+    }
+
     fn run_batch(&self, jobs: Vec<ClaimedJob>) -> BatchFuture {
         let (storage, flows, max) = (
             self.storage.clone(),

@@ -23,7 +23,8 @@
 //!  "part": {"reference": "ab12", "index": 1, "total": 2}}
 //! ```
 //!
-//! `part` only for a long SMS the gateway hands over part by part. Delivery statuses (to
+//! `part` only for a long SMS the gateway hands over part by part (a `total` of 1 is read as a
+//! whole message). Delivery statuses (to
 //! `/webhooks/<channel>/status`):
 //!
 //! ```json
@@ -228,8 +229,10 @@ fn inbound(item: &Value) -> Result<InboundMessage, ParseError> {
                     reason: "greater than part.total",
                 });
             }
-            Some(PartInfo {
-                reference: wire::json_str(part, "/reference", "part.reference")?.to_string(),
+            let reference = wire::json_str(part, "/reference", "part.reference")?.to_string();
+            // A message in one part is a whole message (as Vonage's `concat-total` of 1).
+            (total > 1).then_some(PartInfo {
+                reference,
                 index,
                 total,
             })

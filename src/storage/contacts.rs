@@ -501,11 +501,18 @@ impl Storage {
                 .execute(&mut *tx)
                 .await?;
             }
-            // Every text of its conversations and cases carries the contact too.
-            sqlx::query("UPDATE messages SET body = '' WHERE contact_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // Every text of its conversations and cases carries the contact too. One still
+            // queued is never sent: a send job already running (its job is not deleted above)
+            // finds it failed and sends nothing.
+            sqlx::query(
+                "UPDATE messages SET body = '', \
+                 error_code = CASE WHEN status = 'queued' THEN 'erased' ELSE error_code END, \
+                 status = CASE WHEN status = 'queued' THEN 'failed_permanent' ELSE status END \
+                 WHERE contact_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             // A long text still in parts is known by the customer's number only.
             sqlx::query("DELETE FROM message_parts WHERE sender = $1")
                 .bind(&phone)

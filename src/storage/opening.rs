@@ -289,4 +289,42 @@ impl Storage {
             })
             .collect())
     }
+
+    /// An invitation whose opening job ran out of attempts: failed, with `retries_exhausted`
+    /// (`invitation.failed`), unless it is no longer scheduled or its survey opened meanwhile
+    /// (an opening that committed but whose worker stopped before reporting it). Whether it
+    /// failed.
+    pub async fn fail_unopened_invitation(
+        &self,
+        invitation_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let contact: Option<String> = sqlx::query_scalar(
+                "UPDATE invitations SET status = 'failed', status_reason = 'retries_exhausted', \
+                 updated_at = $1 WHERE id = $2 AND status = 'scheduled' \
+                 AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.invitation_id = $2) \
+                 RETURNING contact_id",
+            )
+            .bind(now)
+            .bind(invitation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(contact) = contact else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            let data = json!({
+                "invitation": { "id": invitation_id },
+                "contact": { "id": contact },
+                "message_id": null,
+                "reason": "retries_exhausted",
+            });
+            insert_event!(tx, "invitation.failed", &contact, &data, now);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
 }

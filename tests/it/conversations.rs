@@ -496,6 +496,8 @@ crate::both_backends!(
     a_first_message_due_outside_the_window_waits_for_it,
     a_silent_customer_is_reminded_once_then_the_conversation_expires,
     a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_it,
+    a_survey_whose_opening_runs_out_of_attempts_fails_and_is_reported,
+    a_text_queued_for_a_customer_erased_meanwhile_is_never_sent,
     a_customer_surveyed_recently_is_not_surveyed_again,
 );
 
@@ -3041,4 +3043,97 @@ async fn a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_
     })
     .await;
     server.stop().await;
+}
+
+/// A survey planned for later whose opening job's worker died on every attempt: its invitation
+/// fails, with `retries_exhausted`, and the company hears of it, instead of it staying
+/// scheduled for ever.
+async fn a_survey_whose_opening_runs_out_of_attempts_fails_and_is_reported(db: &TestDb) {
+    let (config, _flows) =
+        scheduled_config(db, "frequency_cap_days = 0", &quick_flow("  delay: 2h"));
+    let clock = hearback::time::Clock::system();
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut body = delivery_invitation("order-unopened");
+    body["flow"] = json!("quick");
+    let (status, planned) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{planned}");
+    let id = planned["id"].as_str().unwrap().to_string();
+    let send_at: hearback::time::Timestamp = hearback::time::Timestamp::from_datetime(
+        planned["send_at"].as_str().unwrap().parse().unwrap(),
+    );
+
+    // At its time, a worker elsewhere claims it, and dies, as many times as it may be tried.
+    let job = db
+        .storage
+        .job_by_key(&format!("{}:{id}", hearback::storage::OPEN_JOB))
+        .await
+        .unwrap()
+        .unwrap();
+    for attempt in 0..job.max_attempts {
+        let at = send_at + Duration::from_millis(10 * u64::from(attempt));
+        let claimed = db
+            .storage
+            .claim_jobs(
+                "dead-worker",
+                &[hearback::storage::OPEN_JOB],
+                1,
+                Duration::from_millis(1),
+                at,
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {}", attempt + 1);
+    }
+    let until_due = (send_at.as_datetime() - clock.now().as_datetime())
+        .to_std()
+        .unwrap_or_default();
+    clock.advance(until_due + Duration::from_secs(60));
+    wait_until("the invitation fails", || async {
+        db.storage.invitation(&id).await.unwrap().unwrap().status == "failed"
+    })
+    .await;
+    let invitation = db.storage.invitation(&id).await.unwrap().unwrap();
+    assert_eq!(
+        invitation.status_reason.as_deref(),
+        Some("retries_exhausted")
+    );
+    assert!(
+        event_types(db)
+            .await
+            .contains(&"invitation.failed".to_string())
+    );
+    assert!(console_messages(&client, &server, &key).await.is_empty());
+    server.stop().await;
+}
+
+/// A customer erased while a text to them is queued, its send job already running (erasure
+/// leaves a running job alone): the job finds the text failed, and cannot mark it for sending.
+async fn a_text_queued_for_a_customer_erased_meanwhile_is_never_sent(db: &TestDb) {
+    stored_invitation(db, "order-erased", "twilio", TWILIO_NUMBER).await;
+    let queued = customer_messages(db).await;
+    assert_eq!(queued[0].status, "queued");
+    let now = hearback::time::Timestamp::now();
+    let storage = db
+        .storage
+        .clone()
+        .with_privacy_key(hearback::privacy::HashKey::new(
+            crate::support::TEST_HASH_KEY,
+        ));
+    storage
+        .erase_contact(
+            &Phone::parse(CUSTOMER, None).unwrap(),
+            &hearback::storage::Actor::Cli,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(!db.storage.mark_sending(&queued[0].id, now).await.unwrap());
+    let message = db
+        .storage
+        .outgoing_message(&queued[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.status, "failed_permanent");
 }

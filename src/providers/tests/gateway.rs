@@ -155,6 +155,20 @@ fn gateway_bodies_parse_as_documented() {
             }),
         }])
     );
+    // A message in one part is a whole message, not a part waiting for others.
+    assert_eq!(
+        parse_inbound(
+            r#"{"id":"gw-2","from":"+33612345678","to":"+33757000000","text":"8",
+                "part":{"reference":"cd34","index":1,"total":1}}"#
+        ),
+        Ok(vec![InboundMessage {
+            provider_message_id: "gw-2".into(),
+            from: "+33612345678".into(),
+            to: "+33757000000".into(),
+            text: "8".into(),
+            part: None,
+        }])
+    );
     assert_eq!(
         parse_status(
             r#"{"id":"gw-456","status":"failed_permanent","reason":"landline","error_code":"E42"}"#
