@@ -311,7 +311,9 @@ pub enum VonageApi {
     /// The SMS API: form or query parameters signed with a `sig` parameter.
     #[default]
     Sms,
-    /// The Messages API: JSON bodies signed with a JWT in `Authorization`.
+    /// The Messages API: JSON bodies signed with a JWT in `Authorization`. Delivery receipts
+    /// of the texts hearback sends (through the SMS API) may come in the SMS API's form, signed
+    /// with `sig` by `signature_method`: they are taken too.
     Messages,
 }
 

@@ -33,8 +33,7 @@ impl JobHandler for ExpireConversation {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
-            let expire_after = |flow: &str| flows.get(flow).map(|flow| flow.dispatch.expire_after);
-            super::after_first_message(&storage, &conversation, expire_after, clock.now()).await?;
+            super::after_first_message(&storage, &conversation, &job.payload, clock.now()).await?;
             let now = clock.now();
             let expired = storage
                 .advance_open_conversation(&conversation, max, now, |view| {

@@ -737,34 +737,38 @@ async fn run_with_lease(shared: &Shared, job: ClaimedJob) -> Option<Result<(), J
 /// How often a reminder or an expiry looks again while its conversation's first question waits.
 const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(300);
 
-/// A reminder or an expiry never comes before the first question, and comes its flow's delay
-/// (`after`, given the flow's id) after it, not after the opening: while the question waits (the
-/// window, an SMS-pumping guard holding it to the next day, a provider outage), the job is put
-/// back, five minutes at a time; once it has gone out late, the job is put back until its delay
-/// has passed since. Neither counts an attempt.
+/// A reminder or an expiry never comes before the first question, and comes as long after it
+/// as planned (its payload's `after_first_message_ms`), not after the opening: while the
+/// question waits (the window, an SMS-pumping guard holding it to the next day, a provider
+/// outage), the job is put back, five minutes at a time; once the question has gone out later
+/// than planned, the job is put back until its delay has passed since. Neither counts an
+/// attempt. A job written before its payload carried the delay runs when it is due.
 pub(crate) async fn after_first_message(
     storage: &Storage,
     conversation_id: &str,
-    after: impl FnOnce(&str) -> Option<Duration>,
+    payload: &serde_json::Value,
     now: Timestamp,
 ) -> Result<(), JobFailure> {
     use crate::storage::FirstMessage;
+    let after = payload
+        .get("after_first_message_ms")
+        .and_then(serde_json::Value::as_u64)
+        .map(Duration::from_millis);
     match storage.first_message(conversation_id).await {
         Ok(FirstMessage::Waiting) => Err(JobFailure::Later(
             FIRST_MESSAGE_WAIT,
             "the first question has not gone out yet".into(),
         )),
         Ok(FirstMessage::Out {
-            flow_id,
             sent_at: Some(sent_at),
-        }) => match after(&flow_id).and_then(|after| still_to_wait(sent_at, after, now)) {
+        }) => match after.and_then(|after| still_to_wait(sent_at, after, now)) {
             Some(wait) => Err(JobFailure::Later(
                 wait,
-                "the first question went out late; its flow's delay runs from then".into(),
+                "the first question went out late; the delay runs from then".into(),
             )),
             None => Ok(()),
         },
-        Ok(FirstMessage::Out { sent_at: None, .. } | FirstMessage::Missing) => Ok(()),
+        Ok(FirstMessage::Out { sent_at: None } | FirstMessage::Missing) => Ok(()),
         Err(e) => Err(JobFailure::Retry(e.to_string())),
     }
 }

@@ -36,13 +36,7 @@ impl JobHandler for RemindConversation {
             let conversation = field("conversation_id")
                 .ok_or_else(|| JobFailure::Permanent("the payload has no conversation_id".into()))?
                 .to_string();
-            let reminder_after = |flow: &str| {
-                flows
-                    .get(flow)
-                    .and_then(|flow| flow.dispatch.reminder.as_ref().map(|r| r.after))
-            };
-            super::after_first_message(&storage, &conversation, reminder_after, clock.now())
-                .await?;
+            super::after_first_message(&storage, &conversation, &job.payload, clock.now()).await?;
             let now = clock.now();
             if let Some(scheduling) = &scheduling {
                 let narrowing = field("flow")

@@ -18,7 +18,9 @@
 //! `Authorization: Bearer <JWT>`, HS256 with the signature secret; its `payload_hash` claim is the
 //! hex SHA-256 of the body, and its `iat` must be within five minutes of now. Inbound:
 //! `message_uuid`, `from`, `to`, `text` with `channel` `sms`; statuses: `message_uuid`, `status`,
-//! `error.title`.
+//! `error.title`. A Messages API channel also takes the SMS API's delivery receipts (no JWT, a
+//! `sig`), checked the SMS API's way: its texts go out through the SMS API, whose receipts
+//! follow.
 //!
 //! **Sending** (<https://developer.vonage.com/en/api/sms#send-an-sms>) always goes through the SMS
 //! API: `POST /sms/json` on `https://rest.nexmo.com`, a form body carrying the credentials
@@ -215,6 +217,7 @@ impl Provider for Vonage {
     fn verify(&self, request: &WebhookRequest<'_>, now: Timestamp) -> Result<(), VerifyError> {
         match self.api {
             VonageApi::Sms => self.verify_sms(request, now),
+            VonageApi::Messages if is_sms_api_receipt(request) => self.verify_sms(request, now),
             VonageApi::Messages => self.verify_messages(request, now),
         }
     }
@@ -234,6 +237,9 @@ impl Provider for Vonage {
     fn parse_status(&self, request: &WebhookRequest<'_>) -> Result<Vec<StatusUpdate>, ParseError> {
         match self.api {
             VonageApi::Sms => parse_sms_receipt(&sms_params(request)?).map(|s| vec![s]),
+            VonageApi::Messages if is_sms_api_receipt(request) => {
+                parse_sms_receipt(&sms_params(request)?).map(|s| vec![s])
+            }
             VonageApi::Messages => {
                 parse_messages_status(&wire::json(request.body)?).map(|s| vec![s])
             }
@@ -271,6 +277,14 @@ pub(super) fn submission_failure(status: &str) -> Option<Outcome> {
 }
 
 /// The query parameters, then those of the body, whichever of form or JSON it is.
+/// A request in the SMS API's form on a Messages API channel: no JWT, a `sig` parameter. Texts
+/// go out through the SMS API with a `callback`, so their delivery receipts come back in that
+/// API's form, signed its way, whichever API delivers the channel's inbound messages.
+fn is_sms_api_receipt(request: &WebhookRequest<'_>) -> bool {
+    !request.headers.contains_key("authorization")
+        && sms_params(request).is_ok_and(|params| params.get("sig").is_some())
+}
+
 fn sms_params(request: &WebhookRequest<'_>) -> Result<Params, ParseError> {
     let mut params = Params::from_query(request.url);
     if request.body.trim_ascii_start().starts_with(b"{") {

@@ -75,10 +75,7 @@ pub enum FirstMessage {
     /// guard, a provider outage).
     Waiting,
     /// Gone out, at `sent_at` (its `sending` mark) when that is known.
-    Out {
-        flow_id: String,
-        sent_at: Option<Timestamp>,
-    },
+    Out { sent_at: Option<Timestamp> },
     /// No such conversation.
     Missing,
 }
@@ -301,9 +298,9 @@ impl Storage {
 
     /// Whether the conversation's first question has gone out, and when.
     pub async fn first_message(&self, conversation_id: &str) -> Result<FirstMessage, StorageError> {
-        let row: Option<(String, String, Option<Timestamp>)> = on_pool!(self, |pool| {
+        let row: Option<(String, Option<Timestamp>)> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT i.status, c.flow_id, (SELECT MIN(m.sent_at) FROM messages m \
+                "SELECT i.status, (SELECT MIN(m.sent_at) FROM messages m \
                  WHERE m.conversation_id = c.id AND m.direction = 'outbound') \
                  FROM conversations c JOIN invitations i ON i.id = c.invitation_id WHERE c.id = $1",
             )
@@ -315,7 +312,7 @@ impl Storage {
             Some((status, ..)) if matches!(status.as_str(), "scheduled" | "held") => {
                 FirstMessage::Waiting
             }
-            Some((_, flow_id, sent_at)) => FirstMessage::Out { flow_id, sent_at },
+            Some((_, sent_at)) => FirstMessage::Out { sent_at },
             None => FirstMessage::Missing,
         })
     }

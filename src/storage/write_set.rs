@@ -317,10 +317,20 @@ impl WriteSet {
             started_at: now,
         });
         self.effects(view, opening, None, send_max_attempts, now, times.send_at);
+        // Each counts from the first question: if that goes out later than planned (held by the
+        // window or a guard, a provider outage), so do they (jobs::after_first_message).
+        let after_first_message = |at: Timestamp| {
+            at.as_millis()
+                .saturating_sub(times.send_at.as_millis())
+                .max(0)
+        };
         self.job(
             EXPIRE_JOB,
             &view.id,
-            json!({ "conversation_id": view.id }),
+            json!({
+                "conversation_id": view.id,
+                "after_first_message_ms": after_first_message(times.expires_at),
+            }),
             times.expires_at,
             send_max_attempts,
             now,
@@ -333,6 +343,7 @@ impl WriteSet {
                     "conversation_id": view.id,
                     "flow": view.flow_id,
                     "country": country,
+                    "after_first_message_ms": after_first_message(remind_at),
                 }),
                 remind_at,
                 send_max_attempts,

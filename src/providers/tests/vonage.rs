@@ -217,6 +217,70 @@ fn a_vonage_delivery_receipt_parses() {
     );
 }
 
+/// A channel whose inbound messages come through the Messages API still sends through the SMS
+/// API, so its delivery receipts come in the SMS API's form, signed with `sig`: they verify and
+/// parse, and a tampered one is refused.
+#[test]
+fn a_messages_api_channel_takes_the_sms_api_receipts_of_its_texts() {
+    let example = json_fixture(fixture!("vonage/sms_dlr_example.json"));
+    let mut params = example["payload"].clone();
+    params["timestamp"] = json!("1700000000");
+    let secret = "receipt-secret";
+    let vonage = provider(json!({
+        "provider": "vonage", "api_key": "a1b2c3d", "api_secret": "s", "signature_secret": secret,
+        "signature_method": "sha256", "api": "messages", "senders": ["+447700900000"],
+    }));
+    let params_map: std::collections::BTreeMap<String, String> = params
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            )
+        })
+        .collect();
+    let signed: String = params_map
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_")))
+        .collect();
+    let sig = hex::encode(crate::providers::wire::hmac_sha256(
+        secret.as_bytes(),
+        &[signed.as_bytes()],
+    ));
+    let request = Owned::post(
+        "https://example.com/status",
+        headers(&[]),
+        form_with_sig(&params, &sig),
+    );
+    assert_eq!(request.verify(&*vonage, at(1_700_000_000)), Ok(()));
+    assert_eq!(
+        vonage.parse_status(&request.request()),
+        Ok(vec![StatusUpdate {
+            provider_message_id: "0B00000127FDBC63".into(),
+            status: DeliveryStatus::Delivered,
+            error_code: None,
+            raw_status: "delivered".into(),
+        }])
+    );
+    let tampered = Owned::post(
+        "https://example.com/status",
+        headers(&[]),
+        form_with_sig(&params, &sig).replace("delivered", "failed"),
+    );
+    assert_eq!(
+        tampered.verify(&*vonage, at(1_700_000_000)),
+        Err(VerifyError::SignatureMismatch)
+    );
+    // Without a signature it is a Messages API request, and needs its JWT.
+    let unsigned = Owned::post("https://example.com/status", headers(&[]), form(&params));
+    assert_eq!(
+        unsigned.verify(&*vonage, at(1_700_000_000)),
+        Err(VerifyError::MissingHeader("authorization"))
+    );
+}
+
 #[test]
 fn the_inbound_sms_from_the_vonage_gist_parses() {
     let body = fixture!("vonage/sms_inbound_gist_form.txt")
