@@ -15,7 +15,8 @@ pub struct DispatchConfig {
     pub from: String,
     /// Local time before which they must have gone (`HH:MM`).
     pub to: String,
-    /// The zone of a number whose country has no known zone (an IANA name).
+    /// The zone (an IANA name) of a number whose country is not known; a known country has its
+    /// own zones (`schedule::zones_of_country`).
     pub default_time_zone: String,
     /// More public holidays, per country (ISO 3166 alpha-2): dates on which nothing is sent.
     /// France's (and its overseas departments') are built in.

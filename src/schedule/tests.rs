@@ -243,6 +243,39 @@ fn every_country_listed_has_its_mainland_zone_first() {
     assert!(zones_of_country("ZZ").is_empty());
 }
 
+/// Countries outside hearback's own table take their zones from the tz database: a Japanese,
+/// Moroccan or Senegalese number is texted in its own daytime, not in Paris's.
+#[test]
+fn every_other_country_takes_its_zones_from_the_tz_database() {
+    use chrono_tz::{Africa, America, Asia};
+    let cases: [(&str, &[Tz]); 5] = [
+        ("JP", &[Asia::Tokyo]),
+        ("MA", &[Africa::Casablanca]),
+        ("SN", &[Africa::Abidjan]),
+        ("TN", &[Africa::Tunis]),
+        ("CI", &[Africa::Abidjan]),
+    ];
+    for (country, zones) in cases {
+        assert_eq!(zones_of_country(country), zones, "{country}");
+    }
+    let brazil = zones_of_country("BR");
+    assert!(brazil.contains(&America::Sao_Paulo), "{brazil:?}");
+    // The table of the countries texted most keeps its own choice.
+    assert_eq!(zones_of_country("US").len(), 7);
+}
+
+/// A Japanese number is planned in Tokyo's window: an event at 22:00 in Tokyo (15:00 in Paris)
+/// goes out at 08:00 the next morning in Tokyo, not at once.
+#[test]
+fn a_number_of_a_country_outside_the_table_is_texted_in_its_own_daytime() {
+    let rules = french_rules();
+    let event = utc("2026-11-24T13:00:00Z"); // 22:00 in Tokyo, a Tuesday
+    let planned = rules
+        .planned_send(event, std::time::Duration::ZERO, event, Some("JP"), None)
+        .unwrap();
+    assert_eq!(planned, utc("2026-11-24T23:00:00Z")); // Wednesday 08:00 in Tokyo
+}
+
 const ZONES: [Tz; 6] = [
     Europe::Paris,
     America::New_York,
