@@ -48,7 +48,7 @@ pub fn opening(
     now: Timestamp,
 ) -> Advance {
     let step = engine::step(flow, &State::new(lang, variables), Input::Start, now);
-    advance(flow, ids, step)
+    advance(Some(flow), &flow.id, ids, step)
 }
 
 /// What identifies a conversation in the events it raises.
@@ -223,14 +223,24 @@ fn alerts(
 }
 
 /// What a conversation still open at its expiry becomes: closed, its answers kept, with
-/// `response.expired`. `None` when its state or flow can no longer be read.
+/// `response.expired`. Its flow removed meanwhile, it expires all the same (else it would hold
+/// the customer's channel for ever); the event then gives no answer's `kind`, which only the
+/// flow knows. `None` when its state can no longer be read.
 pub fn expiry(
     flows: &BTreeMap<String, Flow>,
     view: &ConversationView,
     now: Timestamp,
 ) -> Option<Advance> {
     let state = serde_json::from_value::<State>(view.state.0.clone()).ok()?;
-    run(flows, view, &state, Input::ExpiryDue, now)
+    match flows.get(&view.flow_id) {
+        Some(_) => run(flows, view, &state, Input::ExpiryDue, now),
+        None => Some(advance(
+            None,
+            &view.flow_id,
+            &ids_of(view),
+            engine::expire(&state)?,
+        )),
+    }
 }
 
 /// What reminding an open conversation does: the reminder text, once, to a customer who has not
@@ -252,30 +262,41 @@ fn run(
     now: Timestamp,
 ) -> Option<Advance> {
     // A flow removed from the folder leaves its open conversations where they are: the message
-    // is kept, and the conversation expires.
+    // is kept, and the conversation expires (see `expiry`).
     let flow = flows.get(&view.flow_id)?;
     let step = engine::step(flow, state, input, now);
-    let ids = ConversationIds {
+    Some(advance(Some(flow), &flow.id, &ids_of(view), step))
+}
+
+fn ids_of(view: &ConversationView) -> ConversationIds<'_> {
+    ConversationIds {
         conversation_id: &view.id,
         invitation_id: &view.invitation_id,
         event_id: &view.event_id,
         contact_id: &view.contact_id,
-    };
-    Some(advance(flow, &ids, step))
+    }
 }
 
 /// The storage form of one engine step: the answers it recorded, the contract events it raises.
-fn advance(flow: &Flow, ids: &ConversationIds<'_>, step: engine::Step) -> Advance {
+/// Without its flow (removed), the events give no answer's kind.
+fn advance(
+    flow: Option<&Flow>,
+    flow_id: &str,
+    ids: &ConversationIds<'_>,
+    step: engine::Step,
+) -> Advance {
     let conversation = json!({
         "id": ids.conversation_id,
         "invitation_id": ids.invitation_id,
         "event_id": ids.event_id,
-        "flow": flow.id,
+        "flow": flow_id,
     });
     let contact = json!({ "id": ids.contact_id });
     let kind_of = |question: &str| {
-        flow.question_index(question)
-            .map_or("text", |i| flow.question(i).kind.name())
+        flow.map(|flow| {
+            flow.question_index(question)
+                .map_or("text", |i| flow.question(i).kind.name())
+        })
     };
     let mut answers = Vec::new();
     let mut events = Vec::new();
@@ -287,7 +308,13 @@ fn advance(flow: &Flow, ids: &ConversationIds<'_>, step: engine::Step) -> Advanc
                 comment,
             } => {
                 let kind = kind_of(question);
-                answers.push(stored_answer(question, kind, value, comment.as_deref()));
+                // Only a step of a flow records answers; "text" keeps the row total.
+                answers.push(stored_answer(
+                    question,
+                    kind.unwrap_or("text"),
+                    value,
+                    comment.as_deref(),
+                ));
                 events.push(NewEvent {
                     event_type: "response.answered",
                     data: json!({

@@ -426,3 +426,37 @@ fn an_opted_out_customer_s_text_still_reaches_the_agent_but_earns_no_reply() {
     assert_eq!(plan.case, Some(CaseInput::Thread));
     assert!(plan.replies.is_empty());
 }
+
+/// A conversation whose flow was removed from the folder still expires (it would otherwise
+/// hold the customer's channel for ever): closed as with its flow, its answers kept and
+/// reported, only their kinds unknown.
+#[test]
+fn a_conversation_whose_flow_was_removed_still_expires_with_its_answers() {
+    let flows = flows();
+    let mut context = context_with_open_delivery(&flows);
+    let plan = plan_inbound(planning(&flows), &context, None, "9", now());
+    let view = context.conversation.as_mut().unwrap();
+    view.state = Json(plan.advance.expect("the score is taken").state);
+
+    let with_flow = expiry(&flows, view, now()).expect("it expires");
+    view.flow_id = "removed".into();
+    let without = expiry(&flows, view, now()).expect("it expires without its flow");
+    assert_eq!(without.status, ConversationStatus::Expired);
+    assert_eq!(without.state, with_flow.state);
+    assert!(without.messages.is_empty() && without.answers.is_empty());
+    let expired = |advance: &Advance| {
+        let event = &advance.events[0];
+        assert_eq!(event.event_type, "response.expired");
+        event.data.clone()
+    };
+    let (reported, reported_without) = (expired(&with_flow), expired(&without));
+    assert_eq!(reported["answers"][0]["kind"], json!("nps"));
+    assert_eq!(reported_without["answers"][0]["kind"], Value::Null);
+    assert_eq!(reported_without["answers"][0]["value"], json!(9));
+    assert_eq!(reported_without["conversation"]["flow"], json!("removed"));
+    assert_eq!(reported_without["complete"], json!(false));
+
+    // Expired already: nothing more to expire.
+    view.state = Json(without.state.clone());
+    assert!(expiry(&flows, view, now()).is_none());
+}

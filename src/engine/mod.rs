@@ -132,6 +132,23 @@ impl State {
 }
 
 /// Applies one input to a conversation.
+/// An open conversation's expiry: closed, its answers kept, nothing sent. It needs no flow, so
+/// that a conversation whose flow was removed still expires. `None` when it is not open.
+pub fn expire(state: &State) -> Option<Step> {
+    if state.status != Status::Open {
+        return None;
+    }
+    let mut state = state.clone();
+    state.status = Status::Expired;
+    state.current = None;
+    let answered = state.answers.len();
+    Some(Step {
+        state,
+        messages: Vec::new(),
+        events: vec![Event::Expired { answered }],
+    })
+}
+
 pub fn step(flow: &Flow, state: &State, input: Input<'_>, now: Timestamp) -> Step {
     let mut run = Run {
         flow,
@@ -157,11 +174,9 @@ pub fn step(flow: &Flow, state: &State, input: Input<'_>, now: Timestamp) -> Ste
         }
         (Status::Open, Input::ReminderDue) => run.remind(),
         (Status::Open, Input::ExpiryDue) => {
-            run.state.status = Status::Expired;
-            run.state.current = None;
-            run.events.push(Event::Expired {
-                answered: run.state.answers.len(),
-            });
+            let expired = expire(&run.state).expect("the conversation is open");
+            run.state = expired.state;
+            run.events.extend(expired.events);
         }
         (Status::NotStarted | Status::Completed | Status::Expired, Input::Reply(text)) => {
             run.events.push(Event::LateReply {
