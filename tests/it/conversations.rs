@@ -2437,19 +2437,49 @@ async fn an_event_on_saturday_night_in_paris_is_texted_on_monday_morning(db: &Te
     server.stop().await;
 }
 
-async fn a_survey_planned_for_later_holds_its_channel_but_no_conversation(db: &TestDb) {
-    // Two hours after the event, inside the window; no frequency cap, so that only the
-    // conversation held can decline the second survey.
-    let (config, _flows) =
+/// A server on a clock the test moves, its quick flow due two hours after the event, inside the
+/// window, with no frequency cap; and the survey it planned for `event`, scheduled.
+struct PlannedSurvey {
+    server: TestServer,
+    client: Client,
+    key: String,
+    clock: hearback::time::Clock,
+    planned: Value,
+    /// The flows' folder, for as long as the server runs.
+    _flows: tempfile::TempDir,
+}
+
+async fn a_survey_planned_in_two_hours(db: &TestDb, event: &str) -> PlannedSurvey {
+    let (config, flows) =
         scheduled_config(db, "frequency_cap_days = 0", &quick_flow("  delay: 2h"));
     let clock = hearback::time::Clock::system();
     let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
     let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
-    let mut body = delivery_invitation("order-later");
+    let mut body = delivery_invitation(event);
     body["flow"] = json!("quick");
     let (status, planned) = invite(&client, &server, &key, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{planned}");
     assert_eq!(planned["status"], "scheduled", "{planned}");
+    PlannedSurvey {
+        server,
+        client,
+        key,
+        clock,
+        planned,
+        _flows: flows,
+    }
+}
+
+async fn a_survey_planned_for_later_holds_its_channel_but_no_conversation(db: &TestDb) {
+    // No frequency cap, so that only the conversation held can decline the second survey.
+    let PlannedSurvey {
+        server,
+        client,
+        key,
+        clock,
+        planned,
+        _flows,
+    } = a_survey_planned_in_two_hours(db, "order-later").await;
     assert!(planned["conversation_id"].is_null(), "{planned}");
     // Another survey of the same customer on the same channel meanwhile: declined.
     let mut other = delivery_invitation("order-other");
@@ -3049,15 +3079,14 @@ async fn a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_
 /// fails, with `retries_exhausted`, and the company hears of it, instead of it staying
 /// scheduled for ever.
 async fn a_survey_whose_opening_runs_out_of_attempts_fails_and_is_reported(db: &TestDb) {
-    let (config, _flows) =
-        scheduled_config(db, "frequency_cap_days = 0", &quick_flow("  delay: 2h"));
-    let clock = hearback::time::Clock::system();
-    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
-    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
-    let mut body = delivery_invitation("order-unopened");
-    body["flow"] = json!("quick");
-    let (status, planned) = invite(&client, &server, &key, &body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{planned}");
+    let PlannedSurvey {
+        server,
+        client,
+        key,
+        clock,
+        planned,
+        _flows,
+    } = a_survey_planned_in_two_hours(db, "order-unopened").await;
     let id = planned["id"].as_str().unwrap().to_string();
     let send_at: hearback::time::Timestamp = hearback::time::Timestamp::from_datetime(
         planned["send_at"].as_str().unwrap().parse().unwrap(),
