@@ -302,12 +302,7 @@ impl Inner {
         };
         if never_sent {
             warn!(message = %message.id, "the worker sending this text stopped on its last attempt; reported as failed, not sent");
-            let message = self
-                .storage
-                .outgoing_message(message_id)
-                .await
-                .map_err(storage_failure)?
-                .unwrap_or(message);
+            // Recorded only on a text still queued: one recorded otherwise meanwhile keeps that.
             self.record_failure(
                 &message,
                 "failed_permanent",

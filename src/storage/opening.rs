@@ -303,12 +303,9 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let contact: Option<String> = sqlx::query_scalar(
-                "UPDATE invitations SET status = 'failed', status_reason = 'retries_exhausted', \
-                 updated_at = $1 WHERE id = $2 AND status = 'scheduled' \
-                 AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.invitation_id = $2) \
-                 RETURNING contact_id",
+                "SELECT contact_id FROM invitations WHERE id = $1 AND status = 'scheduled' \
+                 AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.invitation_id = $1)",
             )
-            .bind(now)
             .bind(invitation_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -316,13 +313,14 @@ impl Storage {
                 tx.rollback().await?;
                 return Ok(false);
             };
-            let data = json!({
-                "invitation": { "id": invitation_id },
-                "contact": { "id": contact },
-                "message_id": null,
-                "reason": "retries_exhausted",
-            });
-            insert_event!(tx, "invitation.failed", &contact, &data, now);
+            super::sending::fail_invitation!(
+                tx,
+                invitation_id,
+                &contact,
+                None::<&str>,
+                "retries_exhausted",
+                now
+            );
             tx.commit().await?;
             Ok(true)
         })

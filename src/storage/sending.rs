@@ -13,7 +13,7 @@
 use super::bulk::BulkWrite;
 use super::{Backend, BeginWrite, NewStatus, Storage, StorageError, insert_event, on_pool};
 use crate::time::Timestamp;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How far along each status is; a status applies only over a lower rank. Any other status
@@ -218,6 +218,16 @@ macro_rules! fail_invitation {
     }};
 }
 pub(super) use fail_invitation;
+
+/// The data of `invitation.sent`, for the invitation's first text `message`.
+fn invitation_sent(invitation: &str, message: &OutgoingMessage) -> Value {
+    json!({
+        "invitation": { "id": invitation },
+        "contact": { "id": message.contact_id },
+        "channel": message.channel,
+        "message_id": message.id,
+    })
+}
 
 impl Storage {
     pub async fn outgoing_message(
@@ -532,12 +542,7 @@ impl Storage {
                         events.event(
                             "invitation.sent",
                             Some(&message.contact_id),
-                            json!({
-                                "invitation": { "id": invitation },
-                                "contact": { "id": message.contact_id },
-                                "channel": message.channel,
-                                "message_id": message.id,
-                            }),
+                            invitation_sent(invitation, message),
                             now,
                         );
                     }
@@ -571,10 +576,9 @@ impl Storage {
     /// Records a send that did not succeed; a permanent failure flags the number when it says
     /// something about it and fails the invitation (`invitation.failed`); an `unknown` outcome
     /// of a survey's first text sends the invitation (`invitation.sent`, with `outcome`
-    /// `unknown`). Only a text still
-    /// `queued` or `sending` takes it: one recorded sent, delivered or failed meanwhile (a status
-    /// callback, another worker after a lost lease) keeps its status, and then nothing is
-    /// recorded (`false`).
+    /// `unknown`). Only a text still `queued` or `sending` takes it: one recorded sent,
+    /// delivered or failed meanwhile (a status callback, another worker after a lost lease)
+    /// keeps its status, and then nothing is recorded (`false`).
     pub async fn record_send_failure(
         &self,
         message: &OutgoingMessage,
@@ -622,13 +626,8 @@ impl Storage {
                 .await?
                 .rows_affected();
                 if taken == 1 {
-                    let data = json!({
-                        "invitation": { "id": invitation },
-                        "contact": { "id": message.contact_id },
-                        "channel": message.channel,
-                        "message_id": message.id,
-                        "outcome": "unknown",
-                    });
+                    let mut data = invitation_sent(invitation, message);
+                    data["outcome"] = json!("unknown");
                     insert_event!(tx, "invitation.sent", &message.contact_id, &data, now);
                 }
             }
