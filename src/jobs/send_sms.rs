@@ -279,6 +279,9 @@ impl Inner {
         else {
             return Ok(());
         };
+        if message.superseded {
+            return self.withdraw(&message).await;
+        }
         let never_sent = match (message.status.as_str(), self.channels.get(&message.channel)) {
             ("queued", _) => true,
             // `true`: the provider never got it (now `queued` again).
@@ -346,6 +349,9 @@ impl Inner {
         if !due {
             return Ok(());
         }
+        if message.superseded {
+            return self.withdraw(&message).await;
+        }
         let Some(channel) = channel else {
             return Err(JobFailure::Retry(format!(
                 "channel '{}' is not configured on this instance",
@@ -412,6 +418,21 @@ impl Inner {
         }
         let outcome = self.call_provider(&message, channel).await;
         self.settle_outcome(job, &message, channel, outcome).await
+    }
+
+    /// A reminder the survey no longer wants is never sent: the customer has written, or the
+    /// survey has closed, while it was held (a guard until the next day, an outage, the window).
+    async fn withdraw(&self, message: &OutgoingMessage) -> Result<(), JobFailure> {
+        if self
+            .storage
+            .withdraw_message(&message.id, self.clock.now())
+            .await
+            .map_err(storage_failure)?
+        {
+            metrics::counter!("hearback_sms_withdrawn_total").increment(1);
+            info!(message = %message.id, "reminder not sent: the customer has written or the survey has closed since it was queued");
+        }
+        Ok(())
     }
 
     /// Sends one message claimed `sending` through its channel's provider.
@@ -589,6 +610,7 @@ impl Inner {
             let channel = self.channels.get(&message.channel);
             let single = match channel {
                 None => true,
+                _ if message.superseded => true,
                 Some(_) if message.status == "sending" => true,
                 Some(_) if self.held_by_window(job, &message, now).is_some() => true,
                 // A unit's spend is checked against what was recorded: one message at a time.

@@ -66,6 +66,10 @@ pub struct OutgoingMessage {
     pub unit_id: Option<String>,
     pub segments: Option<i32>,
     pub created_at: Timestamp,
+    /// A reminder still queued whose survey no longer wants it: the customer has written since
+    /// it was queued, or the conversation has closed (it was held meanwhile by an SMS-pumping
+    /// guard, a provider outage or the window). Never sent ([`Storage::withdraw_message`]).
+    pub superseded: bool,
 }
 
 /// Where a conversation's first question is ([`Storage::first_message`]).
@@ -246,11 +250,19 @@ impl Storage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // `superseded`: message ids are UUIDv7, in the order they were made, so a customer's
+        // text whose id sorts after the reminder's came after it was queued.
         // One statement text whatever the batch's size: prepared and planned once per
         // connection (an `IN` list of each size was planned anew: a third of the time this read
         // cost PostgreSQL).
         let select = "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
-             m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at FROM messages m \
+             m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at, \
+             CASE WHEN m.unprompted AND m.purpose = 'survey' AND m.status = 'queued' \
+               AND i.status NOT IN ('scheduled', 'held') \
+             THEN (c.status <> 'open' OR EXISTS (SELECT 1 FROM messages r \
+               WHERE r.conversation_id = m.conversation_id AND r.direction = 'inbound' \
+               AND r.id > m.id)) \
+             ELSE FALSE END AS superseded FROM messages m \
              JOIN contacts ct ON ct.id = m.contact_id \
              LEFT JOIN conversations c ON c.id = m.conversation_id \
              LEFT JOIN invitations i ON i.id = c.invitation_id \
@@ -349,6 +361,25 @@ impl Storage {
             .map(drop)
         })?;
         Ok(())
+    }
+
+    /// Gives up a reminder the survey no longer wants ([`OutgoingMessage::superseded`]):
+    /// `failed_permanent` with `superseded`, its invitation and contact left as they are. False
+    /// when the text is no longer queued (an earlier run settled it).
+    pub async fn withdraw_message(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
+        let _writing = self.writing().await;
+        let withdrawn = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE messages SET status = 'failed_permanent', error_code = 'superseded', \
+                 updated_at = $1 WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(withdrawn == 1)
     }
 
     /// Claims a queued message for one send; false when it is not queued (sent already, being

@@ -499,6 +499,8 @@ crate::both_backends!(
     a_survey_whose_opening_runs_out_of_attempts_fails_and_is_reported,
     a_text_queued_for_a_customer_erased_meanwhile_is_never_sent,
     a_customer_surveyed_recently_is_not_surveyed_again,
+    a_held_reminder_is_not_sent_once_the_customer_has_answered,
+    a_held_reminder_is_not_sent_once_the_survey_has_closed,
 );
 
 /// One form as posted to the stand-in.
@@ -2760,18 +2762,9 @@ async fn a_first_message_due_outside_the_window_waits_for_it(db: &TestDb) {
 async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &TestDb) {
     // The product's durations (a reminder after 20 hours, expiry after 3 days) on a clock the
     // test moves; no window (the test runs at any hour): the timing is the flow's.
-    let flow = quick_flow(
-        "  reminder:\n    after: 20h\n    text:\n      fr: \"Petit rappel : de 0 à 10 ?\"\n      en: \"A reminder: 0 to 10?\"\n  expire_after: 72h",
-    );
-    let (config, _flows) = scheduled_config(db, "immediate = true", &flow);
     let clock = hearback::time::Clock::system();
-    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
-    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
-    let mut body = delivery_invitation("order-silent");
-    body["flow"] = json!("quick");
-    let (status, invitation) = invite(&client, &server, &key, &body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
-    sent_to_customer(&client, &server, &key, 1).await;
+    let (server, client, key, invitation, _flows) =
+        a_survey_with_a_reminder(db, ("20h", "72h"), "immediate = true", &clock).await;
     let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
     let status = || async {
         let (status, _) = db
@@ -2817,6 +2810,180 @@ async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &T
         "{types:?}"
     );
     server.stop().await;
+}
+
+/// The quick flow with a reminder `after` its question and an expiry, on a server whose
+/// `[dispatch]` is `dispatch` and whose clock is `clock`: the customer's survey opened and its
+/// question sent. Returns the server, a client, an API key, the invitation and the flows' folder.
+async fn a_survey_with_a_reminder(
+    db: &TestDb,
+    (after, expire_after): (&str, &str),
+    dispatch: &str,
+    clock: &hearback::time::Clock,
+) -> (TestServer, Client, String, Value, tempfile::TempDir) {
+    let flow = quick_flow(&format!(
+        "  reminder:\n    after: {after}\n    text:\n      fr: \"Petit rappel : de 0 à 10 ?\"\n      en: \"A reminder: 0 to 10?\"\n  expire_after: {expire_after}"
+    ));
+    let (config, flows) = scheduled_config(db, dispatch, &flow);
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
+    let (client, key) = (Client::new(), api_key(&db.storage, "crm").await);
+    let mut body = delivery_invitation("order-reminded");
+    body["flow"] = json!("quick");
+    let (status, invitation) = invite(&client, &server, &key, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    sent_to_customer(&client, &server, &key, 1).await;
+    (server, client, key, invitation, flows)
+}
+
+/// A survey whose reminder (an hour after its question) is held by the per-number daily cap
+/// of one text until the next day: the server's clock reads 10:00 in Paris, tomorrow, when the
+/// survey opens, and 11:01 when this returns, the reminder queued and held.
+struct HeldReminder {
+    server: TestServer,
+    client: Client,
+    key: String,
+    clock: hearback::time::Clock,
+    invitation: Value,
+    _flows: tempfile::TempDir,
+}
+
+async fn a_held_reminder(db: &TestDb, expire_after: &str) -> HeldReminder {
+    use chrono::{Duration as Days, TimeZone};
+    use chrono_tz::Europe::Paris;
+    let clock = hearback::time::Clock::system();
+    let tomorrow = chrono::Utc::now().with_timezone(&Paris).date_naive() + Days::days(1);
+    let ten = Paris
+        .from_local_datetime(&tomorrow.and_hms_opt(10, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    clock.advance((ten - clock.now().as_datetime()).to_std().unwrap());
+    let (server, client, key, invitation, flows) = a_survey_with_a_reminder(
+        db,
+        ("1h", expire_after),
+        "immediate = true\nfrequency_cap_days = 0\ncontact_daily_sms_cap = 1",
+        &clock,
+    )
+    .await;
+    clock.advance(Duration::from_secs(61 * 60));
+    wait_until("the reminder is queued", || async {
+        console_messages(&client, &server, &key).await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = console_messages(&client, &server, &key).await;
+    assert!(
+        messages[1]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Petit rappel"),
+        "{messages:?}"
+    );
+    assert_eq!(messages[1]["status"], "queued", "held: {messages:?}");
+    HeldReminder {
+        server,
+        client,
+        key,
+        clock,
+        invitation,
+        _flows: flows,
+    }
+}
+
+/// The survey's texts on the customer's card, oldest first.
+async fn survey_texts(held: &HeldReminder) -> Vec<Value> {
+    let card = get_json(
+        &held.client,
+        held.server
+            .url(&format!("/api/v1/contacts/%2B{}", &CUSTOMER[1..])),
+        &held.key,
+    )
+    .await;
+    card["conversations"][0]["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{card}"))
+        .iter()
+        .filter(|m| m["direction"] == "outbound")
+        .cloned()
+        .collect()
+}
+
+/// Lets the clock pass midnight, when the daily cap lets the held reminder go, and returns the
+/// reminder as it is then recorded.
+async fn the_reminder_after_midnight(held: &HeldReminder) -> Value {
+    held.clock.advance(Duration::from_secs(14 * 3_600));
+    let reminder = || async {
+        survey_texts(held)
+            .await
+            .into_iter()
+            .find(|m| m["text"].as_str().unwrap().starts_with("Petit rappel"))
+            .unwrap()
+    };
+    wait_until("the held reminder's job runs again", || async {
+        reminder().await["status"] != "queued"
+    })
+    .await;
+    reminder().await
+}
+
+/// The customer answers while the reminder is held: the reminder is never sent, and the
+/// survey goes on.
+async fn a_held_reminder_is_not_sent_once_the_customer_has_answered(db: &TestDb) {
+    let held = a_held_reminder(db, "72h").await;
+    reply(&held.client, &held.server, "held-1", "9").await;
+    wait_until("the answer's next question goes out", || async {
+        let texts = survey_texts(&held).await;
+        texts
+            .iter()
+            .any(|m| m["text"].as_str().unwrap().starts_with("Merci") && m["status"] == "sent")
+    })
+    .await;
+    let reminder = the_reminder_after_midnight(&held).await;
+    assert_eq!(reminder["status"], "failed_permanent", "{reminder}");
+    assert_eq!(reminder["error_code"], "superseded", "{reminder}");
+    let sent = console_messages(&held.client, &held.server, &held.key).await;
+    assert!(
+        sent.iter()
+            .all(|m| !m["body"].as_str().unwrap().starts_with("Petit rappel")
+                || m["status"] != "sent"),
+        "{sent:?}"
+    );
+    // The survey is untouched: still open on its next question, its invitation sent.
+    let conversation = held.invitation["conversation_id"].as_str().unwrap();
+    let (status, _) = db
+        .storage
+        .conversation_status(conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, "open");
+    let id = held.invitation["id"].as_str().unwrap();
+    let invitation = get_json(
+        &held.client,
+        held.server.url(&format!("/api/v1/invitations/{id}")),
+        &held.key,
+    )
+    .await;
+    assert_eq!(invitation["status"], "sent", "{invitation}");
+    held.server.stop().await;
+}
+
+/// The survey expires (three hours on) while the reminder is held: the reminder is never sent.
+async fn a_held_reminder_is_not_sent_once_the_survey_has_closed(db: &TestDb) {
+    let held = a_held_reminder(db, "3h").await;
+    let conversation = held.invitation["conversation_id"].as_str().unwrap();
+    held.clock.advance(Duration::from_secs(2 * 3_600));
+    wait_until("the survey expires", || async {
+        db.storage
+            .conversation_status(conversation)
+            .await
+            .unwrap()
+            .is_some_and(|(status, _)| status == "expired")
+    })
+    .await;
+    let reminder = the_reminder_after_midnight(&held).await;
+    assert_eq!(reminder["status"], "failed_permanent", "{reminder}");
+    assert_eq!(reminder["error_code"], "superseded", "{reminder}");
+    held.server.stop().await;
 }
 
 async fn a_customer_surveyed_recently_is_not_surveyed_again(db: &TestDb) {
