@@ -427,6 +427,7 @@ async fn webhook_lane(
             .retry_schedule()
             .expect("webhooks.retry_schedule is checked when the configuration loads"),
         clock: clock.clone(),
+        chain_turns: crate::jobs::webhooks::CHAIN_TURNS,
     };
     Ok(JobRunner::new(
         storage.clone(),

@@ -29,7 +29,7 @@ const FAN_OUT_BATCH: u32 = 500;
 /// How many of a contact's deliveries one job makes in a row before it hands on to a new job:
 /// going down the chain saves a claim and a completion per delivery, handing on keeps one
 /// contact with a long backlog from holding a worker.
-const CHAIN_TURNS: u32 = 50;
+pub const CHAIN_TURNS: u32 = 50;
 /// How much of a failed answer's body is kept with the attempt, for whoever looks into it.
 const KEPT_BODY_BYTES: usize = 300;
 
@@ -64,6 +64,8 @@ pub fn webhook_client(
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver::new(policy)))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the endpoint's name itself, out of the guarded resolver's sight.
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("hearback/", env!("CARGO_PKG_VERSION")))
@@ -77,6 +79,8 @@ pub struct DeliverWebhook {
     pub policy: Arc<AddressPolicy>,
     pub schedule: RetrySchedule,
     pub clock: Clock,
+    /// [`CHAIN_TURNS`], but in tests.
+    pub chain_turns: u32,
 }
 
 impl JobHandler for DeliverWebhook {
@@ -92,7 +96,8 @@ impl JobHandler for DeliverWebhook {
                 .get("delivery_id")
                 .and_then(Value::as_i64)
                 .ok_or_else(|| JobFailure::Permanent("the payload has no delivery_id".into()))?;
-            for turn in 1..=CHAIN_TURNS {
+            let last = this.chain_turns.max(1);
+            for turn in 1..=last {
                 // Gone (erased with its contact): nothing to do.
                 let Some(delivery) = this
                     .storage
@@ -103,8 +108,17 @@ impl JobHandler for DeliverWebhook {
                     return Ok(());
                 };
                 if delivery.state == "pending" {
-                    match this.attempt(&delivery, turn == CHAIN_TURNS).await? {
-                        Turn::Settled if turn < CHAIN_TURNS => {}
+                    // Reached down the chain, a delivery waiting for its next try (a retry or
+                    // a replay of an earlier one led here) is left to the job that waits for
+                    // it: neither its schedule nor a `Retry-After` is cut short.
+                    let waiting = delivery
+                        .next_attempt_at
+                        .is_some_and(|at| at > this.clock.now());
+                    if turn > 1 && waiting {
+                        return Ok(());
+                    }
+                    match this.attempt(&delivery, turn == last).await? {
+                        Turn::Settled if turn < last => {}
                         Turn::Settled | Turn::Moved => return Ok(()),
                         Turn::Later(wait, why) => return Err(JobFailure::Later(wait, why)),
                     }
@@ -115,8 +129,52 @@ impl JobHandler for DeliverWebhook {
                     Some(head) if head != id => id = head,
                     _ => return Ok(()),
                 }
+                if turn == last {
+                    // Out of turns at a delivery this job did not attempt (another run settled
+                    // it): the head gets a job of its own, or nothing would ever send it.
+                    if let Some(contact) = &delivery.contact_id {
+                        this.storage
+                            .hand_on_webhook_chain(&delivery.endpoint_id, contact, this.clock.now())
+                            .await
+                            .map_err(storage_retry)?;
+                    }
+                }
             }
             Ok(())
+        })
+    }
+
+    /// A job out of attempts (its worker stopped, or the database failed, on each of them) gives
+    /// up the delivery its chain was at, which may be what stops it, and hands the chain on, so
+    /// that the contact's later events still go.
+    fn abandon(&self, job: ClaimedJob) -> JobFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(id) = job.payload.get("delivery_id").and_then(Value::as_i64) else {
+                return Ok(());
+            };
+            let Some(delivery) = this
+                .storage
+                .webhook_delivery_to_send(id)
+                .await
+                .map_err(storage_retry)?
+            else {
+                return Ok(());
+            };
+            let at = match this.chain_head(&delivery).await? {
+                Some(head) => head,
+                None => id,
+            };
+            warn!(delivery = at, endpoint = %delivery.endpoint_id, "webhook delivery given up: its job ran out of attempts");
+            this.storage
+                .give_up_webhook_delivery(
+                    at,
+                    job.id,
+                    "given up: its job ran out of attempts (its worker stopped, or the database failed, each time)",
+                    this.clock.now(),
+                )
+                .await
+                .map_err(storage_retry)
         })
     }
 }

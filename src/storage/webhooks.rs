@@ -29,6 +29,19 @@ const FAN_OUT_LOCK: i64 = 0x6865_6172_6261_636b; // "hearback"
 /// see it after: a chain without a job. SQLite's single writer orders them by construction.
 const CHAIN_LOCK: i64 = 0x6865_6172_6261_636c;
 
+/// Takes [`CHAIN_LOCK`] shared in `$tx`, on PostgreSQL: for a transaction that settles a
+/// delivery or queues a chain's next job.
+macro_rules! lock_chains_shared {
+    ($storage:expr, $tx:expr) => {
+        if matches!($storage.backend, super::Backend::Postgres(_)) {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(CHAIN_LOCK)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EndpointRecord {
     pub id: String,
@@ -64,6 +77,8 @@ pub struct DeliveryToSend {
     pub url: String,
     pub secret: String,
     pub endpoint_disabled_at: Option<Timestamp>,
+    /// When a failed delivery is tried again; `None` for one never tried.
+    pub next_attempt_at: Option<Timestamp>,
     pub event_id: String,
     pub event_type: String,
     pub version: i32,
@@ -157,10 +172,15 @@ impl Storage {
     /// the caller; `$1` is now). A delivery that has its job already keeps it (the job's key
     /// holds the number of replays).
     fn enqueue_jobs_sql(&self, scope: &str) -> String {
+        self.enqueue_jobs_keyed_sql(scope, "")
+    }
+
+    /// [`Storage::enqueue_jobs_sql`] with `{key_tail}` (SQL) appended to each job's key.
+    fn enqueue_jobs_keyed_sql(&self, scope: &str, key_tail: &str) -> String {
         format!(
             "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, created_at, updated_at) \
              SELECT '{WEBHOOK_DELIVERY_JOB}', {json}('delivery_id', d.id), \
-             '{WEBHOOK_DELIVERY_JOB}:' || d.id || ':' || d.replays, 'pending', $1, 0, {DELIVERY_JOB_MAX_ATTEMPTS}, $1, $1 \
+             '{WEBHOOK_DELIVERY_JOB}:' || d.id || ':' || d.replays{key_tail}, 'pending', $1, 0, {DELIVERY_JOB_MAX_ATTEMPTS}, $1, $1 \
              FROM webhook_deliveries d WHERE {scope} ORDER BY d.id ON CONFLICT (unique_key) DO NOTHING",
             json = self.json_object_fn(),
         )
@@ -169,11 +189,82 @@ impl Storage {
     /// [`Storage::enqueue_jobs_sql`] for the pending deliveries matching `{scope}` that are the
     /// oldest pending one of their (endpoint, contact): the ones whose turn it is.
     fn enqueue_heads_sql(&self, scope: &str) -> String {
-        self.enqueue_jobs_sql(&format!(
+        self.enqueue_jobs_sql(&Self::heads_scope(scope))
+    }
+
+    fn heads_scope(scope: &str) -> String {
+        format!(
             "d.state = 'pending' AND {scope} \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
              AND p.contact_id = d.contact_id AND p.state = 'pending' AND p.id < d.id)"
-        ))
+        )
+    }
+
+    /// Queues the job of a contact's oldest pending delivery to an endpoint, unless it has one
+    /// by its key already: for a job that went down the chain as far as it may and stopped at a
+    /// delivery it did not attempt.
+    pub async fn hand_on_webhook_chain(
+        &self,
+        endpoint_id: &str,
+        contact_id: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let enqueue = self.enqueue_heads_sql("d.endpoint_id = $2 AND d.contact_id = $3");
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            lock_chains_shared!(self, tx);
+            sqlx::query(&enqueue)
+                .bind(now)
+                .bind(endpoint_id)
+                .bind(contact_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Gives up delivery `id` for a job out of attempts (its worker stopped, or the database
+    /// failed, on every one): dead with `why` if still pending, and its contact's next pending
+    /// delivery to the endpoint gets a job of its own, keyed after `job` (the key its earlier
+    /// jobs had may still be held), so that the chain does not stop with it.
+    pub async fn give_up_webhook_delivery(
+        &self,
+        id: i64,
+        job: i64,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let enqueue = self.enqueue_jobs_keyed_sql(
+            &Self::heads_scope(
+                "d.endpoint_id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $2) \
+                 AND d.contact_id = (SELECT contact_id FROM webhook_deliveries WHERE id = $2)",
+            ),
+            " || ':after-job-' || $3",
+        );
+        let _writing = self.writing().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            lock_chains_shared!(self, tx);
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = 'dead', next_attempt_at = NULL, last_error = $1, \
+                 updated_at = $2 WHERE id = $3 AND state = 'pending'",
+            )
+            .bind(why)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&enqueue)
+                .bind(now)
+                .bind(id)
+                .bind(job.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })?;
+        Ok(())
     }
 
     /// Makes the endpoints of the configuration those of the database: each added or updated
@@ -393,7 +484,7 @@ impl Storage {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT d.id, d.state, d.attempts, d.replays, d.contact_id, e.id AS endpoint_id, e.url, e.secret, \
-                 e.disabled_at AS endpoint_disabled_at, o.event_id, o.event_type, o.version, o.occurred_at, o.payload \
+                 e.disabled_at AS endpoint_disabled_at, d.next_attempt_at, o.event_id, o.event_type, o.version, o.occurred_at, o.payload \
                  FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                  JOIN outbox o ON o.seq = d.event_seq WHERE d.id = $1",
             )
@@ -427,11 +518,8 @@ impl Storage {
         let _writing = self.writing().await;
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            if state != "pending" && matches!(self.backend, super::Backend::Postgres(_)) {
-                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                    .bind(CHAIN_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+            if state != "pending" {
+                lock_chains_shared!(self, tx);
             }
             let updated = sqlx::query(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \

@@ -550,17 +550,19 @@ crate::both_backends!(
     endpoints_on_private_addresses_are_refused_and_never_called,
     a_redirect_is_not_followed,
     a_chain_cut_short_is_taken_up_where_it_stopped,
+    a_job_out_of_turns_at_a_delivery_settled_elsewhere_hands_the_chain_on,
+    a_delivery_whose_job_runs_out_of_attempts_is_given_up_and_the_chain_goes_on,
+    a_retry_does_not_cut_short_the_wait_of_the_next_delivery,
 );
 
-/// A delivery job that went down its customer's chain and stopped after the first delivery (its
-/// worker died) left the next two without a job of their own. Run again, it finds its delivery
-/// settled and carries on from the chain's head: the CRM gets the second and third events, in
-/// order, and never the first again.
-async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
-    use hearback::storage::{
-        AttemptResult, ConsentChange, DeliveryFilter, DeliveryNext, NewEndpoint, NewInbound,
-    };
-    let crm = Receiver::start(None).await;
+/// An endpoint at `crm` and `count` events of one customer (STOP and START in turn), handed
+/// out: its deliveries, oldest first (only the first has a job of its own), and the events' ids.
+async fn a_customer_chain(
+    db: &TestDb,
+    crm: &Receiver,
+    count: usize,
+) -> (Vec<hearback::storage::DeliveryRecord>, Vec<String>) {
+    use hearback::storage::{ConsentChange, DeliveryFilter, NewEndpoint, NewInbound};
     let now = hearback::time::Timestamp::now();
     db.storage
         .create_webhook_endpoint(
@@ -573,16 +575,13 @@ async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
         )
         .await
         .unwrap();
-    // Three events of one customer: STOP, START, STOP.
     let phone = hearback::phone::Phone::parse("+33612345677", None).unwrap();
-    for (n, (body, change)) in [
-        ("STOP", ConsentChange::OptedOut),
-        ("START", ConsentChange::OptedIn),
-        ("STOP", ConsentChange::OptedOut),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for n in 0..count {
+        let (body, change) = if n % 2 == 0 {
+            ("STOP", ConsentChange::OptedOut)
+        } else {
+            ("START", ConsentChange::OptedIn)
+        };
         db.storage
             .receive_inbound(&NewInbound {
                 channel: "console",
@@ -597,36 +596,119 @@ async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
             .unwrap();
     }
     let events = outbox_ids(db, None).await;
-    assert_eq!(events.len(), 3, "{events:?}");
-    assert_eq!(db.storage.fan_out_events(100, now).await.unwrap(), 3);
+    assert_eq!(events.len(), count, "{events:?}");
+    // On PostgreSQL another test's server may hold the fan-out's lock (one database, a schema
+    // per test) for a moment: then none are handed out, and it is tried again.
+    let mut handed = 0;
+    for _ in 0..500 {
+        handed += db.storage.fan_out_events(1_000, now).await.unwrap();
+        if handed == count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(handed, count);
     let mut chain = db
         .storage
         .webhook_deliveries(&DeliveryFilter {
-            limit: 10,
+            limit: 1_000,
             ..DeliveryFilter::default()
         })
         .await
         .unwrap();
     chain.reverse();
-    assert_eq!(chain.len(), 3);
-    // What the job did before it died: the first delivery, settled without handing on.
-    let first = db
+    assert_eq!(chain.len(), count);
+    (chain, events)
+}
+
+/// Records what another run made of `delivery`: `next`, without handing on.
+async fn settled_elsewhere(
+    db: &TestDb,
+    delivery: &hearback::storage::DeliveryRecord,
+    next: hearback::storage::DeliveryNext,
+) {
+    let now = hearback::time::Timestamp::now();
+    let to_send = db
         .storage
-        .webhook_delivery_to_send(chain[0].id)
+        .webhook_delivery_to_send(delivery.id)
         .await
         .unwrap()
         .unwrap();
-    let delivered = AttemptResult {
-        status: Some(204),
+    let result = hearback::storage::AttemptResult {
+        status: Some(
+            if matches!(next, hearback::storage::DeliveryNext::Delivered) {
+                204
+            } else {
+                503
+            },
+        ),
         error: None,
         duration_ms: 1,
     };
     assert!(
         db.storage
-            .record_webhook_attempt(&first, &delivered, (DeliveryNext::Delivered, false), now)
+            .record_webhook_attempt(&to_send, &result, (next, false), now)
             .await
             .unwrap()
     );
+}
+
+/// The delivery job's handler as a server builds it, for 127.0.0.1, retrying after 30 ms.
+fn delivery_handler(db: &TestDb) -> hearback::jobs::webhooks::DeliverWebhook {
+    let policy = Arc::new(hearback::webhooks::AddressPolicy::new(vec![
+        "127.0.0.1/32".parse().unwrap(),
+    ]));
+    hearback::jobs::webhooks::DeliverWebhook {
+        storage: db.storage.clone(),
+        client: hearback::jobs::webhooks::webhook_client(
+            Arc::clone(&policy),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap(),
+        policy,
+        schedule: hearback::webhooks::RetrySchedule::new(vec![std::time::Duration::from_millis(
+            30,
+        )]),
+        clock: hearback::time::Clock::system(),
+        chain_turns: hearback::jobs::webhooks::CHAIN_TURNS,
+    }
+}
+
+/// The job queued under `key`, as a worker claims it.
+async fn job_keyed(db: &TestDb, key: &str) -> hearback::storage::ClaimedJob {
+    let job = db
+        .storage
+        .job_by_key(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no job {key}"));
+    hearback::storage::ClaimedJob {
+        id: job.id,
+        kind: job.kind,
+        payload: job.payload,
+        attempt: 1,
+        max_attempts: 20,
+    }
+}
+
+async fn state_of(db: &TestDb, delivery: i64) -> String {
+    db.storage
+        .webhook_delivery(delivery)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+/// A delivery job that went down its customer's chain and stopped after the first delivery (its
+/// worker died) left the next two without a job of their own. Run again, it finds its delivery
+/// settled and carries on from the chain's head: the CRM gets the second and third events, in
+/// order, and never the first again.
+async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
+    let crm = Receiver::start(None).await;
+    let (chain, events) = a_customer_chain(db, &crm, 3).await;
+    // What the job did before it died: the first delivery, settled without handing on.
+    settled_elsewhere(db, &chain[0], hearback::storage::DeliveryNext::Delivered).await;
 
     let toml = webhooks_config("\"127.0.0.1/32\"", "\"30ms\"", "");
     let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
@@ -638,14 +720,101 @@ async fn a_chain_cut_short_is_taken_up_where_it_stopped(db: &TestDb) {
     assert_eq!(crm.accepted_ids(), events[1..], "the rest, in order");
     assert_eq!(crm.received().len(), 2, "the first event is not sent again");
     for delivery in &chain {
-        let state = db
-            .storage
-            .webhook_delivery(delivery.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state;
-        assert_eq!(state, "delivered", "delivery {}", delivery.id);
+        assert_eq!(
+            state_of(db, delivery.id).await,
+            "delivered",
+            "delivery {}",
+            delivery.id
+        );
     }
     server.stop().await;
+}
+
+/// A job goes down its customer's chain so many deliveries at most (fifty; one here). When the
+/// last it reaches was settled by another run meanwhile, the job stops at the chain's next
+/// delivery without attempting it: that one gets a job of its own, or the customer's later
+/// events would never go.
+async fn a_job_out_of_turns_at_a_delivery_settled_elsewhere_hands_the_chain_on(db: &TestDb) {
+    use hearback::jobs::JobHandler;
+    let crm = Receiver::start(None).await;
+    let (chain, _) = a_customer_chain(db, &crm, 3).await;
+    settled_elsewhere(db, &chain[0], hearback::storage::DeliveryNext::Delivered).await;
+    let job = job_keyed(db, &format!("webhook.deliver:{}:0", chain[0].id)).await;
+    let handler = hearback::jobs::webhooks::DeliverWebhook {
+        chain_turns: 1,
+        ..delivery_handler(db)
+    };
+    handler.run(job).await.unwrap();
+    assert!(crm.received().is_empty(), "{:?}", crm.received());
+    let next = db
+        .storage
+        .job_by_key(&format!("webhook.deliver:{}:0", chain[1].id))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.map(|j| j.state),
+        Some(hearback::storage::JobState::Pending),
+        "the chain's head has its job"
+    );
+}
+
+/// A job out of attempts (its worker died each time) is abandoned: the delivery its chain was
+/// at is given up (dead, to be replayed), and the chain goes on without it.
+async fn a_delivery_whose_job_runs_out_of_attempts_is_given_up_and_the_chain_goes_on(db: &TestDb) {
+    use hearback::jobs::JobHandler;
+    let crm = Receiver::start(None).await;
+    let (chain, events) = a_customer_chain(db, &crm, 3).await;
+    let now = hearback::time::Timestamp::now();
+    let mut claimed = db
+        .storage
+        .claim_jobs(
+            "test",
+            &["webhook.deliver"],
+            10,
+            std::time::Duration::from_secs(60),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the chain's one job");
+    let job = claimed.pop().unwrap();
+    delivery_handler(db).abandon(job.clone()).await.unwrap();
+    assert_eq!(state_of(db, chain[0].id).await, "dead");
+    assert!(crm.received().is_empty(), "given up, not attempted");
+    // The runner buries the job; a server takes the rest of the chain.
+    assert!(
+        db.storage
+            .bury_job(job.id, "test", "out of attempts", now)
+            .await
+            .unwrap()
+    );
+    let toml = webhooks_config("\"127.0.0.1/32\"", "\"30ms\"", "");
+    let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
+    wait_until("the rest of the chain is delivered", || async {
+        crm.accepted_ids().len() == 2
+    })
+    .await;
+    assert_eq!(crm.accepted_ids(), events[1..], "the rest, in order");
+    server.stop().await;
+}
+
+/// Retrying a customer's delivered event sends that event, and not, ahead of its time, the
+/// customer's next one, which waits for its own next try.
+async fn a_retry_does_not_cut_short_the_wait_of_the_next_delivery(db: &TestDb) {
+    use hearback::jobs::JobHandler;
+    use hearback::storage::DeliveryNext;
+    let crm = Receiver::start(None).await;
+    let (chain, events) = a_customer_chain(db, &crm, 2).await;
+    let now = hearback::time::Timestamp::now();
+    settled_elsewhere(db, &chain[0], DeliveryNext::Delivered).await;
+    let in_an_hour = now + std::time::Duration::from_secs(3_600);
+    settled_elsewhere(db, &chain[1], DeliveryNext::RetryAt(in_an_hour)).await;
+    db.storage
+        .retry_webhook_delivery(chain[0].id, now)
+        .await
+        .unwrap();
+    let job = job_keyed(db, &format!("webhook.deliver:{}:1", chain[0].id)).await;
+    delivery_handler(db).run(job).await.unwrap();
+    assert_eq!(crm.accepted_ids(), events[..1], "the retried event only");
+    assert_eq!(state_of(db, chain[1].id).await, "pending");
 }
