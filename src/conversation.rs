@@ -144,13 +144,17 @@ pub fn plan_inbound(
     plan
 }
 
-/// The answer to the case's recovery question, if it waits for one and the text is a yes or a no.
+/// The answer to the case's recovery question, if it has gone out and waits for its answer, and
+/// the text is a yes or a no.
 fn follow_up_answer(
     case: &crate::storage::ActiveCase,
     text: &str,
     lang: Lang,
 ) -> Option<CaseInput> {
-    if case.status != "resolved" || case.follow_up.as_deref() != Some("asked") {
+    if case.status != "resolved"
+        || case.follow_up.as_deref() != Some("asked")
+        || !case.follow_up_out
+    {
         return None;
     }
     let reading = crate::understand::yes_no(text, lang).ok()?;

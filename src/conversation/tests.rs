@@ -352,7 +352,9 @@ fn active_case(status: &str, follow_up: Option<&str>) -> crate::storage::ActiveC
         channel: "console".into(),
         sender: "+33700000000".into(),
         status: status.into(),
-        follow_up: follow_up.map(str::to_string),
+        // "held": asked, not gone out yet.
+        follow_up: follow_up.map(|f| if f == "held" { "asked" } else { f }.to_string()),
+        follow_up_out: follow_up == Some("asked"),
         priority: "high".into(),
         sla_due_at: now(),
     }
@@ -380,7 +382,7 @@ fn an_open_survey_keeps_the_customer_s_answers_even_with_a_case() {
 }
 
 #[test]
-fn the_recovery_question_is_answered_by_yes_or_no_and_anything_else_goes_to_the_agent() {
+fn the_recovery_question_once_out_is_answered_by_yes_or_no_and_anything_else_goes_to_the_agent() {
     let flows = flows();
     let mut context = context_with_open_delivery(&flows);
     context.conversation = None;
@@ -407,6 +409,9 @@ fn the_recovery_question_is_answered_by_yes_or_no_and_anything_else_goes_to_the_
         ),
         ("resolved", None, "oui", CaseInput::Thread),
         ("in_progress", None, "non", CaseInput::Thread),
+        // Not gone out yet (the window holds it): a yes or no answers something else.
+        ("resolved", Some("held"), "non", CaseInput::Thread),
+        ("resolved", Some("held"), "OUI", CaseInput::Thread),
     ];
     for (status, follow_up, text, expected) in cases {
         context.case = Some(active_case(status, follow_up));

@@ -420,8 +420,9 @@ impl Inner {
         self.settle_outcome(job, &message, channel, outcome).await
     }
 
-    /// A reminder the survey no longer wants is never sent: the customer has written, or the
-    /// survey has closed, while it was held (a guard until the next day, an outage, the window).
+    /// A text no longer wanted is never sent: a reminder when the customer has written, or the
+    /// survey has closed, while it was held (a guard until the next day, an outage, the window);
+    /// a case's text when the case has closed meanwhile.
     async fn withdraw(&self, message: &OutgoingMessage) -> Result<(), JobFailure> {
         if self
             .storage
@@ -430,7 +431,7 @@ impl Inner {
             .map_err(storage_failure)?
         {
             metrics::counter!("hearback_sms_withdrawn_total").increment(1);
-            info!(message = %message.id, "reminder not sent: the customer has written or the survey has closed since it was queued");
+            info!(message = %message.id, "not sent: no longer wanted (the customer has written, or the survey or case has closed, since it was queued)");
         }
         Ok(())
     }

@@ -40,6 +40,9 @@ pub struct ActiveCase {
     pub status: String,
     /// `asked` while the recovery question waits for its answer.
     pub follow_up: Option<String>,
+    /// Whether the recovery question has gone out: until then (the window or a guard may hold
+    /// it) the customer's yes or no answers something else, and is not read as its answer.
+    pub follow_up_out: bool,
     pub priority: String,
     pub sla_due_at: Timestamp,
 }
@@ -219,6 +222,7 @@ pub(crate) fn apply_case_effects(
                 sender: sender.to_string(),
                 status: "open".into(),
                 follow_up: None,
+                follow_up_out: false,
                 priority: alert.priority.to_string(),
                 sla_due_at,
             },

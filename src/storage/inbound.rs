@@ -409,7 +409,11 @@ impl Storage {
             // and a new alert joins it.
             let rows: Vec<ActiveCase> = fetch_by_ids!(
                 tx,
-                "SELECT id, contact_id, channel, sender, status, follow_up, priority, sla_due_at FROM cases \
+                "SELECT id, contact_id, channel, sender, status, follow_up, \
+                 CASE WHEN follow_up = 'asked' THEN EXISTS (SELECT 1 FROM messages m \
+                   WHERE m.case_id = cases.id AND m.direction = 'outbound' \
+                   AND m.created_at >= cases.resolved_at AND m.status IN ('sent', 'delivered', 'unknown')) \
+                 ELSE FALSE END AS follow_up_out, priority, sla_due_at FROM cases \
                  WHERE status <> 'closed' AND contact_id",
                 &contact_ids,
                 ""

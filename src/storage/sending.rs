@@ -66,9 +66,10 @@ pub struct OutgoingMessage {
     pub unit_id: Option<String>,
     pub segments: Option<i32>,
     pub created_at: Timestamp,
-    /// A reminder still queued whose survey no longer wants it: the customer has written since
-    /// it was queued, or the conversation has closed (it was held meanwhile by an SMS-pumping
-    /// guard, a provider outage or the window). Never sent ([`Storage::withdraw_message`]).
+    /// A text still queued that is no longer wanted, held meanwhile by an SMS-pumping guard, a
+    /// provider outage or the window: a survey's reminder when the customer has written since it
+    /// was queued or the conversation has closed; a case's text when the case has closed. Never
+    /// sent ([`Storage::withdraw_message`]).
     pub superseded: bool,
 }
 
@@ -251,14 +252,17 @@ impl Storage {
             return Ok(Vec::new());
         }
         // `superseded`: message ids are UUIDv7, in the order they were made, so a customer's
-        // text whose id sorts after the reminder's came after it was queued.
+        // text whose id sorts after the reminder's came after it was queued. A case's texts
+        // have no conversation (`m.conversation_id` is null).
         // One statement text whatever the batch's size: prepared and planned once per
         // connection (an `IN` list of each size was planned anew: a third of the time this read
         // cost PostgreSQL).
         let select = "SELECT m.id, m.channel, m.sender, m.contact_id, ct.phone, m.body, m.status, \
              m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at, \
-             CASE WHEN m.unprompted AND m.purpose = 'survey' AND m.status = 'queued' \
-               AND i.status NOT IN ('scheduled', 'held') \
+             CASE WHEN m.status <> 'queued' THEN FALSE \
+             WHEN m.case_id IS NOT NULL \
+             THEN EXISTS (SELECT 1 FROM cases k WHERE k.id = m.case_id AND k.status = 'closed') \
+             WHEN m.unprompted AND m.purpose = 'survey' AND i.status NOT IN ('scheduled', 'held') \
              THEN (c.status <> 'open' OR EXISTS (SELECT 1 FROM messages r \
                WHERE r.conversation_id = m.conversation_id AND r.direction = 'inbound' \
                AND r.id > m.id)) \
@@ -363,8 +367,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Gives up a reminder the survey no longer wants ([`OutgoingMessage::superseded`]):
-    /// `failed_permanent` with `superseded`, its invitation and contact left as they are. False
+    /// Gives up a text no longer wanted ([`OutgoingMessage::superseded`]): `failed_permanent`
+    /// with `superseded`, its invitation, case and contact left as they are. False
     /// when the text is no longer queued (an earlier run settled it).
     pub async fn withdraw_message(&self, id: &str, now: Timestamp) -> Result<bool, StorageError> {
         let _writing = self.writing().await;

@@ -17,11 +17,16 @@ use serde_json::{Value, json};
 const SHIPPED_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts.yaml");
 
 fn config(db: &TestDb, smtp: &SmtpSink, alerts: &str) -> Config {
+    config_with(db, smtp, alerts, "")
+}
+
+/// [`config`] with more `[dispatch]` settings.
+fn config_with(db: &TestDb, smtp: &SmtpSink, alerts: &str, dispatch: &str) -> Config {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/flows");
     db.config_from_toml(&format!(
         "[flows]\ndir = \"{flows}\"\nalerts = \"{alerts}\"\n\n\
          [jobs]\npoll_interval_ms = 20\nbackoff_base_ms = 20\n\n\
-         [dispatch]\nimmediate = true\nfrequency_cap_days = 0\n\n\
+         [dispatch]\nimmediate = true\nfrequency_cap_days = 0\n{dispatch}\n\n\
          [email]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"hearback <alerts@example.com>\"\n\n\
          [channels.console]\nprovider = \"console\"\n",
         smtp.port
@@ -660,6 +665,8 @@ async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // The survey's next question, then the recovery question: read as its answer once it is out.
+    sent_to_customer(&o.client, &o.server, &o.crm, 3).await;
     reply(&o.client, &o.server, "in-yes", "non").await;
     wait_until("the case is closed", || async {
         get_json(&o.client, url.clone(), &o.crm).await["status"] == "closed"
@@ -687,6 +694,84 @@ async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db
         "{types:?}"
     );
     o.server.stop().await;
+}
+
+/// The recovery question is held until tomorrow by the per-number daily cap (the survey's
+/// question was the customer's one text today). A "non" meanwhile answers the survey, not a
+/// question the customer has not received; and once the case has closed, the question is never
+/// sent.
+async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_the_case_is_closed(
+    db: &TestDb,
+) {
+    let smtp = SmtpSink::start();
+    let clock = hearback::time::Clock::system();
+    let config = config_with(db, &smtp, SHIPPED_RULES, "contact_daily_sms_cap = 1");
+    let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
+    let client = Client::new();
+    let crm = api_key(&db.storage, "crm").await;
+    organisation(db).await;
+    let (_, invitation) = invite(&client, &server, &crm, &lyon_invitation("order-held")).await;
+    sent_to_customer(&client, &server, &crm, 1).await;
+    reply(&client, &server, "in-score", "3").await;
+    sent_to_customer(&client, &server, &crm, 2).await;
+    wait_until("a case is open", || async {
+        get_json(&client, server.url("/api/v1/cases"), &crm).await["cases"][0]["id"].is_string()
+    })
+    .await;
+    let cases = get_json(&client, server.url("/api/v1/cases"), &crm).await;
+    let id = cases["cases"][0]["id"].as_str().unwrap().to_string();
+    let url = server.url(&format!("/api/v1/cases/{id}"));
+    let (status, resolved) = post(
+        &client,
+        format!("{url}/resolve"),
+        &crm,
+        json!({ "outcome": "solved" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    let question = || async {
+        let detail = get_json(&client, url.clone(), &crm).await;
+        detail["thread"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{detail}"))
+            .iter()
+            .find(|m| m["direction"] == "outbound")
+            .cloned()
+            .unwrap_or_else(|| panic!("no recovery question: {detail}"))
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(question().await["status"], "queued", "held");
+
+    reply(&client, &server, "in-non", "non").await;
+    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
+    wait_until("the survey takes the reply", || async {
+        db.storage
+            .conversation_answers(&conversation)
+            .await
+            .unwrap()
+            .len()
+            == 2
+    })
+    .await;
+    let detail = get_json(&client, url.clone(), &crm).await;
+    assert_eq!(detail["status"], "resolved", "{detail}");
+    assert_eq!(detail["follow_up"], "asked", "{detail}");
+
+    assert!(
+        db.storage
+            .close_resolved_case(&id, clock.now())
+            .await
+            .unwrap()
+    );
+    clock.advance(std::time::Duration::from_secs(26 * 3_600));
+    wait_until("the held question's job runs again", || async {
+        question().await["status"] != "queued"
+    })
+    .await;
+    let question = question().await;
+    assert_eq!(question["status"], "failed_permanent", "{question}");
+    assert_eq!(question["error_code"], "superseded", "{question}");
+    server.stop().await;
 }
 
 async fn a_graver_alert_raises_the_open_case_and_is_e_mailed(db: &TestDb) {
@@ -746,6 +831,7 @@ async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
 }
 
 crate::both_backends!(
+    a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_the_case_is_closed,
     a_customer_who_texted_stop_receives_no_agent_text,
     the_recovery_answer_reaches_the_case_even_with_the_survey_still_open,
     a_graver_alert_raises_the_open_case_and_is_e_mailed,
