@@ -38,7 +38,11 @@ impl JobHandler for SendCaseNotice {
         let (storage, mailer) = (self.storage.clone(), Arc::clone(&self.mailer));
         Box::pin(async move {
             let id = case_id(&job)?;
-            let escalated = job.payload.get("notice").and_then(|v| v.as_str()) == Some("escalated");
+            let notice = job.payload.get("notice").and_then(|v| v.as_str());
+            let escalated = notice == Some("escalated");
+            // A rule joining a case tells only the addresses it names: the unit's people were
+            // told when the case opened.
+            let unit_people = notice != Some("alert");
             let extra: Vec<String> = job
                 .payload
                 .get("notify")
@@ -52,10 +56,14 @@ impl JobHandler for SendCaseNotice {
             let Some(case) = storage.case(&id, &CaseScope::All).await.map_err(retry)? else {
                 return Err(JobFailure::Permanent(format!("no case {id}")));
             };
-            let mut to = storage
-                .case_notice_recipients(case.unit_id.as_deref(), escalated)
-                .await
-                .map_err(retry)?;
+            let mut to = if unit_people {
+                storage
+                    .case_notice_recipients(case.unit_id.as_deref(), escalated)
+                    .await
+                    .map_err(retry)?
+            } else {
+                Vec::new()
+            };
             to.extend(extra);
             to.sort();
             to.dedup();

@@ -93,9 +93,17 @@ pub(crate) fn apply_case_effects(
 ) -> Option<String> {
     let conversation = context.conversation.as_ref();
     let message_id = context.message_id.as_str();
-    // The gravest first: a case opened by a step that fires several rules takes its priority.
+    // The gravest first: a case opened by a step that fires several rules takes its priority,
+    // and its notice tells every address and reason those rules name.
     let mut alerts: Vec<&NewAlert> = plan.alerts.iter().collect();
     alerts.sort_by_key(|a| std::cmp::Reverse(severity(a.priority)));
+    let mut step_notify: Vec<&String> = alerts.iter().flat_map(|a| &a.notify).collect();
+    let mut step_reasons: Vec<&String> = alerts.iter().flat_map(|a| &a.reasons).collect();
+    for list in [&mut step_notify, &mut step_reasons] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|item| seen.insert(*item));
+    }
+    let case_before_this_step = cases.contains_key(contact_id);
     for alert in alerts {
         let alert_data = |case_id: &str| {
             json!({
@@ -153,6 +161,17 @@ pub(crate) fn apply_case_effects(
                 );
                 case.priority = alert.priority.to_string();
                 case.sla_due_at = sla_due_at;
+            } else if alert.email && case_before_this_step && !alert.notify.is_empty() {
+                // A rule that joins a case without raising it still tells the addresses it
+                // names (once per rule and case); the unit's people know the case already.
+                writes.job(
+                    CASE_NOTICE_JOB,
+                    &format!("{case_id}:rule:{}", alert.rule_id),
+                    json!({ "case_id": case_id, "notice": "alert", "notify": alert.notify, "reasons": alert.reasons }),
+                    now,
+                    MAX_NOTICE_ATTEMPTS,
+                    now,
+                );
             }
             continue;
         }
@@ -199,7 +218,7 @@ pub(crate) fn apply_case_effects(
             writes.job(
                 CASE_NOTICE_JOB,
                 &format!("{case_id}:opened"),
-                json!({ "case_id": case_id, "notice": "opened", "notify": alert.notify, "reasons": alert.reasons }),
+                json!({ "case_id": case_id, "notice": "opened", "notify": step_notify, "reasons": step_reasons }),
                 now,
                 MAX_NOTICE_ATTEMPTS,
                 now,

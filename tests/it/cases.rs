@@ -588,6 +588,11 @@ struct Opened {
 }
 
 async fn a_case_opened_by_a_score_of_3(db: &TestDb) -> Opened {
+    a_case_opened_by(db, "3").await
+}
+
+/// [`a_case_opened_by_a_score_of_3`], opened by `first_reply` instead.
+async fn a_case_opened_by(db: &TestDb, first_reply: &str) -> Opened {
     let smtp = SmtpSink::start();
     let server = TestServer::start(config(db, &smtp, SHIPPED_RULES), db.storage.clone()).await;
     let client = Client::new();
@@ -595,7 +600,7 @@ async fn a_case_opened_by_a_score_of_3(db: &TestDb) -> Opened {
     let people = organisation(db).await;
     let (_, invitation) = invite(&client, &server, &crm, &lyon_invitation("order-9")).await;
     sent_to_customer(&client, &server, &crm, 1).await;
-    reply(&client, &server, "in-score", "3").await;
+    reply(&client, &server, "in-score", first_reply).await;
     wait_until("a case is open", || async {
         get_json(&client, server.url("/api/v1/cases"), &crm).await["cases"][0]["id"].is_string()
     })
@@ -809,6 +814,66 @@ async fn a_graver_alert_raises_the_open_case_and_is_e_mailed(db: &TestDb) {
     o.server.stop().await;
 }
 
+/// One answer that fires two rules (a legal threat, urgent, and a detractor's score) opens one
+/// case, and its notice goes to the addresses both rules name.
+async fn a_case_opened_by_two_rules_tells_the_addresses_of_both(db: &TestDb) {
+    let o = a_case_opened_by(db, "2 je vais voir un avocat").await;
+    let mails = o.smtp.wait_for(1).await;
+    for address in ["juridique@example.com", "qualite@example.com"] {
+        assert!(
+            mails[0].to.iter().any(|to| to.contains(address)),
+            "{address} in {:?}",
+            mails[0].to
+        );
+    }
+    let detail = get_json(
+        &o.client,
+        o.server.url(&format!("/api/v1/cases/{}", o.id)),
+        &o.crm,
+    )
+    .await;
+    assert_eq!(detail["priority"], "urgent", "the gravest rule's");
+    o.server.stop().await;
+}
+
+/// A rule that fires later on a case it does not make graver still tells the addresses it
+/// names, and only them: the unit's people know the case already.
+async fn a_rule_joining_a_case_tells_the_addresses_it_names(db: &TestDb) {
+    // A promoter's score, then a legal threat (urgent) as what they liked most.
+    let o = a_case_opened_by(db, "10 mais je vais voir un avocat").await;
+    let first = o.smtp.wait_for(1).await;
+    assert!(
+        first[0]
+            .to
+            .iter()
+            .any(|to| to.contains("juridique@example.com")),
+        "{:?}",
+        first[0].to
+    );
+    // The consent question, answered with a complaint: the detractor rule (high).
+    sent_to_customer(&o.client, &o.server, &o.crm, 2).await;
+    reply(&o.client, &o.server, "in-consent", "non, livreur impoli").await;
+    let mails = o.smtp.wait_for(2).await;
+    assert_eq!(
+        mails[1]
+            .to
+            .iter()
+            .map(|to| to.trim_matches(['<', '>']))
+            .collect::<Vec<_>>(),
+        ["qualite@example.com"],
+        "{:?}",
+        mails[1].to
+    );
+    let detail = get_json(
+        &o.client,
+        o.server.url(&format!("/api/v1/cases/{}", o.id)),
+        &o.crm,
+    )
+    .await;
+    assert_eq!(detail["priority"], "urgent", "not lowered");
+    o.server.stop().await;
+}
+
 async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
     let o = a_case_opened_by_a_score_of_3(db).await;
     for path in [
@@ -831,6 +896,8 @@ async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
 }
 
 crate::both_backends!(
+    a_case_opened_by_two_rules_tells_the_addresses_of_both,
+    a_rule_joining_a_case_tells_the_addresses_it_names,
     a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_the_case_is_closed,
     a_customer_who_texted_stop_receives_no_agent_text,
     the_recovery_answer_reaches_the_case_even_with_the_survey_still_open,
