@@ -174,8 +174,14 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         .expect("the OpenAPI document serialises");
 
     let webhooks = Router::new()
-        .route("/webhooks/{channel}/inbound", post(webhooks::inbound))
-        .route("/webhooks/{channel}/status", post(webhooks::status))
+        .route(
+            "/webhooks/{channel}/inbound",
+            post(webhooks::inbound).fallback(webhooks::not_post),
+        )
+        .route(
+            "/webhooks/{channel}/status",
+            post(webhooks::status).fallback(webhooks::not_post),
+        )
         .layer(DefaultBodyLimit::max(server.webhook_body_limit_bytes));
 
     Router::new()

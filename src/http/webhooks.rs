@@ -266,6 +266,17 @@ fn stored_status(status: DeliveryStatus) -> &'static str {
 
 /// What the provider expects back. Twilio reads the body as TwiML: an empty `<Response/>`
 /// means "send nothing back" (replies go out through the API, after the transaction).
+/// A webhook route called with another method: most likely a provider whose callbacks are set
+/// to GET (Vonage's SMS API, Twilio and Plivo allow it), which nothing here reads or verifies.
+pub async fn not_post() -> Response {
+    let error = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "webhooks are accepted as POST only: set the provider's webhook (callback) method to POST",
+    );
+    ([(axum::http::header::ALLOW, "POST")], error).into_response()
+}
+
 fn acknowledge(provider: &str) -> Response {
     match provider {
         "twilio" => (

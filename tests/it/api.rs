@@ -334,6 +334,22 @@ async fn unknown_routes_and_methods_answer_with_the_error_shape() {
         (status, error["code"].as_str().unwrap()),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
+    // A provider set to call back with GET is told what to change.
+    let response = client
+        .get(server.url("/webhooks/console/inbound?From=%2B33612345678&Body=9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("method to POST"),
+        "{error}"
+    );
     server.stop().await;
     db.cleanup().await;
 }
