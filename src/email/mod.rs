@@ -119,16 +119,54 @@ impl Mailer {
         })
     }
 
-    /// Sends one e-mail to every address of `to`.
-    pub async fn send(&self, to: &[String], rendered: &Rendered) -> Result<(), MailError> {
+    /// Sends the e-mail to every address of `to` it can, and returns those refused, each with
+    /// why. One SMTP transaction first; when the server refuses it for good (one recipient's
+    /// mailbox gone is enough), one transaction per address, so that a bad address does not
+    /// keep the e-mail from the others. An error only when no address took it, or when the
+    /// server failed for now (then a retry may send it again to addresses that had it).
+    pub async fn send(&self, to: &[String], rendered: &Rendered) -> Result<Vec<String>, MailError> {
+        let mut refused = Vec::new();
+        let mut mailboxes = Vec::new();
+        for address in to {
+            match address.parse::<Mailbox>() {
+                Ok(mailbox) => mailboxes.push(mailbox),
+                Err(e) => refused.push(format!("{address}: not an e-mail address ({e})")),
+            }
+        }
+        let together = match mailboxes.as_slice() {
+            [] => Err(MailError::Permanent(String::new())),
+            all => self.send_to(all, rendered).await,
+        };
+        match together {
+            Ok(()) => return Ok(refused),
+            Err(MailError::Permanent(_)) if mailboxes.len() > 1 => {}
+            Err(MailError::Permanent(e)) => {
+                refused.extend(mailboxes.iter().map(|m| format!("{m}: {e}")));
+                return Err(MailError::Permanent(refused.join("; ")));
+            }
+            Err(transient) => return Err(transient),
+        }
+        let mut taken = 0;
+        for mailbox in &mailboxes {
+            match self.send_to(std::slice::from_ref(mailbox), rendered).await {
+                Ok(()) => taken += 1,
+                Err(MailError::Permanent(e)) => refused.push(format!("{mailbox}: {e}")),
+                Err(transient) => return Err(transient),
+            }
+        }
+        if taken == 0 {
+            return Err(MailError::Permanent(refused.join("; ")));
+        }
+        Ok(refused)
+    }
+
+    /// One e-mail, one SMTP transaction, to every mailbox of `to`.
+    async fn send_to(&self, to: &[Mailbox], rendered: &Rendered) -> Result<(), MailError> {
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(&rendered.subject);
-        for address in to {
-            let mailbox = address
-                .parse::<Mailbox>()
-                .map_err(|e| MailError::Permanent(format!("invalid recipient: {e}")))?;
-            message = message.to(mailbox);
+        for mailbox in to {
+            message = message.to(mailbox.clone());
         }
         let message = message
             .multipart(MultiPart::alternative_plain_html(

@@ -127,10 +127,13 @@ impl JobHandler for SendCaseNotice {
             let rendered = mailer
                 .render_case_notice(&notice)
                 .map_err(JobFailure::Permanent)?;
-            mailer.send(&to, &rendered).await.map_err(|e| match e {
+            let refused = mailer.send(&to, &rendered).await.map_err(|e| match e {
                 MailError::Transient(m) => JobFailure::Retry(m),
                 MailError::Permanent(m) => JobFailure::Permanent(m),
             })?;
+            for why in &refused {
+                tracing::warn!(case = %id, refused = %why, "a case notice's recipient was refused; the others have it");
+            }
             tracing::info!(case = %id, recipients = to.len(), escalated, "case notice e-mailed");
             Ok(())
         })

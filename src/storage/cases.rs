@@ -632,46 +632,27 @@ impl Storage {
                 ..CaseChange::default()
             });
         }
-        let _writing = self.writing().await;
-        let lock = self.row_lock();
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(&format!("SELECT id FROM contacts WHERE id = $1{lock}"))
-                .bind(&case.contact_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(conversation) = &case.conversation_id {
-                let view: Option<super::ConversationView> =
-                    sqlx::query_as(super::conversations::OPEN_CONVERSATION_VIEW)
-                        .bind(conversation)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some((view, advance)) =
-                    view.and_then(|view| end_survey(&view).map(|advance| (view, advance)))
-                {
-                    // Written first: the survey ends, then the agent writes.
-                    let mut ending = WriteSet::default();
-                    ending.advance(
-                        &view,
-                        &advance,
-                        None,
-                        text.send_max_attempts,
-                        text.now,
-                        text.now,
-                    );
-                    flush_writes!(tx, &ending);
-                }
-            }
-            flush_writes!(tx, &writes);
-            tx.commit().await?;
-            Ok::<_, StorageError>(())
-        })?;
+        self.write_case_ending_survey(
+            &case,
+            &writes,
+            end_survey,
+            (text.send_max_attempts, text.now),
+        )
+        .await?;
         Ok(message_id)
     }
 
-    /// Resolves a case with its outcome and, if asked, texts the recovery question; the case
-    /// closes when the customer answers it, or at `close_at`.
-    pub async fn resolve_case(&self, resolution: &Resolution<'_>) -> Result<(), StorageError> {
+    /// Resolves a case with its outcome, ends the survey that raised it if still open (its
+    /// later answers could not reach a resolved case), and, if asked, texts the recovery
+    /// question; the case closes when the customer answers it, or at `close_at`.
+    pub async fn resolve_case<P>(
+        &self,
+        resolution: &Resolution<'_>,
+        end_survey: P,
+    ) -> Result<(), StorageError>
+    where
+        P: FnOnce(&super::ConversationView) -> Option<super::Advance> + Send,
+    {
         let now = resolution.now;
         let case = self.case(resolution.case_id, &CaseScope::All).await?;
         let case = case.ok_or(StorageError::NotFound("case"))?;
@@ -742,7 +723,13 @@ impl Storage {
             MAX_NOTICE_ATTEMPTS,
             now,
         );
-        self.write_case(&case.contact_id, &writes).await
+        self.write_case_ending_survey(
+            &case,
+            &writes,
+            end_survey,
+            (resolution.send_max_attempts, now),
+        )
+        .await
     }
 
     /// Closes a resolved case (its follow-up unanswered, or none asked); false when it is not
@@ -861,6 +848,47 @@ impl Storage {
             flush_writes!(tx, writes);
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    /// Writes `writes` for `case` under its customer's lock, after ending the survey that raised
+    /// it if that is still open (`end_survey`: the engine's expiry, written first): from an
+    /// agent's first text or the case's resolution on, the case has the conversation.
+    async fn write_case_ending_survey<P>(
+        &self,
+        case: &CaseRecord,
+        writes: &WriteSet,
+        end_survey: P,
+        (send_max_attempts, now): (u32, Timestamp),
+    ) -> Result<(), StorageError>
+    where
+        P: FnOnce(&super::ConversationView) -> Option<super::Advance> + Send,
+    {
+        let _writing = self.writing().await;
+        let lock = self.row_lock();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(&format!("SELECT id FROM contacts WHERE id = $1{lock}"))
+                .bind(&case.contact_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(conversation) = &case.conversation_id {
+                let view: Option<super::ConversationView> =
+                    sqlx::query_as(super::conversations::OPEN_CONVERSATION_VIEW)
+                        .bind(conversation)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((view, advance)) =
+                    view.and_then(|view| end_survey(&view).map(|advance| (view, advance)))
+                {
+                    let mut ending = WriteSet::default();
+                    ending.advance(&view, &advance, None, send_max_attempts, now, now);
+                    flush_writes!(tx, &ending);
+                }
+            }
+            flush_writes!(tx, writes);
+            tx.commit().await?;
+            Ok::<_, StorageError>(())
         })
     }
 

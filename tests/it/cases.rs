@@ -565,14 +565,20 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{closed}");
-    // The refused text did not end the survey that raised the case either.
+    // Resolving ended the survey that raised the case, once.
     let (survey, _) = db
         .storage
         .conversation_status(invitation["conversation_id"].as_str().unwrap())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(survey, "open");
+    assert_eq!(survey, "expired");
+    let types = event_types(db).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "response.expired").count(),
+        1,
+        "{types:?}"
+    );
     server.stop().await;
 }
 
@@ -593,7 +599,11 @@ async fn a_case_opened_by_a_score_of_3(db: &TestDb) -> Opened {
 
 /// [`a_case_opened_by_a_score_of_3`], opened by `first_reply` instead.
 async fn a_case_opened_by(db: &TestDb, first_reply: &str) -> Opened {
-    let smtp = SmtpSink::start();
+    a_case_opened_with(db, SmtpSink::start(), first_reply).await
+}
+
+/// [`a_case_opened_by`], its notices e-mailed through `smtp`.
+async fn a_case_opened_with(db: &TestDb, smtp: SmtpSink, first_reply: &str) -> Opened {
     let server = TestServer::start(config(db, &smtp, SHIPPED_RULES), db.storage.clone()).await;
     let client = Client::new();
     let crm = api_key(&db.storage, "crm").await;
@@ -650,7 +660,9 @@ async fn a_customer_who_texted_stop_receives_no_agent_text(db: &TestDb) {
     o.server.stop().await;
 }
 
-async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db: &TestDb) {
+/// Resolving a case ends the survey that raised it, whose later answers could not reach a
+/// resolved case; the customer's "non" then answers the recovery question and closes the case.
+async fn resolving_a_case_ends_its_survey_and_the_recovery_answer_closes_it(db: &TestDb) {
     let o = a_case_opened_by_a_score_of_3(db).await;
     let url = o.server.url(&format!("/api/v1/cases/{}", o.id));
     let (status, resolved) = post(
@@ -670,6 +682,13 @@ async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let (survey, _) = db
+        .storage
+        .conversation_status(&o.conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(survey, "expired", "resolving ended the survey");
     // The survey's next question, then the recovery question: read as its answer once it is out.
     sent_to_customer(&o.client, &o.server, &o.crm, 3).await;
     reply(&o.client, &o.server, "in-yes", "non").await;
@@ -680,14 +699,12 @@ async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db
     let detail = get_json(&o.client, url.clone(), &o.crm).await;
     assert_eq!(detail["follow_up"], "no");
     assert_eq!(detail["outcome"], "solved", "the first resolution stands");
-    let (survey, _) = db
-        .storage
-        .conversation_status(&o.conversation)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(survey, "open", "the survey did not take the answer");
     let types = event_types(db).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "response.expired").count(),
+        1,
+        "{types:?}"
+    );
     assert_eq!(
         types.iter().filter(|t| *t == "case.resolved").count(),
         1,
@@ -702,9 +719,9 @@ async fn the_recovery_answer_reaches_the_case_even_with_the_survey_still_open(db
 }
 
 /// The recovery question is held until tomorrow by the per-number daily cap (the survey's
-/// question was the customer's one text today). A "non" meanwhile answers the survey, not a
-/// question the customer has not received; and once the case has closed, the question is never
-/// sent.
+/// question was the customer's one text today). A "non" meanwhile goes to the case's thread,
+/// not as the answer to a question the customer has not received; and once the case has
+/// closed, the question is never sent.
 async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_the_case_is_closed(
     db: &TestDb,
 ) {
@@ -715,7 +732,7 @@ async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_t
     let client = Client::new();
     let crm = api_key(&db.storage, "crm").await;
     organisation(db).await;
-    let (_, invitation) = invite(&client, &server, &crm, &lyon_invitation("order-held")).await;
+    invite(&client, &server, &crm, &lyon_invitation("order-held")).await;
     sent_to_customer(&client, &server, &crm, 1).await;
     reply(&client, &server, "in-score", "3").await;
     sent_to_customer(&client, &server, &crm, 2).await;
@@ -748,14 +765,12 @@ async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_t
     assert_eq!(question().await["status"], "queued", "held");
 
     reply(&client, &server, "in-non", "non").await;
-    let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
-    wait_until("the survey takes the reply", || async {
-        db.storage
-            .conversation_answers(&conversation)
-            .await
-            .unwrap()
-            .len()
-            == 2
+    wait_until("the reply reaches the case's thread", || async {
+        let detail = get_json(&client, url.clone(), &crm).await;
+        detail["thread"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|m| m["direction"] == "inbound" && m["text"] == "non")
+        })
     })
     .await;
     let detail = get_json(&client, url.clone(), &crm).await;
@@ -874,6 +889,28 @@ async fn a_rule_joining_a_case_tells_the_addresses_it_names(db: &TestDb) {
     o.server.stop().await;
 }
 
+/// A mailbox the SMTP server refuses (an agent who left) does not keep the case's notice from
+/// the others it is for.
+async fn a_notice_reaches_its_other_recipients_when_one_mailbox_is_refused(db: &TestDb) {
+    let smtp = SmtpSink::start_refusing(&["agent@lyon2.example"]);
+    let o = a_case_opened_with(db, smtp, "3").await;
+    let mails = o.smtp.wait_for(1).await;
+    let recipients: Vec<&String> = mails.iter().flat_map(|m| &m.to).collect();
+    assert!(
+        recipients
+            .iter()
+            .any(|to| to.contains("qualite@example.com")),
+        "{recipients:?}"
+    );
+    assert!(
+        !recipients
+            .iter()
+            .any(|to| to.contains("agent@lyon2.example")),
+        "{recipients:?}"
+    );
+    o.server.stop().await;
+}
+
 async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
     let o = a_case_opened_by_a_score_of_3(db).await;
     for path in [
@@ -896,11 +933,12 @@ async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
 }
 
 crate::both_backends!(
+    a_notice_reaches_its_other_recipients_when_one_mailbox_is_refused,
     a_case_opened_by_two_rules_tells_the_addresses_of_both,
     a_rule_joining_a_case_tells_the_addresses_it_names,
     a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_the_case_is_closed,
     a_customer_who_texted_stop_receives_no_agent_text,
-    the_recovery_answer_reaches_the_case_even_with_the_survey_still_open,
+    resolving_a_case_ends_its_survey_and_the_recovery_answer_closes_it,
     a_graver_alert_raises_the_open_case_and_is_e_mailed,
     a_user_s_key_reaches_only_the_cases,
     the_whole_loop_from_a_detractor_score_to_a_recovered_customer,

@@ -308,12 +308,22 @@ pub struct SmtpSink {
 #[derive(Clone)]
 struct SinkHandler {
     received: Arc<Mutex<Vec<ReceivedMail>>>,
+    /// Mailboxes answered 550 at `RCPT TO`.
+    refused: Vec<String>,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
 }
 
 impl mailin_embedded::Handler for SinkHandler {
+    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
+        if self.refused.iter().any(|r| to.contains(r.as_str())) {
+            mailin_embedded::response::NO_MAILBOX
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -344,11 +354,17 @@ impl mailin_embedded::Handler for SinkHandler {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        Self::start_refusing(&[])
+    }
+
+    /// A server whose mailboxes `refused` do not exist (550 at `RCPT TO`).
+    pub fn start_refusing(refused: &[&str]) -> SmtpSink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler = SinkHandler {
             received: Arc::clone(&received),
+            refused: refused.iter().map(|r| r.to_string()).collect(),
             from: String::new(),
             to: Vec::new(),
             data: Vec::new(),

@@ -453,15 +453,18 @@ pub async fn resolve_case(
     let actor = caller.actor();
     state
         .storage
-        .resolve_case(&Resolution {
-            case_id: &case.id,
-            outcome: &request.outcome,
-            actor: &actor,
-            follow_up: question,
-            close_at: now + state.cases.close_after,
-            send_max_attempts: state.send_max_attempts,
-            now,
-        })
+        .resolve_case(
+            &Resolution {
+                case_id: &case.id,
+                outcome: &request.outcome,
+                actor: &actor,
+                follow_up: question,
+                close_at: now + state.cases.close_after,
+                send_max_attempts: state.send_max_attempts,
+                now,
+            },
+            |survey| crate::conversation::expiry(&state.flows, survey, now),
+        )
         .await?;
     let case = visible_case(&state, &caller, &id).await?;
     Ok(Json(CaseBody::of(case, now)))
