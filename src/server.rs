@@ -428,6 +428,10 @@ async fn webhook_lane(
             .expect("webhooks.retry_schedule is checked when the configuration loads"),
         clock: clock.clone(),
         chain_turns: crate::jobs::webhooks::CHAIN_TURNS,
+        gates: crate::jobs::webhooks::EndpointGates::new(
+            crate::jobs::webhooks::MAX_IN_FLIGHT_PER_ENDPOINT,
+            settings.timeout(),
+        ),
     };
     Ok(JobRunner::new(
         storage.clone(),

@@ -33,6 +33,74 @@ pub const CHAIN_TURNS: u32 = 50;
 /// How much of a failed answer's body is kept with the attempt, for whoever looks into it.
 const KEPT_BODY_BYTES: usize = 300;
 
+/// How many requests one endpoint may have in flight on an instance, of its webhook workers
+/// (eight): a CRM that hangs holds that many at most, and the other endpoints keep the rest.
+pub const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 6;
+/// The longest a delivery waits for its endpoint's turn before it looks again.
+const MAX_TURN_WAIT: Duration = Duration::from_secs(300);
+
+/// The requests in flight per endpoint, on this instance.
+pub struct EndpointGates {
+    limit: usize,
+    /// Between two deliveries that wait for the same full endpoint: its timeout over its
+    /// limit, about how often a place frees up while every request runs to its timeout.
+    spacing: Duration,
+    gates: std::sync::Mutex<std::collections::HashMap<String, Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    in_flight: usize,
+    /// Deliveries sent away since a place was last free: each waits one spacing longer.
+    waiting: u32,
+}
+
+/// A place among an endpoint's requests in flight, given back when dropped.
+struct Pass {
+    gates: Arc<EndpointGates>,
+    endpoint: String,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut gates = self
+            .gates
+            .gates
+            .lock()
+            .expect("the gates are never poisoned");
+        if let Some(gate) = gates.get_mut(&self.endpoint) {
+            gate.in_flight = gate.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl EndpointGates {
+    pub fn new(limit: usize, timeout: Duration) -> Arc<EndpointGates> {
+        let limit = limit.max(1);
+        Arc::new(EndpointGates {
+            limit,
+            spacing: timeout / u32::try_from(limit).unwrap_or(u32::MAX),
+            gates: Default::default(),
+        })
+    }
+
+    /// A place for a request to `endpoint`, or how long to wait before asking again.
+    fn enter(self: &Arc<Self>, endpoint: &str) -> Result<Pass, Duration> {
+        let mut gates = self.gates.lock().expect("the gates are never poisoned");
+        let gate = gates.entry(endpoint.to_string()).or_default();
+        if gate.in_flight < self.limit {
+            gate.in_flight += 1;
+            gate.waiting = 0;
+            return Ok(Pass {
+                gates: Arc::clone(self),
+                endpoint: endpoint.to_string(),
+            });
+        }
+        gate.waiting = gate.waiting.saturating_add(1);
+        Err(self.spacing.saturating_mul(gate.waiting).min(MAX_TURN_WAIT))
+    }
+}
+
 /// The body of every webhook request.
 #[derive(Serialize)]
 struct Envelope<'a> {
@@ -81,6 +149,7 @@ pub struct DeliverWebhook {
     pub clock: Clock,
     /// [`CHAIN_TURNS`], but in tests.
     pub chain_turns: u32,
+    pub gates: Arc<EndpointGates>,
 }
 
 impl JobHandler for DeliverWebhook {
@@ -209,6 +278,19 @@ impl DeliverWebhook {
     /// One request for a pending delivery, recorded with where the delivery goes next; on the
     /// job's last turn (`hand_on`), a settled delivery queues the job of its contact's next one.
     async fn attempt(&self, delivery: &DeliveryToSend, hand_on: bool) -> Result<Turn, JobFailure> {
+        let _pass = match self.gates.enter(&delivery.endpoint_id) {
+            Ok(pass) => pass,
+            // Not an attempt: nothing is recorded, and the job comes back after the wait.
+            Err(wait) => {
+                return Ok(Turn::Later(
+                    wait,
+                    format!(
+                        "the endpoint has {} requests in flight on this instance",
+                        self.gates.limit
+                    ),
+                ));
+            }
+        };
         let started = Instant::now();
         let result = if delivery.endpoint_disabled_at.is_some() {
             Err(Failure::from(AttemptResult {
@@ -314,7 +396,8 @@ impl DeliverWebhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| failed(describe(&e)))?;
+            // Without the URL: it may hold credentials, and the delivery names its endpoint.
+            .map_err(|e| failed(describe(&e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(status.as_u16());

@@ -40,6 +40,30 @@ pub fn subscribes(types: &[String], event_type: &str) -> bool {
     types.is_empty() || types.iter().any(|t| t == event_type)
 }
 
+/// An endpoint's URL as hearback shows it (listings, logs): a password and the query's values,
+/// where CRMs put their tokens, masked. One that does not parse is not shown at all.
+pub fn shown_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let Ok(mut shown) = url::Url::parse(url) else {
+        return MASK.into();
+    };
+    if shown.password().is_some() {
+        // Cannot fail: a URL with a password has a host.
+        let _ = shown.set_password(Some(MASK));
+    }
+    if shown.query().is_some() {
+        let keys: Vec<String> = shown
+            .query_pairs()
+            .map(|(key, _)| key.into_owned())
+            .collect();
+        shown
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|key| (key.as_str(), MASK)));
+    }
+    shown.to_string()
+}
+
 /// The names in `types` that are not event types of the contract.
 pub fn unknown_event_types(types: &[String]) -> Vec<&str> {
     types

@@ -189,3 +189,29 @@ proptest! {
         prop_assert!(delay >= base.mul_f64(0.9) && delay <= base.mul_f64(1.1));
     }
 }
+
+#[test]
+fn an_endpoint_url_is_shown_without_its_password_or_query_values() {
+    let cases = [
+        (
+            "https://crm.example.com/hooks",
+            "https://crm.example.com/hooks",
+        ),
+        (
+            "https://hearback:s3cret@crm.example.com/hooks",
+            "https://hearback:***@crm.example.com/hooks",
+        ),
+        (
+            "https://crm.example.com/hooks?token=abc123&tenant=42",
+            "https://crm.example.com/hooks?token=***&tenant=***",
+        ),
+        (
+            "https://user@crm.example.com/",
+            "https://user@crm.example.com/",
+        ),
+        ("not a url", "***"),
+    ];
+    for (url, shown) in cases {
+        assert_eq!(shown_url(url), shown, "{url}");
+    }
+}

@@ -32,6 +32,11 @@ struct ReceiverState {
     received: Vec<Received>,
     /// The status answered while down.
     down: Option<u16>,
+    /// Whether requests hang (answered after a minute, or when released).
+    hang: bool,
+    release: Arc<tokio::sync::Notify>,
+    /// Requests that came in, answered or not yet.
+    arrived: usize,
 }
 
 /// A CRM stand-in on 127.0.0.1: records every request and answers 204, or the `down` status.
@@ -50,6 +55,9 @@ impl Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             received: Vec::new(),
             down,
+            hang: false,
+            release: Arc::default(),
+            arrived: 0,
         }));
         let app = axum::Router::new()
             .route("/hooks", axum::routing::post(receive))
@@ -58,6 +66,17 @@ impl Receiver {
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, state }
+    }
+
+    fn set_hanging(&self) {
+        self.state.lock().unwrap().hang = true;
+    }
+
+    /// Answers the requests that hang, and every later one at once.
+    fn release(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.hang = false;
+        state.release.notify_waiters();
     }
 
     fn set_down(&self, down: Option<u16>) {
@@ -93,6 +112,15 @@ async fn receive(
             .unwrap_or_default()
             .to_string()
     };
+    let hang = {
+        let mut state = state.lock().unwrap();
+        state.arrived += 1;
+        state.hang.then(|| Arc::clone(&state.release))
+    };
+    if let Some(release) = hang {
+        let released = release.notified();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), released).await;
+    }
     let mut state = state.lock().unwrap();
     let answered = state.down.unwrap_or(204);
     state.received.push(Received {
@@ -553,6 +581,7 @@ crate::both_backends!(
     a_job_out_of_turns_at_a_delivery_settled_elsewhere_hands_the_chain_on,
     a_delivery_whose_job_runs_out_of_attempts_is_given_up_and_the_chain_goes_on,
     a_retry_does_not_cut_short_the_wait_of_the_next_delivery,
+    a_hanging_endpoint_does_not_hold_back_the_others,
 );
 
 /// An endpoint at `crm` and `count` events of one customer (STOP and START in turn), handed
@@ -671,6 +700,10 @@ fn delivery_handler(db: &TestDb) -> hearback::jobs::webhooks::DeliverWebhook {
         )]),
         clock: hearback::time::Clock::system(),
         chain_turns: hearback::jobs::webhooks::CHAIN_TURNS,
+        gates: hearback::jobs::webhooks::EndpointGates::new(
+            hearback::jobs::webhooks::MAX_IN_FLIGHT_PER_ENDPOINT,
+            std::time::Duration::from_secs(5),
+        ),
     }
 }
 
@@ -756,6 +789,50 @@ async fn a_job_out_of_turns_at_a_delivery_settled_elsewhere_hands_the_chain_on(d
         Some(hearback::storage::JobState::Pending),
         "the chain's head has its job"
     );
+}
+
+/// A CRM that hangs holds some of the webhook workers, not all: another endpoint still gets
+/// every event while the first one's requests wait for their timeout.
+async fn a_hanging_endpoint_does_not_hold_back_the_others(db: &TestDb) {
+    use hearback::storage::{ConsentChange, NewInbound};
+    let hanging = Receiver::start(None).await;
+    hanging.set_hanging();
+    let healthy = Receiver::start(None).await;
+    let toml = webhooks_config(
+        "\"127.0.0.1/32\"",
+        "\"30ms\"",
+        &(endpoint("hanging", &hanging.url, "") + &endpoint("healthy", &healthy.url, "")),
+    )
+    .replace("timeout_secs = 2", "timeout_secs = 50");
+    let server = TestServer::start(config(db, &toml), db.storage.clone()).await;
+    // Twenty customers, one event each: forty deliveries, every one the head of its chain.
+    let now = hearback::time::Timestamp::now();
+    for n in 0..20 {
+        let phone = hearback::phone::Phone::parse(&format!("+336123456{n:02}"), None).unwrap();
+        db.storage
+            .receive_inbound(&NewInbound {
+                channel: "console",
+                provider_message_id: &format!("hang-{n}"),
+                to: "console",
+                from: Some(&phone),
+                body: "STOP",
+                consent: Some(ConsentChange::OptedOut),
+                received_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    wait_until("the healthy endpoint has every event", || async {
+        healthy.accepted_ids().len() == 20
+    })
+    .await;
+    let arrived = hanging.state.lock().unwrap().arrived;
+    assert!(
+        (1..=hearback::jobs::webhooks::MAX_IN_FLIGHT_PER_ENDPOINT).contains(&arrived),
+        "{arrived} requests to the hanging endpoint"
+    );
+    hanging.release();
+    server.stop().await;
 }
 
 /// A job out of attempts (its worker died each time) is abandoned: the delivery its chain was

@@ -28,6 +28,7 @@ pub struct EndpointBody {
     pub id: String,
     /// Its name in the configuration (`[webhooks.endpoints.<name>]`); none for API endpoints.
     pub name: Option<String>,
+    /// A password and the query's values are masked (`***`): they often hold credentials.
     #[schema(example = "https://crm.example.com/hooks/hearback")]
     pub url: String,
     /// The event types it receives; empty: all of them.
@@ -44,7 +45,7 @@ impl From<EndpointRecord> for EndpointBody {
         EndpointBody {
             id: e.id,
             name: e.name,
-            url: e.url,
+            url: crate::webhooks::shown_url(&e.url),
             event_types: e.event_types.0,
             source: e.source,
             created_at: e.created_at.as_datetime(),
