@@ -115,8 +115,10 @@ const NOTICE_WORKERS: usize = 8;
 /// (docs/PERFORMANCE.md).
 const SEND_BATCH: usize = 32;
 /// Workers of webhook deliveries, in a lane of their own: a CRM that answers slowly (up to
-/// `webhooks.timeout_secs` a request) never holds back texts or notices.
-const WEBHOOK_WORKERS: usize = 8;
+/// `webhooks.timeout_secs` a request) never holds back texts or notices. One endpoint takes at
+/// most `jobs::webhooks::MAX_IN_FLIGHT_PER_ENDPOINT` of them (eight, as many as this lane had
+/// before that limit: one endpoint's throughput is unchanged), the others keep the rest.
+const WEBHOOK_WORKERS: usize = 10;
 
 /// Loads the flows (logging each one refused) and checks that every channel can carry them.
 pub(crate) fn load_flows(config: &Config) -> Result<crate::flow::FlowSet, ServeError> {

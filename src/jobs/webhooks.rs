@@ -34,44 +34,27 @@ pub const CHAIN_TURNS: u32 = 50;
 const KEPT_BODY_BYTES: usize = 300;
 
 /// How many requests one endpoint may have in flight on an instance, of its webhook workers
-/// (eight): a CRM that hangs holds that many at most, and the other endpoints keep the rest.
-pub const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 6;
-/// The longest a delivery waits for its endpoint's turn before it looks again.
-const MAX_TURN_WAIT: Duration = Duration::from_secs(300);
+/// (ten): a CRM that hangs holds that many at most, and the other endpoints keep the rest.
+pub const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 8;
+/// How long a worker waits for a place at a full endpoint before it sets the delivery aside:
+/// at a fast endpoint a place frees up well within it, at one that hangs it does not.
+const PLACE_WAIT: Duration = Duration::from_secs(1);
+/// The longest a delivery set aside waits before it looks again.
+const MAX_SET_ASIDE: Duration = Duration::from_secs(300);
 
 /// The requests in flight per endpoint, on this instance.
 pub struct EndpointGates {
     limit: usize,
-    /// Between two deliveries that wait for the same full endpoint: its timeout over its
-    /// limit, about how often a place frees up while every request runs to its timeout.
+    /// Between two deliveries set aside for the same full endpoint: its timeout over its limit,
+    /// about how often a place frees up while every request runs to its timeout.
     spacing: Duration,
     gates: std::sync::Mutex<std::collections::HashMap<String, Gate>>,
 }
 
-#[derive(Default)]
 struct Gate {
-    in_flight: usize,
-    /// Deliveries sent away since a place was last free: each waits one spacing longer.
-    waiting: u32,
-}
-
-/// A place among an endpoint's requests in flight, given back when dropped.
-struct Pass {
-    gates: Arc<EndpointGates>,
-    endpoint: String,
-}
-
-impl Drop for Pass {
-    fn drop(&mut self) {
-        let mut gates = self
-            .gates
-            .gates
-            .lock()
-            .expect("the gates are never poisoned");
-        if let Some(gate) = gates.get_mut(&self.endpoint) {
-            gate.in_flight = gate.in_flight.saturating_sub(1);
-        }
-    }
+    places: Arc<tokio::sync::Semaphore>,
+    /// Deliveries set aside since a place was last given: each waits one spacing longer.
+    set_aside: u32,
 }
 
 impl EndpointGates {
@@ -84,20 +67,42 @@ impl EndpointGates {
         })
     }
 
-    /// A place for a request to `endpoint`, or how long to wait before asking again.
-    fn enter(self: &Arc<Self>, endpoint: &str) -> Result<Pass, Duration> {
-        let mut gates = self.gates.lock().expect("the gates are never poisoned");
-        let gate = gates.entry(endpoint.to_string()).or_default();
-        if gate.in_flight < self.limit {
-            gate.in_flight += 1;
-            gate.waiting = 0;
-            return Ok(Pass {
-                gates: Arc::clone(self),
-                endpoint: endpoint.to_string(),
+    /// A place for a request to `endpoint`, given back when dropped; or how long to set the
+    /// delivery aside. A worker waits up to [`PLACE_WAIT`] for a place, unless deliveries were
+    /// set aside since the endpoint last gave one: then it is full of requests that hang, and
+    /// waiting would only hold this worker too.
+    async fn enter(&self, endpoint: &str) -> Result<tokio::sync::OwnedSemaphorePermit, Duration> {
+        let (places, hanging) = {
+            let mut gates = self.gates.lock().expect("the gates are never poisoned");
+            let gate = gates.entry(endpoint.to_string()).or_insert_with(|| Gate {
+                places: Arc::new(tokio::sync::Semaphore::new(self.limit)),
+                set_aside: 0,
             });
+            (Arc::clone(&gate.places), gate.set_aside > 0)
+        };
+        let place = if hanging {
+            places.try_acquire_owned().ok()
+        } else {
+            tokio::time::timeout(PLACE_WAIT, places.acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        let mut gates = self.gates.lock().expect("the gates are never poisoned");
+        let gate = gates.get_mut(endpoint).expect("made above, never removed");
+        match place {
+            Some(place) => {
+                gate.set_aside = 0;
+                Ok(place)
+            }
+            None => {
+                gate.set_aside = gate.set_aside.saturating_add(1);
+                Err(self
+                    .spacing
+                    .saturating_mul(gate.set_aside)
+                    .min(MAX_SET_ASIDE))
+            }
         }
-        gate.waiting = gate.waiting.saturating_add(1);
-        Err(self.spacing.saturating_mul(gate.waiting).min(MAX_TURN_WAIT))
     }
 }
 
@@ -278,8 +283,8 @@ impl DeliverWebhook {
     /// One request for a pending delivery, recorded with where the delivery goes next; on the
     /// job's last turn (`hand_on`), a settled delivery queues the job of its contact's next one.
     async fn attempt(&self, delivery: &DeliveryToSend, hand_on: bool) -> Result<Turn, JobFailure> {
-        let _pass = match self.gates.enter(&delivery.endpoint_id) {
-            Ok(pass) => pass,
+        let _place = match self.gates.enter(&delivery.endpoint_id).await {
+            Ok(place) => place,
             // Not an attempt: nothing is recorded, and the job comes back after the wait.
             Err(wait) => {
                 return Ok(Turn::Later(
