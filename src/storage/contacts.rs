@@ -8,6 +8,7 @@
 //! in `blocked_numbers` (see [`crate::privacy`]). docs/privacy.md lists every column.
 
 use super::audit::insert_audit;
+use super::intake::ERASED_PAYLOAD_HASH;
 use super::{
     Actor, AuditEntry, Backend, BeginWrite, CASE_CLOSE_JOB, CASE_NOTICE_JOB, CASE_SLA_JOB,
     CaseEventRecord, ConsentRecord, EXPIRE_JOB, OPEN_JOB, REMIND_JOB, SEND_JOB, Storage,
@@ -536,14 +537,17 @@ impl Storage {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // The request's hash goes too: unkeyed, it would give the number back to whoever
+            // hashes every mobile number with the event's other fields, which are kept.
             sqlx::query(
-                "UPDATE invitations SET variables = '{}', updated_at = $2, \
+                "UPDATE invitations SET variables = '{}', payload_hash = $3, updated_at = $2, \
                  status = CASE WHEN status IN ('scheduled', 'held') THEN 'cancelled' ELSE status END, \
                  status_reason = CASE WHEN status IN ('scheduled', 'held') THEN 'contact_erased' ELSE status_reason END \
                  WHERE contact_id = $1",
             )
             .bind(id)
             .bind(now)
+            .bind(ERASED_PAYLOAD_HASH)
             .execute(&mut *tx)
             .await?;
             // An import's report said why a row of this customer was declined, in words that

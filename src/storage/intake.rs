@@ -86,6 +86,15 @@ pub struct QuotaCheck {
     pub since: Timestamp,
 }
 
+/// The request hash an erased customer's invitations keep: none. Such an invitation has
+/// forgotten its request, so any resend of its event is taken as it.
+pub(crate) const ERASED_PAYLOAD_HASH: &[u8] = &[];
+
+/// Whether a request is the one an invitation recorded (see [`ERASED_PAYLOAD_HASH`]).
+fn same_request(recorded: &[u8], new: &[u8; 32]) -> bool {
+    recorded == ERASED_PAYLOAD_HASH || recorded == new.as_slice()
+}
+
 /// An invitation already recorded for an event of the batch.
 #[derive(sqlx::FromRow)]
 struct SeenInvitation {
@@ -344,9 +353,8 @@ impl Storage {
             let mut first_of_event: HashMap<(&str, &str), usize> = HashMap::new();
             for (index, new) in batch.iter().enumerate() {
                 let event = (new.source.as_str(), new.event_id.as_str());
-                let same_payload = |hash: &[u8]| hash == new.payload_hash.as_slice();
                 if let Some(row) = seen.get(&event) {
-                    decisions.push(if same_payload(&row.payload_hash) {
+                    decisions.push(if same_request(&row.payload_hash, &new.payload_hash) {
                         Decision::Existing(row.record.clone())
                     } else {
                         Decision::Conflict
@@ -354,7 +362,7 @@ impl Storage {
                     continue;
                 }
                 if let Some(&first) = first_of_event.get(&event) {
-                    decisions.push(if same_payload(&batch[first].payload_hash) {
+                    decisions.push(if batch[first].payload_hash == new.payload_hash {
                         Decision::SameAs(first)
                     } else {
                         Decision::Conflict
@@ -556,7 +564,7 @@ impl Storage {
                         .bind(&new.event_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        if seen.payload_hash.as_slice() == new.payload_hash.as_slice() {
+                        if same_request(&seen.payload_hash, &new.payload_hash) {
                             Ok(InvitationOutcome::Existing(seen.record))
                         } else {
                             Err(SAME_EVENT_OTHER_PAYLOAD)

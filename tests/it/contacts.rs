@@ -255,7 +255,16 @@ async fn the_card_shows_the_whole_conversation(db: &TestDb) {
 
 async fn erasure_removes_the_number_and_texts_everywhere_and_keeps_the_scores(db: &TestDb) {
     let (server, client, key) = console_server(db).await;
-    whole_survey(&client, &server.base, &key).await;
+    let created = whole_survey(&client, &server.base, &key).await;
+    // The request's SHA-256 (the same event twice is the same invitation): hashing every mobile
+    // number with the event's other fields, which stay, would find the number again.
+    let request: hearback::intake::CreateInvitationRequest =
+        serde_json::from_value(invitation("order-card")).unwrap();
+    let request_hash = hex::encode(hearback::intake::payload_hash(&request));
+    assert!(
+        every_row(db).await.to_lowercase().contains(&request_hash),
+        "the request's hash is stored before the erasure"
+    );
     let before = traces_in(&every_row(db).await);
     assert!(
         [PHONE, FIRST_NAME, COMMENT]
@@ -290,6 +299,15 @@ async fn erasure_removes_the_number_and_texts_everywhere_and_keeps_the_scores(db
         1,
         "{after}"
     );
+
+    assert!(
+        !after.to_lowercase().contains(&request_hash),
+        "the request's hash is gone"
+    );
+    // The same event sent again is still that invitation, not a conflict.
+    let (status, again) = invite(&client, &server, &key, &invitation("order-card")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["id"], created["id"], "{again}");
 
     // One event about the contact is left: its erasure, naming its id only.
     let events = db.storage.outbox_after(0, 500).await.unwrap();
