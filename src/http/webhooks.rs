@@ -264,8 +264,6 @@ fn stored_status(status: DeliveryStatus) -> &'static str {
     }
 }
 
-/// What the provider expects back. Twilio reads the body as TwiML: an empty `<Response/>`
-/// means "send nothing back" (replies go out through the API, after the transaction).
 /// A webhook route called with another method: most likely a provider whose callbacks are set
 /// to GET (Vonage's SMS API, Twilio and Plivo allow it), which nothing here reads or verifies.
 pub async fn not_post() -> Response {
@@ -277,6 +275,8 @@ pub async fn not_post() -> Response {
     ([(axum::http::header::ALLOW, "POST")], error).into_response()
 }
 
+/// What the provider expects back. Twilio reads the body as TwiML: an empty `<Response/>`
+/// means "send nothing back" (replies go out through the API, after the transaction).
 fn acknowledge(provider: &str) -> Response {
     match provider {
         "twilio" => (

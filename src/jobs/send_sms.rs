@@ -331,11 +331,24 @@ impl Inner {
             .map_err(storage_failure)?
             .ok_or_else(|| JobFailure::Permanent("no such outgoing message".into()))?;
         let channel = self.channels.get(&message.channel);
+        let mut message = message;
         let due = match (message.status.as_str(), channel) {
             ("queued", _) => true,
             ("sending", Some(channel)) => {
-                self.reconcile(&message, channel, IfUnanswered::Retry)
-                    .await?
+                let again = self
+                    .reconcile(&message, channel, IfUnanswered::Retry)
+                    .await?;
+                if again {
+                    // Queued again: read as it is now (`superseded` is only worked out for a
+                    // queued text).
+                    message = self
+                        .storage
+                        .outgoing_message(message_id)
+                        .await
+                        .map_err(storage_failure)?
+                        .ok_or_else(|| JobFailure::Permanent("no such outgoing message".into()))?;
+                }
+                again
             }
             ("sending", None) => {
                 return Err(JobFailure::Retry(format!(
@@ -422,7 +435,7 @@ impl Inner {
 
     /// A text no longer wanted is never sent: a reminder when the customer has written, or the
     /// survey has closed, while it was held (a guard until the next day, an outage, the window);
-    /// a case's text when the case has closed meanwhile.
+    /// a case's recovery question when the case has closed meanwhile.
     async fn withdraw(&self, message: &OutgoingMessage) -> Result<(), JobFailure> {
         if self
             .storage

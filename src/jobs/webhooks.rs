@@ -183,13 +183,15 @@ impl JobHandler for DeliverWebhook {
                 };
                 if delivery.state == "pending" {
                     // Reached down the chain, a delivery waiting for its next try (a retry or
-                    // a replay of an earlier one led here) is left to the job that waits for
-                    // it: neither its schedule nor a `Retry-After` is cut short.
-                    let waiting = delivery
-                        .next_attempt_at
-                        .is_some_and(|at| at > this.clock.now());
-                    if turn > 1 && waiting {
-                        return Ok(());
+                    // a replay of an earlier one led here, or this job's own earlier run whose
+                    // wait was not recorded) is not tried sooner: neither its schedule nor a
+                    // `Retry-After` is cut short. This job waits for it too, so that the chain
+                    // keeps a job whatever became of the other.
+                    if let Some(wait) = this.waiting(&delivery).filter(|_| turn > 1) {
+                        return Err(JobFailure::Later(
+                            wait,
+                            "the delivery waits for its next try".into(),
+                        ));
                     }
                     match this.attempt(&delivery, turn == last).await? {
                         Turn::Settled if turn < last => {}
@@ -205,7 +207,19 @@ impl JobHandler for DeliverWebhook {
                 }
                 if turn == last {
                     // Out of turns at a delivery this job did not attempt (another run settled
-                    // it): the head gets a job of its own, or nothing would ever send it.
+                    // it): the head gets a job of its own, or nothing would ever send it; one
+                    // that waits for its next try keeps this job until then.
+                    let head = this
+                        .storage
+                        .webhook_delivery_to_send(id)
+                        .await
+                        .map_err(storage_retry)?;
+                    if let Some(wait) = head.as_ref().and_then(|head| this.waiting(head)) {
+                        return Err(JobFailure::Later(
+                            wait,
+                            "the delivery waits for its next try".into(),
+                        ));
+                    }
                     if let Some(contact) = &delivery.contact_id {
                         this.storage
                             .hand_on_webhook_chain(&delivery.endpoint_id, contact, this.clock.now())
@@ -235,9 +249,10 @@ impl JobHandler for DeliverWebhook {
             else {
                 return Ok(());
             };
+            // Its own delivery if still pending (a retry's, say); else where its chain is.
             let at = match this.chain_head(&delivery).await? {
-                Some(head) => head,
-                None => id,
+                Some(head) if delivery.state != "pending" => head,
+                _ => id,
             };
             warn!(delivery = at, endpoint = %delivery.endpoint_id, "webhook delivery given up: its job ran out of attempts");
             this.storage
@@ -268,6 +283,16 @@ fn storage_retry(e: crate::storage::StorageError) -> JobFailure {
 }
 
 impl DeliverWebhook {
+    /// How long a pending delivery still waits for its next try, if it does.
+    fn waiting(&self, delivery: &DeliveryToSend) -> Option<Duration> {
+        let now = self.clock.now();
+        delivery.next_attempt_at.filter(|at| *at > now).map(|at| {
+            (at.as_datetime() - now.as_datetime())
+                .to_std()
+                .unwrap_or_default()
+        })
+    }
+
     /// The contact's oldest pending delivery to the same endpoint.
     async fn chain_head(&self, delivery: &DeliveryToSend) -> Result<Option<i64>, JobFailure> {
         match &delivery.contact_id {
@@ -283,7 +308,7 @@ impl DeliverWebhook {
     /// One request for a pending delivery, recorded with where the delivery goes next; on the
     /// job's last turn (`hand_on`), a settled delivery queues the job of its contact's next one.
     async fn attempt(&self, delivery: &DeliveryToSend, hand_on: bool) -> Result<Turn, JobFailure> {
-        let _place = match self.gates.enter(&delivery.endpoint_id).await {
+        let place = match self.gates.enter(&delivery.endpoint_id).await {
             Ok(place) => place,
             // Not an attempt: nothing is recorded, and the job comes back after the wait.
             Err(wait) => {
@@ -306,6 +331,8 @@ impl DeliverWebhook {
         } else {
             self.request(delivery).await
         };
+        // The place is for the request: recording it may wait for the database.
+        drop(place);
         let now = self.clock.now();
         let (result, next, retry_in) = match result {
             Ok(status) => (

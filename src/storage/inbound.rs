@@ -411,7 +411,7 @@ impl Storage {
                 tx,
                 "SELECT id, contact_id, channel, sender, status, follow_up, \
                  CASE WHEN follow_up = 'asked' THEN EXISTS (SELECT 1 FROM messages m \
-                   WHERE m.case_id = cases.id AND m.direction = 'outbound' \
+                   WHERE m.case_id = cases.id AND m.direction = 'outbound' AND m.unprompted \
                    AND m.created_at >= cases.resolved_at AND m.status IN ('sent', 'delivered', 'unknown')) \
                  ELSE FALSE END AS follow_up_out, priority, sla_due_at FROM cases \
                  WHERE status <> 'closed' AND contact_id",

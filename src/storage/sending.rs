@@ -68,8 +68,9 @@ pub struct OutgoingMessage {
     pub created_at: Timestamp,
     /// A text still queued that is no longer wanted, held meanwhile by an SMS-pumping guard, a
     /// provider outage or the window: a survey's reminder when the customer has written since it
-    /// was queued or the conversation has closed; a case's text when the case has closed. Never
-    /// sent ([`Storage::withdraw_message`]).
+    /// was queued or the conversation has closed; a case's recovery question (its one unprompted
+    /// text) when the case has closed. An agent's text always goes. Never sent
+    /// ([`Storage::withdraw_message`]).
     pub superseded: bool,
 }
 
@@ -261,7 +262,7 @@ impl Storage {
              m.conversation_id, c.invitation_id, i.status AS invitation_status, c.flow_id, i.unit_id, m.segments, m.created_at, \
              CASE WHEN m.status <> 'queued' THEN FALSE \
              WHEN m.case_id IS NOT NULL \
-             THEN EXISTS (SELECT 1 FROM cases k WHERE k.id = m.case_id AND k.status = 'closed') \
+             THEN m.unprompted AND EXISTS (SELECT 1 FROM cases k WHERE k.id = m.case_id AND k.status = 'closed') \
              WHEN m.unprompted AND m.purpose = 'survey' AND i.status NOT IN ('scheduled', 'held') \
              THEN (c.status <> 'open' OR EXISTS (SELECT 1 FROM messages r \
                WHERE r.conversation_id = m.conversation_id AND r.direction = 'inbound' \

@@ -226,9 +226,9 @@ impl Storage {
     }
 
     /// Gives up delivery `id` for a job out of attempts (its worker stopped, or the database
-    /// failed, on every one): dead with `why` if still pending, and its contact's next pending
-    /// delivery to the endpoint gets a job of its own, keyed after `job` (the key its earlier
-    /// jobs had may still be held), so that the chain does not stop with it.
+    /// failed, on every one): dead with `why` if still pending, and then its contact's next
+    /// pending delivery to the endpoint gets a job of its own, keyed after `job` (the key its
+    /// earlier jobs had may still be held), so that the chain does not stop with it.
     pub async fn give_up_webhook_delivery(
         &self,
         id: i64,
@@ -247,7 +247,7 @@ impl Storage {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             lock_chains_shared!(self, tx);
-            sqlx::query(
+            let given_up = sqlx::query(
                 "UPDATE webhook_deliveries SET state = 'dead', next_attempt_at = NULL, last_error = $1, \
                  updated_at = $2 WHERE id = $3 AND state = 'pending'",
             )
@@ -255,13 +255,17 @@ impl Storage {
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
-            sqlx::query(&enqueue)
-                .bind(now)
-                .bind(id)
-                .bind(job.to_string())
-                .execute(&mut *tx)
-                .await?;
+            .await?
+            .rows_affected();
+            // Settled meanwhile: whoever settled it goes on with the chain.
+            if given_up == 1 {
+                sqlx::query(&enqueue)
+                    .bind(now)
+                    .bind(id)
+                    .bind(job.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await
         })?;
         Ok(())

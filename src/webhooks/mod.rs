@@ -40,16 +40,21 @@ pub fn subscribes(types: &[String], event_type: &str) -> bool {
     types.is_empty() || types.iter().any(|t| t == event_type)
 }
 
-/// An endpoint's URL as hearback shows it (listings, logs): a password and the query's values,
-/// where CRMs put their tokens, masked. One that does not parse is not shown at all.
+/// An endpoint's URL as hearback shows it (listings, logs): its user and password and the
+/// query's values, where CRMs put their tokens, masked. One that does not parse is not shown at
+/// all. A token in the path (`/hooks/catch/123/abc`) stays: the path is how one tells endpoints
+/// apart.
 pub fn shown_url(url: &str) -> String {
     const MASK: &str = "***";
     let Ok(mut shown) = url::Url::parse(url) else {
         return MASK.into();
     };
+    // Cannot fail: a URL with a user or a password has a host.
     if shown.password().is_some() {
-        // Cannot fail: a URL with a password has a host.
         let _ = shown.set_password(Some(MASK));
+    }
+    if !shown.username().is_empty() {
+        let _ = shown.set_username(MASK);
     }
     if shown.query().is_some() {
         let keys: Vec<String> = shown

@@ -199,15 +199,15 @@ fn an_endpoint_url_is_shown_without_its_password_or_query_values() {
         ),
         (
             "https://hearback:s3cret@crm.example.com/hooks",
-            "https://hearback:***@crm.example.com/hooks",
+            "https://***:***@crm.example.com/hooks",
         ),
         (
             "https://crm.example.com/hooks?token=abc123&tenant=42",
             "https://crm.example.com/hooks?token=***&tenant=***",
         ),
         (
-            "https://user@crm.example.com/",
-            "https://user@crm.example.com/",
+            "https://TOKEN@crm.example.com/",
+            "https://***@crm.example.com/",
         ),
         ("not a url", "***"),
     ];

@@ -731,7 +731,7 @@ async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_t
     let server = TestServer::start_with_clock(config, db.storage.clone(), clock.clone()).await;
     let client = Client::new();
     let crm = api_key(&db.storage, "crm").await;
-    organisation(db).await;
+    let people = organisation(db).await;
     invite(&client, &server, &crm, &lyon_invitation("order-held")).await;
     sent_to_customer(&client, &server, &crm, 1).await;
     reply(&client, &server, "in-score", "3").await;
@@ -757,12 +757,33 @@ async fn a_held_recovery_question_is_not_answered_before_it_goes_nor_sent_once_t
             .as_array()
             .unwrap_or_else(|| panic!("{detail}"))
             .iter()
-            .find(|m| m["direction"] == "outbound")
+            .find(|m| {
+                m["direction"] == "outbound"
+                    && m["text"].as_str().unwrap().starts_with("Avons-nous")
+            })
             .cloned()
             .unwrap_or_else(|| panic!("no recovery question: {detail}"))
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(question().await["status"], "queued", "held");
+    // An agent's text meanwhile goes out (the customer wrote a moment ago): it is not the
+    // question.
+    let (status, _) = post(
+        &client,
+        format!("{url}/messages"),
+        &people.agent_key,
+        json!({ "text": "PS : le bon d'achat est en route." }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_until("the agent's text goes out", || async {
+        let detail = get_json(&client, url.clone(), &crm).await;
+        detail["thread"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|m| m["text"].as_str().unwrap().starts_with("PS") && m["status"] == "sent")
+        })
+    })
+    .await;
 
     reply(&client, &server, "in-non", "non").await;
     wait_until("the reply reaches the case's thread", || async {
