@@ -10,7 +10,8 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Deletes succeeded jobs past their retention once a day, so the queue table stays small, and
 /// keeps the long SMS whose other parts never came ([`flush_incomplete_messages`]). Each run
-/// queues the next one; the per-day unique key keeps one run a day across instances.
+/// queues the next one before its work, so that one that fails for good does not end the
+/// chain; the per-day unique key keeps one run a day across instances.
 #[derive(Clone)]
 pub struct PurgeFinishedJobs {
     pub storage: Storage,
@@ -53,6 +54,10 @@ impl JobHandler for PurgeFinishedJobs {
         Box::pin(async move {
             let now = Timestamp::now();
             let retry = |e: StorageError| JobFailure::Retry(e.to_string());
+            // Tomorrow's run first: a run that fails for good must not end the daily chain.
+            Self::schedule(&this.storage, now + DAY, now)
+                .await
+                .map_err(retry)?;
             let purged = this
                 .storage
                 .purge_succeeded_jobs(now - this.retention)
@@ -65,9 +70,6 @@ impl JobHandler for PurgeFinishedJobs {
             if flushed > 0 {
                 tracing::warn!(flushed, "kept long SMS whose other parts never arrived");
             }
-            Self::schedule(&this.storage, now + DAY, now)
-                .await
-                .map_err(retry)?;
             Ok(())
         })
     }

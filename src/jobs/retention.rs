@@ -8,8 +8,9 @@ use std::time::Duration;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The daily retention run. Each run queues the next; the per-day unique key keeps one run a
-/// day across instances. Reads "now" from `clock`, so that tests let the days pass.
+/// The daily retention run. Each run queues the next before its work, so that one that fails
+/// for good does not end the chain; the per-day unique key keeps one run a day across
+/// instances. Reads "now" from `clock`, so that tests let the days pass.
 #[derive(Clone)]
 pub struct ApplyRetention {
     pub storage: Storage,
@@ -42,6 +43,10 @@ impl JobHandler for ApplyRetention {
         Box::pin(async move {
             let now = this.clock.now();
             let retry = |e: StorageError| JobFailure::Retry(e.to_string());
+            // Tomorrow's run first: a run that fails for good must not end the daily chain.
+            Self::schedule(&this.storage, now + DAY, now)
+                .await
+                .map_err(retry)?;
             let done = this
                 .storage
                 .apply_retention(now - this.retention, now)
@@ -54,9 +59,6 @@ impl JobHandler for ApplyRetention {
                 contacts = done.contacts_anonymised,
                 "personal data past retention removed"
             );
-            Self::schedule(&this.storage, now + DAY, now)
-                .await
-                .map_err(retry)?;
             Ok(())
         })
     }

@@ -515,7 +515,51 @@ async fn erasure_closes_the_customer_s_case_and_drops_its_jobs(db: &TestDb) {
     server.stop().await;
 }
 
+/// A retention run that fails (here its database lost a table) has already queued tomorrow's:
+/// one bad day does not end the daily runs.
+async fn a_failed_retention_run_leaves_tomorrow_s_run_queued(db: &TestDb) {
+    use hearback::jobs::JobHandler;
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query("ALTER TABLE answers RENAME TO answers_gone")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("ALTER TABLE answers RENAME TO answers_gone")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let clock = hearback::time::Clock::system();
+    let run = hearback::jobs::retention::ApplyRetention {
+        storage: db.storage.clone(),
+        retention: Duration::from_secs(30 * 86_400),
+        clock: clock.clone(),
+    };
+    let job = hearback::storage::ClaimedJob {
+        id: 0,
+        kind: hearback::jobs::retention::ApplyRetention::KIND.into(),
+        payload: json!({}),
+        attempt: 5,
+        max_attempts: 5,
+    };
+    let outcome = run.run(job).await;
+    assert!(outcome.is_err(), "the run fails: {outcome:?}");
+    let tomorrow = (clock.now().as_datetime() + chrono::Duration::days(1)).format("%Y-%m-%d");
+    let next = db
+        .storage
+        .job_by_key(&format!("privacy.retention:{tomorrow}"))
+        .await
+        .unwrap();
+    assert!(next.is_some(), "tomorrow's run is queued");
+}
+
 crate::both_backends!(
+    a_failed_retention_run_leaves_tomorrow_s_run_queued,
     erasure_closes_the_customer_s_case_and_drops_its_jobs,
     the_card_shows_the_whole_conversation,
     erasure_removes_the_number_and_texts_everywhere_and_keeps_the_scores,
