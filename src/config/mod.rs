@@ -110,7 +110,8 @@ pub struct JobsConfig {
     pub backoff_base_ms: u64,
     /// Longest delay between two attempts.
     pub backoff_max_secs: u64,
-    /// Succeeded jobs are deleted after this many days; dead jobs are kept for inspection.
+    /// Succeeded jobs are deleted after this many days; dead jobs are kept for inspection (until
+    /// `[privacy] retention_days`, when that is set).
     pub retention_days: u32,
 }
 

@@ -334,10 +334,11 @@ impl Storage {
         Ok(erased)
     }
 
-    /// The retention run: texts, free-text answers and variables from before `before` are
-    /// emptied, and contacts with no activity since then are erased as [`Storage::erase_contact`]
-    /// would (actor `system`). Texts still to be sent, and the variables of a survey still
-    /// running, are kept until they are done with.
+    /// The retention run: texts, free-text answers, variables, events' data, CRM answers,
+    /// closed cases' alert reasons, dead jobs and import reports' words from before `before`
+    /// are emptied or deleted, and contacts with no activity since then are erased as
+    /// [`Storage::erase_contact`] would (actor `system`). Texts still to be sent, the variables
+    /// of a survey still running and events still on their way are kept until done with.
     pub async fn apply_retention(
         &self,
         before: Timestamp,
@@ -385,6 +386,30 @@ impl Storage {
                     .bind(before)
                     .execute(&mut *tx)
                     .await?;
+                for statement in [
+                    // Events quote answers, texts and numbers: once handed out, with no
+                    // delivery still on its way, their data goes.
+                    "UPDATE outbox SET payload = '{}' WHERE occurred_at < $1 AND dispatched \
+                     AND payload <> '{}' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                     WHERE d.event_seq = outbox.seq AND d.state = 'pending')",
+                    // A CRM's answer, kept with an attempt, may echo what it was sent.
+                    "DELETE FROM webhook_attempts WHERE attempted_at < $1",
+                    "UPDATE webhook_deliveries SET last_error = NULL WHERE updated_at < $1 \
+                     AND state <> 'pending' AND last_error IS NOT NULL",
+                    // Alert reasons quote the customer's words; a case still open keeps them.
+                    "UPDATE case_events SET details = '{}' WHERE details <> '{}' AND case_id IN \
+                     (SELECT id FROM cases WHERE status = 'closed' AND closed_at < $1)",
+                    // A job that died keeps its payload (a notice's reasons) until then.
+                    "DELETE FROM jobs WHERE state = 'dead' AND finished_at < $1",
+                    // An import's report may quote what a row held: its reason codes stay.
+                    "UPDATE import_rejections SET message = reason WHERE message <> reason \
+                     AND import_id IN (SELECT id FROM imports WHERE created_at < $1)",
+                ] {
+                    sqlx::query(statement)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(())
             })?;

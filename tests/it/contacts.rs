@@ -515,6 +515,37 @@ async fn erasure_closes_the_customer_s_case_and_drops_its_jobs(db: &TestDb) {
     server.stop().await;
 }
 
+/// A customer still active (they wrote again since) is not erased by the retention run, but what
+/// they wrote a month ago goes from every table: their texts, their answers' words, and the
+/// events that quoted them.
+async fn retention_empties_what_an_active_customer_wrote_long_ago(db: &TestDb) {
+    let (server, client, key) = console_server(db).await;
+    whole_survey(&client, &server.base, &key).await;
+    let now = hearback::time::Timestamp::now();
+    db.storage.fan_out_events(1_000, now).await.unwrap();
+    assert!(every_row(db).await.contains(COMMENT));
+    // Retention as if all that was long ago; the customer writes again after it.
+    let retention_edge = now + Duration::from_millis(500);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    text_from_customer(&client, &server.base, "in-later", "bonjour").await;
+    db.storage
+        .apply_retention(retention_edge, hearback::time::Timestamp::now())
+        .await
+        .unwrap();
+    let rows = every_row(db).await;
+    assert!(
+        !rows.contains(COMMENT),
+        "{}",
+        rows.lines()
+            .filter(|l| l.contains(COMMENT))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (status, _) = card(&client, &server, &key, PHONE_PATH).await;
+    assert_eq!(status, StatusCode::OK, "still a customer");
+    server.stop().await;
+}
+
 /// A retention run that fails (here its database lost a table) has already queued tomorrow's:
 /// one bad day does not end the daily runs.
 async fn a_failed_retention_run_leaves_tomorrow_s_run_queued(db: &TestDb) {
@@ -559,6 +590,7 @@ async fn a_failed_retention_run_leaves_tomorrow_s_run_queued(db: &TestDb) {
 }
 
 crate::both_backends!(
+    retention_empties_what_an_active_customer_wrote_long_ago,
     a_failed_retention_run_leaves_tomorrow_s_run_queued,
     erasure_closes_the_customer_s_case_and_drops_its_jobs,
     the_card_shows_the_whole_conversation,
