@@ -136,6 +136,18 @@ pub struct Retention {
 /// Contacts anonymised per statement by a retention run: each is one erasure transaction.
 const RETENTION_BATCH: i64 = 500;
 
+/// A contact `c` with nothing since `$1`: no text, no invitation change or invitation to come,
+/// no open survey, no case still open or changed since, no consent change. The retention run
+/// erases such contacts; it asks again under the contact's lock, right before erasing one.
+const IDLE_SINCE: &str = "c.erased_at IS NULL AND c.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.contact_id = c.id AND m.created_at >= $1) \
+     AND NOT EXISTS (SELECT 1 FROM invitations i WHERE i.contact_id = c.id \
+         AND (i.updated_at >= $1 OR i.status IN ('scheduled', 'held'))) \
+     AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.contact_id = c.id AND v.status = 'open') \
+     AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.contact_id = c.id \
+         AND (k.status <> 'closed' OR k.updated_at >= $1)) \
+     AND NOT EXISTS (SELECT 1 FROM contact_consents h WHERE h.contact_id = c.id AND h.at >= $1)";
+
 /// Marks as opted out the contacts a statement has just created for blocked numbers, with a
 /// history row, and returns their ids. `$created` lists `(id, phone, created_at, at)`: a row
 /// whose `created_at` is the `at` it was inserted with is new (callers that know which contacts
@@ -327,7 +339,7 @@ impl Storage {
         now: Timestamp,
     ) -> Result<(String, bool), StorageError> {
         let erased = self
-            .erase_where("phone", phone.as_e164(), actor, now)
+            .erase_where("phone", phone.as_e164(), (actor, None), now)
             .await?
             .ok_or(StorageError::NotFound("contact"))?;
         self.truncate_wal().await;
@@ -416,17 +428,9 @@ impl Storage {
         }
         loop {
             let idle: Vec<String> = on_pool!(self, |pool| {
-                sqlx::query_scalar(
-                    "SELECT c.id FROM contacts c WHERE c.erased_at IS NULL AND c.created_at < $1 \
-                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.contact_id = c.id AND m.created_at >= $1) \
-                     AND NOT EXISTS (SELECT 1 FROM invitations i WHERE i.contact_id = c.id \
-                         AND (i.updated_at >= $1 OR i.status IN ('scheduled', 'held'))) \
-                     AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.contact_id = c.id AND v.status = 'open') \
-                     AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.contact_id = c.id \
-                         AND (k.status <> 'closed' OR k.updated_at >= $1)) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_consents h WHERE h.contact_id = c.id AND h.at >= $1) \
-                     ORDER BY c.id LIMIT $2",
-                )
+                sqlx::query_scalar(&format!(
+                    "SELECT c.id FROM contacts c WHERE {IDLE_SINCE} ORDER BY c.id LIMIT $2"
+                ))
                 .bind(before)
                 .bind(RETENTION_BATCH)
                 .fetch_all(pool)
@@ -434,7 +438,7 @@ impl Storage {
             })?;
             for id in &idle {
                 if self
-                    .erase_where("id", id, &Actor::System, now)
+                    .erase_where("id", id, (&Actor::System, Some(before)), now)
                     .await?
                     .is_some()
                 {
@@ -450,12 +454,13 @@ impl Storage {
     }
 
     /// Erases the contact whose `column` (`phone` or `id`) is `value`, unless it is erased
-    /// already (then `None`); returns its id and whether its number stays blocked.
+    /// already, or (`idle_since`, for the retention run) active since then: then `None`.
+    /// Returns its id and whether its number stays blocked.
     async fn erase_where(
         &self,
         column: &'static str,
         value: &str,
-        actor: &Actor,
+        (actor, idle_since): (&Actor, Option<Timestamp>),
         now: Timestamp,
     ) -> Result<Option<(String, bool)>, StorageError> {
         let key = self.privacy_key.clone().ok_or_else(|| {
@@ -479,6 +484,20 @@ impl Storage {
             let Some((id, phone, opted_out_at)) = found else {
                 return Ok(None);
             };
+            if let Some(since) = idle_since {
+                // Found idle before its lock was taken: a text or an invitation committed
+                // meanwhile keeps the customer.
+                let still_idle: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT c.id FROM contacts c WHERE c.id = $2 AND {IDLE_SINCE}"
+                ))
+                .bind(since)
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if still_idle.is_none() {
+                    return Ok(None);
+                }
+            }
             let id = id.as_str();
             let hmac = key.phone_hmac(&phone).to_vec();
             if opted_out_at.is_some() {

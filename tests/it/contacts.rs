@@ -546,6 +546,65 @@ async fn retention_empties_what_an_active_customer_wrote_long_ago(db: &TestDb) {
     server.stop().await;
 }
 
+/// The retention run finds a customer idle; before it takes their lock, the customer writes
+/// (a transaction holding their row adds a text). The run asks again under the lock and keeps
+/// them.
+#[tokio::test]
+async fn a_customer_who_writes_as_the_retention_run_reaches_them_is_kept() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let storage = db
+        .storage
+        .clone()
+        .with_privacy_key(hearback::privacy::HashKey::new(vec![7u8; 32]));
+    let phone = hearback::phone::Phone::parse(PHONE, None).unwrap();
+    let long_ago = hearback::time::Timestamp::now();
+    storage
+        .receive_inbound(&hearback::storage::NewInbound {
+            channel: "console",
+            provider_message_id: "long-ago",
+            to: "console",
+            from: Some(&phone),
+            body: "bonjour",
+            consent: None,
+            received_at: long_ago,
+        })
+        .await
+        .unwrap();
+    let before = long_ago + Duration::from_secs(1);
+    let mut writes = crate::support::HeldTransaction::begin(&db.url).await;
+    sqlx::query("SELECT id FROM contacts WHERE phone = $1 FOR UPDATE")
+        .bind(PHONE)
+        .execute(&mut *writes.tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, contact_id, direction, channel, body, status, created_at, updated_at) \
+         SELECT 'just-now', id, 'inbound', 'console', 'encore moi', 'received', $2, $2 \
+         FROM contacts WHERE phone = $1",
+    )
+    .bind(PHONE)
+    .bind(before + Duration::from_secs(1))
+    .execute(&mut *writes.tx)
+    .await
+    .unwrap();
+    let running = storage.clone();
+    let run = tokio::spawn(async move { running.apply_retention(before, before).await });
+    writes
+        .wait_until_blocking("the run waits for the customer's row")
+        .await;
+    writes.tx.commit().await.unwrap();
+    let done = run.await.unwrap().unwrap();
+    assert_eq!(done.contacts_anonymised, 0);
+    assert!(
+        storage.contact_by_phone(&phone).await.unwrap().is_some(),
+        "the customer is kept"
+    );
+    writes.pool.close().await;
+    db.cleanup().await;
+}
+
 /// A retention run that fails (here its database lost a table) has already queued tomorrow's:
 /// one bad day does not end the daily runs.
 async fn a_failed_retention_run_leaves_tomorrow_s_run_queued(db: &TestDb) {
