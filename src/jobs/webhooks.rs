@@ -106,6 +106,13 @@ impl EndpointGates {
     }
 }
 
+/// How long the deliveries of a disabled endpoint wait for it to come back before they are
+/// dead: an instance started with an older or newer configuration (a rolling deploy) disables
+/// an endpoint the others still have, until one of them starts again.
+const DISABLED_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often a delivery waiting for its disabled endpoint looks again.
+const DISABLED_RECHECK: Duration = Duration::from_secs(300);
+
 /// The body of every webhook request.
 #[derive(Serialize)]
 struct Envelope<'a> {
@@ -308,6 +315,22 @@ impl DeliverWebhook {
     /// One request for a pending delivery, recorded with where the delivery goes next; on the
     /// job's last turn (`hand_on`), a settled delivery queues the job of its contact's next one.
     async fn attempt(&self, delivery: &DeliveryToSend, hand_on: bool) -> Result<Turn, JobFailure> {
+        if let Some(disabled_at) = delivery.endpoint_disabled_at {
+            let back_by = disabled_at + DISABLED_GRACE;
+            let now = self.clock.now();
+            if now < back_by {
+                let wait = (back_by.as_datetime() - now.as_datetime())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(DISABLED_RECHECK);
+                // Not an attempt: nothing is recorded.
+                return Ok(Turn::Later(
+                    wait,
+                    "the endpoint is disabled; its deliveries wait a day for it to come back"
+                        .into(),
+                ));
+            }
+        }
         let place = match self.gates.enter(&delivery.endpoint_id).await {
             Ok(place) => place,
             // Not an attempt: nothing is recorded, and the job comes back after the wait.

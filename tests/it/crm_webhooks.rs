@@ -582,6 +582,7 @@ crate::both_backends!(
     a_delivery_whose_job_runs_out_of_attempts_is_given_up_and_the_chain_goes_on,
     a_retry_does_not_cut_short_the_wait_of_the_next_delivery,
     a_hanging_endpoint_does_not_hold_back_the_others,
+    a_disabled_endpoint_s_deliveries_wait_a_day_before_they_are_dead,
 );
 
 /// An endpoint at `crm` and `count` events of one customer (STOP and START in turn), handed
@@ -591,8 +592,7 @@ async fn a_customer_chain(
     crm: &Receiver,
     count: usize,
 ) -> (Vec<hearback::storage::DeliveryRecord>, Vec<String>) {
-    use hearback::storage::{ConsentChange, DeliveryFilter, NewEndpoint, NewInbound};
-    let now = hearback::time::Timestamp::now();
+    use hearback::storage::NewEndpoint;
     db.storage
         .create_webhook_endpoint(
             &NewEndpoint {
@@ -600,10 +600,21 @@ async fn a_customer_chain(
                 secret: SECRET.into(),
                 event_types: Vec::new(),
             },
-            now,
+            hearback::time::Timestamp::now(),
         )
         .await
         .unwrap();
+    customer_events_handed_out(db, count).await
+}
+
+/// `count` events of one customer (STOP and START in turn), handed out to the endpoints there
+/// are: their deliveries, oldest first, and the events' ids.
+async fn customer_events_handed_out(
+    db: &TestDb,
+    count: usize,
+) -> (Vec<hearback::storage::DeliveryRecord>, Vec<String>) {
+    use hearback::storage::{ConsentChange, DeliveryFilter, NewInbound};
+    let now = hearback::time::Timestamp::now();
     let phone = hearback::phone::Phone::parse("+33612345677", None).unwrap();
     for n in 0..count {
         let (body, change) = if n % 2 == 0 {
@@ -789,6 +800,54 @@ async fn a_job_out_of_turns_at_a_delivery_settled_elsewhere_hands_the_chain_on(d
         Some(hearback::storage::JobState::Pending),
         "the chain's head has its job"
     );
+}
+
+/// An endpoint disabled by an instance whose configuration lacks it (a rolling deploy) keeps
+/// its pending deliveries for a day, without an attempt; disabled for longer, they are dead.
+async fn a_disabled_endpoint_s_deliveries_wait_a_day_before_they_are_dead(db: &TestDb) {
+    use hearback::jobs::JobHandler;
+    use hearback::storage::NewEndpoint;
+    let crm = Receiver::start(None).await;
+    let now = hearback::time::Timestamp::now();
+    let configured = [(
+        "crm".to_string(),
+        NewEndpoint {
+            url: crm.url.clone(),
+            secret: SECRET.into(),
+            event_types: Vec::new(),
+        },
+    )];
+    db.storage
+        .sync_configured_endpoints(&configured, now)
+        .await
+        .unwrap();
+    let (chain, _) = customer_events_handed_out(db, 2).await;
+    // An instance without it starts.
+    db.storage
+        .sync_configured_endpoints(&[], now)
+        .await
+        .unwrap();
+    let job = job_keyed(db, &format!("webhook.deliver:{}:0", chain[0].id)).await;
+    let outcome = delivery_handler(db).run(job.clone()).await;
+    assert!(
+        matches!(outcome, Err(hearback::jobs::JobFailure::Later(..))),
+        "{outcome:?}"
+    );
+    assert_eq!(state_of(db, chain[0].id).await, "pending");
+    assert!(crm.received().is_empty());
+    // Disabled two days ago: dead.
+    db.storage
+        .sync_configured_endpoints(&configured, now)
+        .await
+        .unwrap();
+    let two_days_ago = now - std::time::Duration::from_secs(2 * 86_400);
+    db.storage
+        .sync_configured_endpoints(&[], two_days_ago)
+        .await
+        .unwrap();
+    delivery_handler(db).run(job).await.unwrap();
+    assert_eq!(state_of(db, chain[0].id).await, "dead");
+    assert!(crm.received().is_empty());
 }
 
 /// A CRM that hangs holds some of the webhook workers, not all: another endpoint still gets
