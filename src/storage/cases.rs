@@ -892,6 +892,31 @@ impl Storage {
         })
     }
 
+    /// The language to write to a case's customer in: their survey's (the flow's first when the
+    /// invitation gave no locale it speaks), else their locale's.
+    pub async fn case_language(
+        &self,
+        case: &CaseRecord,
+    ) -> Result<Option<crate::lang::Lang>, StorageError> {
+        if let Some(conversation) = &case.conversation_id {
+            let state: Option<Json<Value>> = on_pool!(self, |pool| {
+                sqlx::query_scalar("SELECT state FROM conversations WHERE id = $1")
+                    .bind(conversation)
+                    .fetch_optional(pool)
+                    .await
+            })?;
+            // Emptied by an erasure or the retention run: `{}`, no language.
+            let surveyed = state
+                .and_then(|state| state.0.get("lang").cloned())
+                .and_then(|lang| serde_json::from_value(lang).ok());
+            if surveyed.is_some() {
+                return Ok(surveyed);
+            }
+        }
+        let locale = self.contact_locale(&case.contact_id).await?;
+        Ok(locale.and_then(|locale| locale.parse().ok()))
+    }
+
     /// The locale a contact's invitations gave, if any.
     pub async fn contact_locale(&self, contact_id: &str) -> Result<Option<String>, StorageError> {
         let locale: Option<Option<String>> = on_pool!(self, |pool| {

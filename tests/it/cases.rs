@@ -932,6 +932,60 @@ async fn a_notice_reaches_its_other_recipients_when_one_mailbox_is_refused(db: &
     o.server.stop().await;
 }
 
+/// A survey in English (its flow's first language; the invitation gave no locale): the
+/// recovery question goes in English too.
+async fn the_recovery_question_goes_in_the_survey_s_language(db: &TestDb) {
+    let flows = tempfile::tempdir().unwrap();
+    // The shipped flows (the shipped rules name them), the delivery flow in English first.
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/flows")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".yaml") && !name.ends_with(".test.yaml") {
+            std::fs::copy(&path, flows.path().join(name)).unwrap();
+        }
+    }
+    let delivery =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/delivery.yaml"))
+            .unwrap()
+            .replace("languages: [fr, en]", "languages: [en, fr]");
+    std::fs::write(flows.path().join("delivery.yaml"), delivery).unwrap();
+    let smtp = SmtpSink::start();
+    let mut config = config(db, &smtp, SHIPPED_RULES);
+    config.flows.dir = flows.path().to_path_buf();
+    let server = TestServer::start(config, db.storage.clone()).await;
+    let client = Client::new();
+    let crm = api_key(&db.storage, "crm").await;
+    organisation(db).await;
+    let mut body = lyon_invitation("order-en");
+    body.as_object_mut().unwrap().remove("locale");
+    let (status, invitation) = invite(&client, &server, &crm, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
+    let first = sent_to_customer(&client, &server, &crm, 1).await;
+    assert!(
+        first[0]["body"].as_str().unwrap().starts_with("Hello"),
+        "{first:?}"
+    );
+    reply(&client, &server, "in-score", "3").await;
+    wait_until("a case is open", || async {
+        get_json(&client, server.url("/api/v1/cases"), &crm).await["cases"][0]["id"].is_string()
+    })
+    .await;
+    let cases = get_json(&client, server.url("/api/v1/cases"), &crm).await;
+    let id = cases["cases"][0]["id"].as_str().unwrap();
+    let (status, resolved) = post(
+        &client,
+        server.url(&format!("/api/v1/cases/{id}/resolve")),
+        &crm,
+        json!({ "outcome": "solved" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    let sent = sent_to_customer(&client, &server, &crm, 3).await;
+    let question = sent.last().unwrap()["body"].as_str().unwrap();
+    assert!(question.starts_with("Did we solve"), "{sent:?}");
+    server.stop().await;
+}
+
 async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
     let o = a_case_opened_by_a_score_of_3(db).await;
     for path in [
@@ -954,6 +1008,7 @@ async fn a_user_s_key_reaches_only_the_cases(db: &TestDb) {
 }
 
 crate::both_backends!(
+    the_recovery_question_goes_in_the_survey_s_language,
     a_notice_reaches_its_other_recipients_when_one_mailbox_is_refused,
     a_case_opened_by_two_rules_tells_the_addresses_of_both,
     a_rule_joining_a_case_tells_the_addresses_it_names,

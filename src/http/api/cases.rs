@@ -440,9 +440,9 @@ pub async fn resolve_case(
     let case = visible_case(&state, &caller, &id).await?;
     let now = Timestamp::now();
     let question = if request.follow_up.unwrap_or(true) {
-        // In the customer's language: English for an English locale, French otherwise.
-        let locale = state.storage.contact_locale(&case.contact_id).await?;
-        Some(if locale.is_some_and(|l| l.starts_with("en")) {
+        // In the customer's language: their survey's, else their locale's; French otherwise.
+        let language = state.storage.case_language(&case).await?;
+        Some(if language == Some(crate::lang::Lang::En) {
             state.cases.follow_up_en.clone()
         } else {
             state.cases.follow_up_fr.clone()
