@@ -217,12 +217,7 @@ async fn the_whole_loop_from_a_detractor_score_to_a_recovered_customer(db: &Test
         "{sent:?}"
     );
     let conversation = invitation["conversation_id"].as_str().unwrap();
-    let (survey, _) = db
-        .storage
-        .conversation_status(conversation)
-        .await
-        .unwrap()
-        .unwrap();
+    let survey = crate::conversations::survey_status(db, conversation).await;
     assert_eq!(survey, "expired");
 
     // The customer's answer lands in the thread, not in a survey.
@@ -566,12 +561,9 @@ async fn bad_case_requests_get_a_precise_error_and_change_nothing(db: &TestDb) {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{closed}");
     // Resolving ended the survey that raised the case, once.
-    let (survey, _) = db
-        .storage
-        .conversation_status(invitation["conversation_id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let survey =
+        crate::conversations::survey_status(db, invitation["conversation_id"].as_str().unwrap())
+            .await;
     assert_eq!(survey, "expired");
     let types = event_types(db).await;
     assert_eq!(
@@ -682,12 +674,7 @@ async fn resolving_a_case_ends_its_survey_and_the_recovery_answer_closes_it(db: 
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (survey, _) = db
-        .storage
-        .conversation_status(&o.conversation)
-        .await
-        .unwrap()
-        .unwrap();
+    let survey = crate::conversations::survey_status(db, &o.conversation).await;
     assert_eq!(survey, "expired", "resolving ended the survey");
     // The survey's next question, then the recovery question: read as its answer once it is out.
     sent_to_customer(&o.client, &o.server, &o.crm, 3).await;

@@ -136,6 +136,17 @@ pub(crate) async fn answer_to_the_end(
     .await;
 }
 
+/// The status of a survey (conversation) that exists: open, completed or expired.
+pub(crate) async fn survey_status(db: &TestDb, conversation: &str) -> String {
+    let (status, _) = db
+        .storage
+        .conversation_status(conversation)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no conversation {conversation}"));
+    status
+}
+
 pub(crate) async fn reply(client: &Client, server: &TestServer, id: &str, text: &str) {
     let response = client
         .post(server.url("/webhooks/console/inbound"))
@@ -196,12 +207,7 @@ async fn a_survey_runs_from_invitation_to_completion(db: &TestDb) {
     let mut count = 2;
     for (n, text) in ["oui", "non", "oui", "non"].into_iter().enumerate() {
         let conversation = invitation["conversation_id"].as_str().unwrap();
-        let (status, _) = db
-            .storage
-            .conversation_status(conversation)
-            .await
-            .unwrap()
-            .unwrap();
+        let status = survey_status(db, conversation).await;
         if status != "open" {
             break;
         }
@@ -210,12 +216,7 @@ async fn a_survey_runs_from_invitation_to_completion(db: &TestDb) {
         sent_to_customer(&client, &server, &key, count).await;
     }
     let conversation = invitation["conversation_id"].as_str().unwrap();
-    let (status, _) = db
-        .storage
-        .conversation_status(conversation)
-        .await
-        .unwrap()
-        .unwrap();
+    let status = survey_status(db, conversation).await;
     assert_eq!(status, "completed");
     let answers = db.storage.conversation_answers(conversation).await.unwrap();
     assert_eq!(answers[0].question_id, "score");
@@ -348,12 +349,7 @@ async fn stop_ends_the_survey_and_nothing_is_sent_to_the_number_again(db: &TestD
     let messages = sent_to_customer(&client, &server, &key, 2).await;
     assert_eq!(messages[1]["purpose"], "opt_out_confirmation");
     let conversation = invitation["conversation_id"].as_str().unwrap();
-    let (status, _) = db
-        .storage
-        .conversation_status(conversation)
-        .await
-        .unwrap()
-        .unwrap();
+    let status = survey_status(db, conversation).await;
     assert_eq!(
         status, "expired",
         "STOP closes the survey; its answers stay"
@@ -2766,15 +2762,7 @@ async fn a_silent_customer_is_reminded_once_then_the_conversation_expires(db: &T
     let (server, client, key, invitation, _flows) =
         a_survey_with_a_reminder(db, ("20h", "72h"), "immediate = true", &clock).await;
     let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
-    let status = || async {
-        let (status, _) = db
-            .storage
-            .conversation_status(&conversation)
-            .await
-            .unwrap()
-            .unwrap();
-        status
-    };
+    let status = || survey_status(db, &conversation);
     let hours = |n: u64| Duration::from_secs(n * 3_600);
     let settle = || tokio::time::sleep(Duration::from_millis(300));
 
@@ -2949,12 +2937,7 @@ async fn a_held_reminder_is_not_sent_once_the_customer_has_answered(db: &TestDb)
     );
     // The survey is untouched: still open on its next question, its invitation sent.
     let conversation = held.invitation["conversation_id"].as_str().unwrap();
-    let (status, _) = db
-        .storage
-        .conversation_status(conversation)
-        .await
-        .unwrap()
-        .unwrap();
+    let status = survey_status(db, conversation).await;
     assert_eq!(status, "open");
     let id = held.invitation["id"].as_str().unwrap();
     let invitation = get_json(
@@ -3203,15 +3186,7 @@ async fn a_first_question_that_goes_out_late_moves_its_reminder_and_expiry_with_
         invite(&client, &server, &key, &delivery_invitation("order-late")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{invitation}");
     let conversation = invitation["conversation_id"].as_str().unwrap().to_string();
-    let conversation_status = || async {
-        let (status, _) = db
-            .storage
-            .conversation_status(&conversation)
-            .await
-            .unwrap()
-            .unwrap();
-        status
-    };
+    let conversation_status = || survey_status(db, &conversation);
     let sent = || api.sent.lock().unwrap().len();
     let hours = |n: u64| Duration::from_secs(n * 3_600);
     let settle = || tokio::time::sleep(Duration::from_millis(300));
